@@ -1,0 +1,28 @@
+"""espnet_ext: per-language LoRA adapters, LID routing and analysis on ESPnet's Whisper and OWSM.
+
+Runtime dependencies are installed by install.sh (see there for why torch, espnet, openai-whisper and
+torchaudio cannot simply be listed here: a plain resolve replaces CPU torch by a CUDA build).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="espnet_ext",
+    version="0.1.0",
+    description="Multilingual LoRA adapters with language-ID routing for ESPnet Whisper/OWSM",
+    packages=find_packages(include=["espnet_ext", "espnet_ext.*"]),
+    package_data={"espnet_ext": ["resources/*", "resources/**/*"]},
+    python_requires=">=3.11",
+    install_requires=[
+        "torch==2.13.0",
+        "espnet==202511",
+        "openai-whisper==20230918",
+    ],
+    entry_points={
+        "console_scripts": [
+            "espnet-ext-decode=espnet_ext.bin.decode:main",
+            "espnet-ext-score=espnet_ext.bin.score:main",
+            "espnet-ext-validate-data=espnet_ext.bin.validate_data_dir:main",
+            "espnet-ext-convert-ct2=espnet_ext.bin.convert_ctranslate2:main",
+        ]
+    },
+)
