@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Driver of the multilingual LoRA recipe, the counterpart of ESPnet's asr.sh: recipes call it from a
+# thin run.sh. Every stage logs under exp/, leaves a .done marker and is skipped on rerun unless
+# --force true. The logic lives in Python (espnet_ext.bin.*, local/*.py); this file only sequences it.
+#
+# Stages (fixed for the whole pipeline):
+#   1 data prep   2 (reserved: features/stats)   3 LoRA training   4 LID training
+#   5 routed decoding   6 scoring   7 analysis/report
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}) $*"; }
+
+# General
+stage=1                # first stage to run
+stop_stage=7           # last stage to run
+lang=all               # hi|pa|te|it|all
+model=whisper_base     # registry name: python -m espnet_ext.models.registry lists them
+model_path=            # local weights for models that need them (whisper_small.., owsm_v4_..)
+nj=2                   # parallel jobs per stage
+ngpu=0                 # GPUs per job (0: CPU)
+cmd=                   # run.pl or slurm.pl; empty: the backend chosen in cmd.sh
+force=false            # rerun stages whose .done marker exists
+datadir=data
+expdir=exp
+# Stage 1: data
+corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
+tts_utts_per_split=    # empty: local/prepare_tts_corpus.py's default size
+# Stage 5: decoding
+tag=zeroshot           # experiment tag: exp/<model>_<tag>
+routing=none           # none (base model only); adapters and routing come with stages 3-4
+decode_language=oracle # oracle: force utt2lang's language; detect: the model's own LID
+decode_config=conf/decode_zeroshot.yaml  # beam size, batch size, 30 s window or real length, ...
+decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_size 4"
+test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang>
+
+help_message="Usage: $0 [options]
+  e.g. $0 --stage 5 --stop_stage 6 --lang te --decode_language detect"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+[ -n "${cmd}" ] && train_cmd=${cmd} && decode_cmd=${cmd}
+langs=$(python -m espnet_ext.bin.recipe_info langs --lang "${lang}")
+if [ -z "${test_sets}" ]; then
+    test_sets=$(for l in ${langs}; do echo -n "test_${l} "; done)
+fi
+exp_name=${model}_${tag}
+threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
+
+done_or_force() { [ -f "$1" ] && [ "${force}" != true ]; }
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    marker=${datadir}/.done_${corpus}
+    if done_or_force "${marker}"; then
+        log "stage 1: data already prepared (${marker}); --force true to redo"
+    else
+        log "stage 1: data preparation (${corpus}) -> ${datadir}/"
+        case ${corpus} in
+            tts) args=(local/prepare_tts_corpus.py --out_dir "${datadir}" --nj "${nj}" \
+                       ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"}) ;;
+            commonvoice) args=(local/prepare_commonvoice.py --corpus_dir "${COMMONVOICE}" --out_dir "${datadir}") ;;
+            kathbath) args=(local/prepare_kathbath.py --corpus_dir "${KATHBATH}" --out_dir "${datadir}") ;;
+            mls) args=(local/prepare_mls.py --corpus_dir "${MLS}" --out_dir "${datadir}") ;;
+            *) log "unknown --corpus ${corpus} (tts|commonvoice|kathbath|mls)"; exit 1 ;;
+        esac
+        ${train_cmd} "${expdir}/log/data_prep_${corpus}.log" python "${args[@]}"
+        ${train_cmd} "${expdir}/log/validate_data_${corpus}.log" \
+            python -m espnet_ext.bin.validate_data_dir "${datadir}"/*_*/
+        touch "${marker}"
+    fi
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    log "stage 2: reserved (features/stats); Whisper and OWSM compute log-mels on the fly: nothing to do"
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    log "stage 3: LoRA training is not in this release yet (issue 3); skipped"
+fi
+
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    log "stage 4: LID training is not in this release yet; skipped"
+fi
+
+decode_dir_of() {  # data set -> decode dir
+    local suffix=""
+    [ "${decode_language}" = detect ] && suffix="_detectlang"
+    echo "${expdir}/${exp_name}/decode_$(basename "$1")_${routing}${suffix}"
+}
+data_dir_of() {  # a name under data/ or a path
+    if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
+}
+
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    for dset in ${test_sets}; do
+        data=$(data_dir_of "${dset}")
+        dir=$(decode_dir_of "${dset}")
+        if done_or_force "${dir}/.done"; then
+            log "stage 5: ${dir} already decoded; --force true to redo"
+            continue
+        fi
+        log "stage 5: decoding ${data} with ${model} (routing ${routing}, language ${decode_language}) -> ${dir}"
+        ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+            python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
+                --ngpu "${ngpu}" --config "${decode_config}" --language "${decode_language}" ${decode_args}
+        python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
+        touch "${dir}/.done"
+    done
+fi
+
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+    for dset in ${test_sets}; do
+        data=$(data_dir_of "${dset}")
+        dir=$(decode_dir_of "${dset}")
+        log "stage 6: scoring ${dir}"
+        ${train_cmd} "${dir}/log/score.log" python -m espnet_ext.bin.score --decode_dir "${dir}" --data_dir "${data}"
+    done
+    python local/show_results.py --exp_dir "${expdir}" --out "${expdir}/RESULTS.md"
+    log "stage 6: results (${expdir}/RESULTS.md):"
+    cat "${expdir}/RESULTS.md"
+fi
+
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    log "stage 7: analysis/report is not in this release yet; skipped"
+fi
+log "done"

@@ -1,0 +1,1 @@
+../../TEMPLATE/asr1/lora_asr.sh

@@ -1,0 +1,43 @@
+"""Small argument-parsing helpers shared by the command-line entry points."""
+import argparse
+
+
+def str2bool(value: str) -> bool:
+    """Parse the `true|false` spelling the Kaldi-style shell scripts pass to every boolean option."""
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def parse_args_with_config(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse `argv`, taking defaults from the YAML file given by `--config` (command line wins).
+
+    This is ESPnet's convention: `conf/*.yaml` holds an experiment's settings, flags override them.
+    Unknown keys in the YAML are an error naming the file, so a typo never passes silently.
+    """
+    import yaml
+
+    parser.add_argument("--config", default=None, help="YAML file of option defaults (keys = option names)")
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        with open(pre.config, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        known = {a.dest for a in parser._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            parser.error(f"{pre.config}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def save_resolved_args(args: argparse.Namespace, path) -> None:
+    """Record every option a step ran with (config file and flags resolved), for reproduction."""
+    import yaml
+
+    from espnet_ext.fileio import atomic_write_text
+
+    values = {k: str(v) if hasattr(v, "__fspath__") else v for k, v in sorted(vars(args).items())}
+    atomic_write_text(path, yaml.safe_dump(values, allow_unicode=True, sort_keys=True))

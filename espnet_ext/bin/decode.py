@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Decode a Kaldi data dir with a registry model (stage 5 of the recipe).
+
+Usage (one job of a run.pl JOB=1:NJ array, then the merge):
+    python -m espnet_ext.bin.decode --model whisper_base --data_dir data/test_hi \
+        --out_dir exp/whisper_base_zeroshot/decode_test_hi_none --job 1 --nj 2
+    python -m espnet_ext.bin.decode --merge --nj 2 --out_dir exp/whisper_base_zeroshot/decode_test_hi_none
+
+A job writes `<out_dir>/split<NJ>/<JOB>/{text,lid.json}`; the merge joins them into `<out_dir>/text`
+(Kaldi `uttid transcript`) and `<out_dir>/lid.json` (language used and the model's own language
+posteriors per utterance). Any Kaldi data dir with `wav.scp text utt2lang` works, also outside data/.
+"""
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from espnet_ext.bin.cli import parse_args_with_config, save_resolved_args, str2bool
+from espnet_ext.decode.search import SearchConfig
+from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, merge_jobs
+
+log = logging.getLogger("decode")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--nj", type=int, default=1, help="number of jobs the data dir is split into")
+    p.add_argument("--merge", action="store_true", help="join the jobs' outputs instead of decoding")
+    p.add_argument("--job", type=int, default=1, help="this job's index, 1..nj")
+    p.add_argument("--model", default="whisper_base", help="registry name (see espnet_ext.models.registry)")
+    p.add_argument("--model_path", default=None, help="local weights for models that need them")
+    p.add_argument("--data_dir", type=Path, help="Kaldi data dir with wav.scp, text, utt2lang")
+    p.add_argument("--language", choices=["oracle", "detect"], default="oracle",
+                   help="force each utterance's language from utt2lang, or let the model detect it")
+    p.add_argument("--pad_to_30s", type=str2bool, default=True,
+                   help="encode the 30 s window Whisper was trained on (zero-shot) or the real length")
+    p.add_argument("--beam_size", type=int, default=1, help="1 = greedy")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--max_tokens", type=int, default=SearchConfig.max_tokens)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--ngpu", type=int, default=0, help="0: CPU; 1: decode on the first CUDA device")
+    return p
+
+
+def main(argv=None) -> None:
+    args = parse_args_with_config(get_parser(), argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.merge:
+        n = merge_jobs(args.out_dir, args.nj)
+        log.info("merged %d jobs: %d utterances -> %s/text", args.nj, n, args.out_dir)
+        return
+    if args.data_dir is None:
+        raise SystemExit("decode.py: --data_dir is required unless --merge is given")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from espnet_ext.models.registry import load_model
+
+    start = time.time()
+    device = "cuda" if args.ngpu > 0 else "cpu"
+    model = load_model(args.model, device=device, model_path=args.model_path)
+    model.asr_model.eval()
+    log.info("loaded %s in %.1f s", args.model, time.time() - start)
+    options = DecodeOptions(
+        search=SearchConfig(beam_size=args.beam_size, max_tokens=args.max_tokens),
+        batch_size=args.batch_size,
+        pad_to_30s=args.pad_to_30s,
+        detect_language=args.language == "detect",
+    )
+    save_resolved_args(args, args.out_dir / "decode_args.yaml")
+    job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
+    start = time.time()
+    n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj)
+    log.info("decoded %d utterances in %.1f s -> %s", n, time.time() - start, job_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Cached, batched Whisper decoding equals ESPnet's own full-prefix decoder, one utterance at a time."""
+import numpy as np
+import pytest
+import torch
+
+from espnet_ext.decode.search import SearchConfig, beam_search
+from espnet_ext.decode.transcribe import make_backend, transcribe_batch
+from espnet_ext.models.registry import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = load_model("whisper_tiny_random")
+    model.asr_model.eval()
+    return model
+
+
+class FullPrefixState:
+    """Reference: ESPnet's OpenAIWhisperDecoder.forward over the whole prefix at every step."""
+
+    def __init__(self, espnet_decoder, features):
+        self.decoder, self.features, self.prefix = espnet_decoder, features, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def step(self, tokens):
+        self.prefix = tokens if self.prefix is None else torch.cat([self.prefix, tokens], dim=1)
+        n = self.prefix.size(0)
+        logits, _ = self.decoder(self.features, torch.full((n,), self.features.size(1)), self.prefix,
+                                 torch.full((n,), self.prefix.size(1)))
+        return torch.log_softmax(logits[:, -1].float(), dim=-1)
+
+    def reorder(self, index):
+        self.prefix = self.prefix.index_select(0, index)
+        self.features = self.features.index_select(0, index)
+
+
+def random_audio(seconds, seed):
+    return np.random.default_rng(seed).normal(0, 0.1, int(16000 * seconds)).astype(np.float32)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+@torch.no_grad()
+def test_cached_batch_equals_full_prefix_single(tiny, beam):
+    backend = make_backend(tiny, pad_to_30s=True)
+    audios = [random_audio(s, i) for i, s in enumerate([1.0, 2.5, 0.7])]
+    speech = torch.from_numpy(np.stack([np.pad(a, (0, 40000 - len(a))) for a in audios]))
+    features = backend.encode(speech, torch.tensor([len(a) for a in audios]))
+    config = SearchConfig(beam_size=beam, max_tokens=12)
+    prompts = [backend.prompt(lang) for lang in ("hi", "te", "it")]
+    with backend.state(features.repeat_interleave(beam, 0)) as state:
+        cached = beam_search(state, prompts, backend.eot, backend.suppress, [12] * 3, config)
+    reference = []
+    for i, prompt in enumerate(prompts):
+        with FullPrefixState(tiny.asr_model.decoder, features[i : i + 1].repeat_interleave(beam, 0)) as state:
+            reference += beam_search(state, [prompt], backend.eot, backend.suppress, [12], config)
+    assert cached == reference
+    assert all(len(t) > 0 for t in cached)
+
+
+@torch.no_grad()
+def test_hooks_are_removed_after_decoding(tiny):
+    backend = make_backend(tiny, pad_to_30s=True)
+    transcribe_batch(backend, [random_audio(1.0, 0)], ["hi"], SearchConfig(max_tokens=4))
+    assert all(not b.attn.key._forward_hooks for b in tiny.asr_model.decoder.decoders.blocks)
+
+
+@torch.no_grad()
+def test_batch_of_30s_windows_equals_one_by_one(tiny):
+    backend = make_backend(tiny, pad_to_30s=True)
+    audios = [random_audio(s, 10 + i) for i, s in enumerate([1.2, 3.0, 0.5, 2.0])]
+    langs = ["hi", "pa", "te", "it"]
+    config = SearchConfig(max_tokens=10)
+    batched = transcribe_batch(backend, audios, langs, config)
+    alone = [transcribe_batch(backend, [a], [l], config)[0] for a, l in zip(audios, langs)]
+    assert [h.text for h in batched] == [h.text for h in alone]
+    assert [h.lang for h in batched] == langs
+
+
+@torch.no_grad()
+def test_detected_language_comes_from_the_posteriors(tiny):
+    backend = make_backend(tiny, pad_to_30s=True)
+    hyp = transcribe_batch(backend, [random_audio(1.0, 3)], [None], SearchConfig(max_tokens=4))[0]
+    assert hyp.lang == max(hyp.lang_posteriors, key=hyp.lang_posteriors.get)
+    assert abs(sum(hyp.lang_posteriors.values()) - 1) < 1e-5
