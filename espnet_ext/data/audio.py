@@ -1,0 +1,162 @@
+"""Audio in and out of the recipe: every corpus ends up as 16 kHz mono 16-bit WAV, conditioned alike.
+
+Whisper and OWSM expect 16 kHz input, so data dirs hold 16 kHz audio only. All preparers send their
+audio through the same chain (`condition`: mono downmix, resampling, edge-silence trimming, level
+normalisation) so that synthetic and real corpora differ in content, not in loudness or padding.
+
+Reading uses soundfile (libsndfile 1.2 here: WAV, FLAC, MP3 and Ogg Opus/Vorbis, which covers Common
+Voice and MLS). Formats libsndfile cannot open at all, such as Kathbath's AAC `.m4a`, are decoded with
+PyAV, which faster-whisper already requires.
+"""
+import os
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from espnet_ext.fileio import atomic_open
+
+PathLike = Union[str, os.PathLike]
+
+SAMPLE_RATE = 16000
+SNDFILE_SUFFIXES = {f".{fmt.lower()}" for fmt in sf.available_formats()} | {".opus", ".oga"}
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used, with the file named in the message (one string: picklable)."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the validator needs to know about a decoded file."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _read_with_pyav(path: Path) -> Tuple[np.ndarray, int]:
+    """Decode a container libsndfile does not know (m4a/AAC) into float32 (frames, channels)."""
+    import av  # imported here: only m4a-style corpora need it
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        converter = av.AudioResampler(format="fltp")
+        chunks = [out.to_ndarray() for frame in container.decode(stream) for out in converter.resample(frame)]
+        sample_rate = stream.rate
+    if not chunks:
+        raise AudioError(f"{path}: no audio frames decoded")
+    return np.concatenate(chunks, axis=1).T.astype(np.float32), sample_rate
+
+
+def read_audio(path: PathLike) -> Tuple[np.ndarray, int]:
+    """Decode a whole file to float32 (frames, channels); any failure names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        if path.suffix.lower() in SNDFILE_SUFFIXES:
+            wave, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        else:
+            wave, sample_rate = _read_with_pyav(path)
+    except AudioError:
+        raise
+    except Exception as err:  # soundfile and PyAV raise many types for a damaged file; all mean the same
+        raise AudioError(f"{path}: cannot decode audio ({err}); the file is corrupt or truncated") from None
+    return wave, sample_rate
+
+
+def probe_audio(path: PathLike) -> AudioInfo:
+    """Decode the file completely (catching damage past the header) and report its shape."""
+    wave, sample_rate = read_audio(path)
+    return AudioInfo(sample_rate=sample_rate, channels=wave.shape[1], frames=wave.shape[0])
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """Average the channels of a (frames, channels) array; a 1-D array is already mono."""
+    return wave if wave.ndim == 1 else wave.mean(axis=1)
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling of a mono signal (exact rational ratio, e.g. 22050 -> 16000 is 320/441)."""
+    if orig_sr == target_sr:
+        return wave
+    divisor = gcd(orig_sr, target_sr)
+    return resample_poly(wave, target_sr // divisor, orig_sr // divisor).astype(np.float32)
+
+
+def _frame_rms(wave: np.ndarray, frame: int) -> np.ndarray:
+    """RMS of consecutive non-overlapping frames (the last partial frame included)."""
+    padded = np.pad(wave, (0, -len(wave) % frame))
+    return np.sqrt(np.mean(padded.reshape(-1, frame) ** 2, axis=1))
+
+
+def trim_silence(wave: np.ndarray, sample_rate: int, threshold_db: float = -40.0,
+                 frame_s: float = 0.02, margin_s: float = 0.1) -> np.ndarray:
+    """Cut leading and trailing frames quieter than `threshold_db` below the loudest frame.
+
+    A margin is kept on each side so that soft word onsets and endings survive.
+    """
+    frame = max(1, int(frame_s * sample_rate))
+    rms = _frame_rms(wave, frame)
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (threshold_db / 20)) if rms.max() > 0 else []
+    if len(loud) == 0:
+        raise AudioError("audio is silent")
+    margin = int(margin_s * sample_rate)
+    start = max(0, loud[0] * frame - margin)
+    end = min(len(wave), (loud[-1] + 1) * frame + margin)
+    return wave[start:end]
+
+
+def normalize_level(wave: np.ndarray, target_rms_db: float = -20.0, peak_limit: float = 0.95) -> np.ndarray:
+    """Scale to a common RMS level, lowering the gain where the peak would otherwise clip."""
+    rms = float(np.sqrt(np.mean(wave ** 2)))
+    if rms == 0:
+        raise AudioError("audio is silent")
+    gain = 10 ** (target_rms_db / 20) / rms
+    peak = float(np.abs(wave).max())
+    gain = min(gain, peak_limit / peak)
+    return (wave * gain).astype(np.float32)
+
+
+def condition(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The chain every preparer applies: mono, 16 kHz, edges trimmed, level normalised."""
+    mono = resample(to_mono(wave).astype(np.float32), sample_rate, SAMPLE_RATE)
+    return normalize_level(trim_silence(mono, SAMPLE_RATE))
+
+
+def write_wav(path: PathLike, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM mono WAV atomically; data dirs accept nothing but 16 kHz."""
+    if sample_rate != SAMPLE_RATE:
+        raise AudioError(f"{path}: refusing to write {sample_rate} Hz audio; resample to {SAMPLE_RATE} first")
+    with atomic_open(path, "wb") as f:
+        sf.write(f, np.clip(wave, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+
+
+def convert_audio(src: PathLike, dst: PathLike) -> float:
+    """Read any supported file, condition it and write it as a 16 kHz WAV; returns the duration."""
+    wave, sample_rate = read_audio(src)
+    try:
+        out = condition(wave, sample_rate)
+    except AudioError as err:
+        raise AudioError(f"{src}: {err}") from None
+    write_wav(dst, out)
+    return len(out) / SAMPLE_RATE
+
+
+def existing_wav_duration(path: PathLike) -> Optional[float]:
+    """Duration of `path` if it is already a usable 16 kHz mono WAV (so a rerun can skip it), else None."""
+    try:
+        info = probe_audio(path)
+    except AudioError:
+        return None
+    usable = info.sample_rate == SAMPLE_RATE and info.channels == 1 and info.frames > 0
+    return info.duration if usable else None

@@ -1,0 +1,254 @@
+"""Kaldi data directories: the one format every corpus is turned into before training or decoding.
+
+A data dir holds one `key value` line per utterance in each of `wav.scp text utt2spk utt2lang utt2dur`
+(and `spk2utt`, one line per speaker), plus an optional `segments` that cuts utterances out of longer
+recordings. Kaldi and ESPnet merge these files line by line, so every file is sorted by its key in C
+locale byte order (what `LC_ALL=C sort` gives) and every utterance id starts with its speaker id, which
+makes the utterance order and the speaker order agree. For UTF-8 text, byte order equals code point
+order, so Python's own string sort is the C sort.
+
+Writing goes through a staging directory that replaces the old one only when complete, so a crash never
+leaves a mixture of old and new files behind.
+"""
+import logging
+import os
+import shutil
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from espnet_ext.fileio import atomic_write_text
+from espnet_ext.languages import get_language
+
+PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
+
+PER_UTTERANCE_FILES = ("wav.scp", "text", "utt2spk", "utt2lang", "utt2dur")
+REQUIRED_FILES = PER_UTTERANCE_FILES + ("spk2utt",)
+SEGMENTS = "segments"
+
+
+class DataDirError(ValueError):
+    """A problem in a data dir (or a corpus manifest), located at `path:line`, with how to fix it."""
+
+    def __init__(self, path: PathLike, line: Optional[int], message: str, fix: str):
+        super().__init__(path, line, message, fix)  # keeps the exception picklable across processes
+        self.path, self.line, self.message, self.fix = str(path), line, message, fix
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.message} (fix: {self.fix})"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Where an utterance lies inside a longer recording listed in wav.scp."""
+
+    recording_id: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """Everything the recipe knows about one utterance; `wav` is the audio path of it (or its recording)."""
+
+    utt_id: str
+    speaker: str
+    text: str
+    lang: str
+    wav: str
+    duration: float
+    segment: Optional[Segment] = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One `key value` line of a Kaldi list file, with its 1-based line number for error messages."""
+
+    line: int
+    key: str
+    value: str
+
+
+def normalize_text(text: str) -> str:
+    """NFC with single spaces: the one spelling of a transcript that scoring and tokenisers agree on."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def read_entries(path: PathLike) -> List[Entry]:
+    """Read a Kaldi list file in file order, splitting each line at its first whitespace run.
+
+    No ordering or uniqueness checks happen here, so that the validator can report every problem;
+    blank lines are errors because Kaldi tools would read them as an empty key.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataDirError(path, None, f"not valid UTF-8 ({err})", "re-encode the file as UTF-8") from None
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        fields = line.strip().split(maxsplit=1)
+        if not fields:
+            raise DataDirError(path, number, "blank line", "delete the blank line")
+        entries.append(Entry(number, fields[0], fields[1] if len(fields) > 1 else ""))
+    return entries
+
+
+def write_list(path: PathLike, pairs: Mapping[str, str]) -> None:
+    """Write `key value` lines sorted by key in C byte order, atomically."""
+    lines = [f"{key} {pairs[key]}\n" for key in sorted(pairs)]
+    atomic_write_text(path, "".join(lines))
+
+
+def spk2utt_from_utt2spk(utt2spk: Mapping[str, str]) -> Dict[str, List[str]]:
+    """Group utterances by speaker, each list in sorted order (what utils/utt2spk_to_spk2utt.pl gives)."""
+    spk2utt: Dict[str, List[str]] = {}
+    for utt in sorted(utt2spk):
+        spk2utt.setdefault(utt2spk[utt], []).append(utt)
+    return spk2utt
+
+
+def check_utterances(utterances: Sequence[Utterance], where: str) -> None:
+    """Refuse utterances that would make an invalid data dir, before any file is written."""
+    if len({utt.segment is None for utt in utterances}) > 1:
+        raise DataDirError(where, None, "some utterances have segments and others not",
+                           "Kaldi needs all or none: give unsegmented ones a whole-recording segment")
+    seen = set()
+    for utt in utterances:
+        if utt.utt_id in seen:
+            raise DataDirError(where, None, f"duplicate utterance id {utt.utt_id!r}",
+                               "give every utterance a unique id")
+        seen.add(utt.utt_id)
+        if any(ch.isspace() for ch in utt.utt_id + utt.speaker + utt.wav):
+            raise DataDirError(where, None, f"whitespace in the id, speaker or path of {utt.utt_id!r}",
+                               "Kaldi lists split on whitespace: remove it from ids and audio paths")
+        if not utt.utt_id.startswith(utt.speaker):
+            raise DataDirError(where, None, f"utterance id {utt.utt_id!r} does not start with its speaker "
+                               f"id {utt.speaker!r}", "prefix utterance ids with the speaker id")
+        if not normalize_text(utt.text):
+            raise DataDirError(where, None, f"empty transcript for {utt.utt_id!r}",
+                               "drop the utterance or supply its transcript")
+        get_language(utt.lang)
+        if not utt.duration > 0:
+            raise DataDirError(where, None, f"non-positive duration for {utt.utt_id!r}",
+                               "drop empty audio before writing the data dir")
+
+
+def _data_dir_files(utterances: Sequence[Utterance]) -> Dict[str, Dict[str, str]]:
+    """The contents of every list file, as key -> value maps."""
+    files: Dict[str, Dict[str, str]] = {name: {} for name in PER_UTTERANCE_FILES}
+    segments: Dict[str, str] = {}
+    for utt in utterances:
+        files["text"][utt.utt_id] = normalize_text(utt.text)
+        files["utt2spk"][utt.utt_id] = utt.speaker
+        files["utt2lang"][utt.utt_id] = utt.lang
+        files["utt2dur"][utt.utt_id] = f"{utt.duration:.3f}"
+        if utt.segment is None:
+            files["wav.scp"][utt.utt_id] = utt.wav
+        else:
+            seg = utt.segment
+            files["wav.scp"][seg.recording_id] = utt.wav
+            segments[utt.utt_id] = f"{seg.recording_id} {seg.start:.3f} {seg.end:.3f}"
+    utt2spk = files["utt2spk"]
+    files["spk2utt"] = {spk: " ".join(utts) for spk, utts in spk2utt_from_utt2spk(utt2spk).items()}
+    if segments:
+        files[SEGMENTS] = segments
+    return files
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move a complete staging dir onto `target`, removing the previous version only afterwards."""
+    old = target.with_name(f"{target.name}.old.{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def write_data_dir(data_dir: PathLike, utterances: Iterable[Utterance]) -> None:
+    """Write a complete, sorted data dir (spk2utt derived from utt2spk), replacing any previous one."""
+    data_dir = Path(data_dir)
+    utterances = list(utterances)
+    check_utterances(utterances, where=str(data_dir))
+    staging = data_dir.with_name(f"{data_dir.name}.tmp.{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        for name, pairs in _data_dir_files(utterances).items():
+            write_list(staging / name, pairs)
+        _replace_dir(staging, data_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    speakers = len({utt.speaker for utt in utterances})
+    log.info("wrote %s: %d utterances, %d speakers", data_dir, len(utterances), speakers)
+
+
+def _as_map(data_dir: Path, name: str) -> Dict[str, str]:
+    """A list file as a dict; a duplicate key is an error because the later line would silently win."""
+    result: Dict[str, str] = {}
+    for entry in read_entries(data_dir / name):
+        if entry.key in result:
+            raise DataDirError(data_dir / name, entry.line, f"duplicate key {entry.key!r}",
+                               "remove the duplicate line")
+        result[entry.key] = entry.value
+    return result
+
+
+def _lookup(maps: Mapping[str, Dict[str, str]], data_dir: Path, name: str, key: str) -> str:
+    """Value of `key` in list `name`, or an error that names the list missing it."""
+    try:
+        return maps[name][key]
+    except KeyError:
+        raise DataDirError(data_dir / name, None, f"no entry for {key!r}",
+                           "run python -m espnet_ext.bin.validate_data_dir on the dir and fix what it "
+                           "reports") from None
+
+
+def _parse_segment(data_dir: Path, utt_id: str, value: str) -> Segment:
+    """A `segments` value `<recording> <start> <end>`."""
+    fields = value.split()
+    try:
+        return Segment(fields[0], float(fields[1]), float(fields[2]))
+    except (IndexError, ValueError):
+        raise DataDirError(data_dir / SEGMENTS, None, f"bad segment for {utt_id!r}: {value!r}",
+                           "write '<utt> <recording> <start> <end>' with times in seconds") from None
+
+
+def read_data_dir(data_dir: PathLike) -> List[Utterance]:
+    """Read a data dir into utterances in sorted order (validate it first for full error reports)."""
+    data_dir = Path(data_dir)
+    for name in REQUIRED_FILES:
+        if not (data_dir / name).is_file():
+            raise DataDirError(data_dir / name, None, "missing", "rerun the data preparation stage")
+    names = PER_UTTERANCE_FILES + ((SEGMENTS,) if (data_dir / SEGMENTS).is_file() else ())
+    maps = {name: _as_map(data_dir, name) for name in names}
+    utterances = []
+    for utt_id in sorted(maps["text"]):
+        segment = None
+        if SEGMENTS in maps:
+            segment = _parse_segment(data_dir, utt_id, _lookup(maps, data_dir, SEGMENTS, utt_id))
+        wav_key = utt_id if segment is None else segment.recording_id
+        duration = _lookup(maps, data_dir, "utt2dur", utt_id)
+        utterances.append(Utterance(
+            utt_id=utt_id,
+            speaker=_lookup(maps, data_dir, "utt2spk", utt_id),
+            text=maps["text"][utt_id],
+            lang=_lookup(maps, data_dir, "utt2lang", utt_id),
+            wav=_lookup(maps, data_dir, "wav.scp", wav_key),
+            duration=float(duration),
+            segment=segment,
+        ))
+    return utterances
+
+
+def combine_data_dirs(out_dir: PathLike, src_dirs: Sequence[PathLike]) -> List[Utterance]:
+    """Union of data dirs (e.g. all languages' train sets), like Kaldi's utils/combine_data.sh."""
+    utterances = [utt for src in src_dirs for utt in read_data_dir(src)]
+    write_data_dir(out_dir, utterances)
+    return utterances
+

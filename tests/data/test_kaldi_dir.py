@@ -1,0 +1,91 @@
+"""Kaldi data dir reading and writing: order, derived files, NFC, and no half-written dirs."""
+import os
+import subprocess
+import unicodedata
+
+import pytest
+
+from espnet_ext.data.kaldi import (
+    DataDirError, Segment, Utterance, combine_data_dirs, read_data_dir, read_entries, write_data_dir,
+)
+
+
+def utt(utt_id, speaker, text="ciao", lang="it", wav="/a.wav", duration=1.0, segment=None):
+    return Utterance(utt_id, speaker, text, lang, wav, duration, segment)
+
+
+def test_round_trip(data_dir):
+    utterances = read_data_dir(data_dir)
+    assert [u.utt_id for u in utterances] == ["hi-a-0001", "hi-a-0002", "te-b-0001"]
+    assert utterances[2].lang == "te" and utterances[2].speaker == "te-b"
+    assert utterances[0].text == "नमस्ते दुनिया"
+    assert utterances[1].duration == pytest.approx(0.5)
+    assert (data_dir / "spk2utt").read_text() == "hi-a hi-a-0001 hi-a-0002\nte-b te-b-0001\n"
+
+
+def test_lists_are_sorted_like_c_locale_sort(tmp_path):
+    # Upper case, '-', '_' and non-ASCII ids order differently under locale-aware and byte-wise sorts.
+    speakers = ["it-B", "it-a", "it-_x", "it-Z", "it-é", "it-0"]
+    utterances = [utt(f"{spk}-{i}", spk) for spk in speakers for i in ("2", "10")]
+    write_data_dir(tmp_path / "d", reversed(utterances))
+    text = (tmp_path / "d" / "text").read_bytes()
+    c_sorted = subprocess.run(["sort", "-k1,1"], input=text, capture_output=True, check=True,
+                              env={**os.environ, "LC_ALL": "C"}).stdout
+    assert text == c_sorted
+    keys = [e.key for e in read_entries(tmp_path / "d" / "spk2utt")]
+    assert keys == sorted(speakers, key=lambda s: s.encode("utf-8"))
+
+
+def test_text_is_written_nfc_with_single_spaces(tmp_path):
+    decomposed = "perch" + "e\u0301" + "  no\tsi"
+    write_data_dir(tmp_path / "d", [utt("s-1", "s", text=decomposed)])
+    written = read_entries(tmp_path / "d" / "text")[0].value
+    assert written == "perché no si"
+    assert unicodedata.is_normalized("NFC", written)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([utt("s-1", "s"), utt("s-1", "s")], "duplicate utterance id"),
+    ([utt("x-1", "s")], "does not start with its speaker"),
+    ([utt("s-1", "s", text="  ")], "empty transcript"),
+    ([utt("s-1", "s", lang="xx")], "unknown language code"),
+    ([utt("s-1", "s", wav="/a b.wav")], "whitespace"),
+    ([utt("s-1", "s", duration=0.0)], "non-positive duration"),
+    ([utt("s-1", "s"), utt("s-2", "s", segment=Segment("r", 0.0, 1.0))], "segments and others not"),
+])
+def test_bad_utterances_write_nothing(tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        write_data_dir(tmp_path / "d", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rewrite_replaces_the_whole_dir(tmp_path):
+    seg = Segment("rec1", 0.5, 1.5)
+    write_data_dir(tmp_path / "d", [utt("s-1", "s", wav="/rec1.wav", segment=seg)])
+    assert (tmp_path / "d" / "segments").read_text() == "s-1 rec1 0.500 1.500\n"
+    assert (tmp_path / "d" / "wav.scp").read_text() == "rec1 /rec1.wav\n"
+    assert read_data_dir(tmp_path / "d")[0].segment == seg
+    write_data_dir(tmp_path / "d", [utt("s-2", "s")])
+    assert not (tmp_path / "d" / "segments").exists()
+    assert [u.utt_id for u in read_data_dir(tmp_path / "d")] == ["s-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no staging or old copies left
+
+
+def test_read_names_the_list_missing_an_utterance(data_dir):
+    lines = (data_dir / "utt2lang").read_text().splitlines()
+    (data_dir / "utt2lang").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(DataDirError, match=r"utt2lang: no entry for 'te-b-0001'"):
+        read_data_dir(data_dir)
+
+
+def test_blank_line_is_an_error_with_its_line_number(data_dir):
+    (data_dir / "text").write_text("hi-a-0001 a\n\nhi-a-0002 b\n")
+    with pytest.raises(DataDirError, match=r"text:2: blank line"):
+        read_entries(data_dir / "text")
+
+
+def test_combine(tmp_path):
+    write_data_dir(tmp_path / "a", [utt("it-s-1", "it-s")])
+    write_data_dir(tmp_path / "b", [utt("hi-s-1", "hi-s", text="नमस्ते", lang="hi")])
+    combine_data_dirs(tmp_path / "all", [tmp_path / "a", tmp_path / "b"])
+    assert (tmp_path / "all" / "utt2lang").read_text() == "hi-s-1 hi\nit-s-1 it\n"

@@ -1,0 +1,59 @@
+"""local/show_results.py: every exp/*/decode_*/scores.json becomes rows of one Markdown table."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def counts(rate, n):
+    return {"rate": rate, "errors": 0, "substitutions": 0, "deletions": 0, "insertions": 0, "ref_tokens": n}
+
+
+def write_scores(decode_dir: Path, test_set: str, per_lang: dict):
+    decode_dir.mkdir(parents=True)
+    scores = {lang: {"utterances": u, "wer": counts(w, 10), "cer": counts(c, 50)} for lang, (u, w, c) in per_lang.items()}
+    (decode_dir / "scores.json").write_text(json.dumps({"test_set": test_set, "scores": scores}))
+
+
+def show_results(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "local/show_results.py"), *args], capture_output=True,
+                          text=True, env=env, timeout=30)
+
+
+def test_table_rows_per_model_decode_and_language(tmp_path):
+    exp = tmp_path / "exp"
+    write_scores(exp / "whisper_all_r8/decode_test_soft", "test", {"hi": (2, 12.5, 3.25), "all": (4, 10.0, 2.0)})
+    write_scores(exp / "whisper_all_r8/decode_test_oracle", "test", {"te": (1, None, 1.0), "all": (1, None, 1.0)})
+    (exp / "whisper_all_r8/decode_broken").mkdir()  # no scores.json: not scored yet, skipped
+    out = show_results(str(exp))
+    assert out.returncode == 0, out.stderr
+    written = (exp / "RESULTS.md").read_text()
+    assert out.stdout == written
+    table = [line for line in written.splitlines() if line.startswith("|")]
+    assert table[0] == "| model | decode | test set | lang | utts | words | WER | chars | CER |"
+    assert table[2:] == [
+        "| whisper_all_r8 | decode_test_oracle | test | te | 1 | 10 | - | 50 | 1.00 |",
+        "| whisper_all_r8 | decode_test_oracle | test | all | 1 | 10 | - | 50 | 1.00 |",
+        "| whisper_all_r8 | decode_test_soft | test | hi | 2 | 10 | 12.50 | 50 | 3.25 |",
+        "| whisper_all_r8 | decode_test_soft | test | all | 4 | 10 | 10.00 | 50 | 2.00 |",
+    ]
+
+
+def test_output_option_and_errors(tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    out = show_results(str(exp))
+    assert out.returncode == 1 and "run the scoring stage first" in out.stderr
+    assert not (exp / "RESULTS.md").exists()
+    (exp / "m/decode_x").mkdir(parents=True)
+    (exp / "m/decode_x/scores.json").write_text("{}")
+    out = show_results(str(exp), "--output", str(tmp_path / "R.md"))
+    assert out.returncode == 1 and "m/decode_x/scores.json: not a scores.json" in out.stderr
+    write_scores(exp / "m/decode_y", "dev", {"all": (3, 1.0, 0.5)})
+    (exp / "m/decode_x/scores.json").unlink()
+    assert show_results(str(exp), "--output", str(tmp_path / "R.md")).returncode == 0
+    assert "| m | decode_y | dev | all | 3 | 10 | 1.00 | 50 | 0.50 |" in (tmp_path / "R.md").read_text()
