@@ -1,0 +1,195 @@
+"""One adapter per directory, PEFT-style: `adapter_config.json` + `adapter_model.safetensors`.
+
+The config names the base model and a fingerprint of its weights, so an adapter trained on one base
+is never silently applied to another (the deltas would be meaningless there); it also records rank,
+alpha, dropout, the target patterns and the exact module list, so a loader can rebuild the bank or
+check that an existing one fits. The safetensors file holds only that adapter's tensors,
+`<module>.lora_A` [r, in] and `<module>.lora_B` [out, r].
+
+Writing order: weights first, config second, each atomically; a directory with a config always has
+the complete weights that config describes.
+"""
+import json
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import safetensors.torch
+from safetensors import SafetensorError
+from torch import nn
+
+from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text
+from espnet_ext.lora.inject import (
+    adapter_state_dict,
+    bank_info,
+    banks,
+    inject,
+    load_adapter_state_dict,
+)
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+FORMAT = "espnet_ext.lora_bank_adapter/1"
+_REQUIRED_META = ("base_model", "base_fingerprint")
+_FROM_MODEL = ("format", "language", "rank", "alpha", "dropout", "targets", "modules")
+
+
+class AdapterFileError(ValueError):
+    """An adapter directory that is missing, corrupt or does not fit the model."""
+
+
+def save_adapter(model: nn.Module, name: str, out_dir: PathLike, meta: Mapping[str, Any]) -> Path:
+    """Write adapter `name` of the model's bank to `out_dir`; returns the config path.
+
+    `meta` must hold base_model and base_fingerprint and may add anything JSON-serialisable
+    (training_data, steps, ...); rank/alpha/dropout/targets/modules are taken from the model.
+    """
+    missing = [k for k in _REQUIRED_META if not meta.get(k)]
+    clash = [k for k in _FROM_MODEL if k in meta]
+    if missing or clash:
+        raise ValueError(
+            f"save_adapter meta: missing {missing} (needed to refuse a wrong base later), "
+            f"reserved keys {clash} (they come from the model)"
+        )
+    info = bank_info(model)
+    config = {
+        "format": FORMAT,
+        "language": name,
+        **meta,
+        "rank": info.rank,
+        "alpha": info.alpha,
+        "dropout": info.dropout,
+        "targets": list(info.targets),
+        "modules": list(info.modules),
+    }
+    out_dir = Path(out_dir)
+    tensors = adapter_state_dict(model, name)
+    metadata = {"language": name, "base_model": str(meta["base_model"]),
+                "base_fingerprint": str(meta["base_fingerprint"])}
+    atomic_write_bytes(out_dir / WEIGHTS_NAME, safetensors.torch.save(tensors, metadata=metadata))
+    atomic_write_text(out_dir / CONFIG_NAME, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return out_dir / CONFIG_NAME
+
+
+def read_adapter_config(adapter_dir: PathLike) -> Dict[str, Any]:
+    """The parsed, checked `adapter_config.json` of `adapter_dir`."""
+    path = Path(adapter_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise AdapterFileError(
+            f"{path} does not exist; an adapter directory holds {CONFIG_NAME} and {WEIGHTS_NAME} as "
+            "written by espnet_ext.lora.adapter_files.save_adapter (is the path or language right?)"
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise AdapterFileError(f"{path} is not valid JSON ({e}); re-save the adapter") from None
+    absent = [k for k in _REQUIRED_META + _FROM_MODEL if k not in config]
+    if absent or config["format"] != FORMAT:
+        raise AdapterFileError(
+            f"{path} is not an espnet_ext adapter config (format {config.get('format')!r}, expected "
+            f"{FORMAT!r}; missing keys {absent}); re-save it with save_adapter"
+        )
+    return config
+
+
+def _read_weights(adapter_dir: Path) -> Dict[str, Any]:
+    path = adapter_dir / WEIGHTS_NAME
+    if not path.is_file():
+        raise AdapterFileError(f"{path} is missing although {CONFIG_NAME} exists; re-save the adapter")
+    try:
+        return safetensors.torch.load(path.read_bytes())
+    except SafetensorError as e:
+        raise AdapterFileError(f"{path} is not a readable safetensors file ({e}); re-save the adapter") from None
+
+
+def check_base(config: Mapping[str, Any], adapter_dir: PathLike, base_name: str, base_fingerprint: str) -> None:
+    """Refuse an adapter trained on another base model (name or weight fingerprint differ)."""
+    if config["base_model"] != base_name or config["base_fingerprint"] != base_fingerprint:
+        raise AdapterFileError(
+            f"adapter {adapter_dir} was trained on base model {config['base_model']!r} (fingerprint "
+            f"{config['base_fingerprint']}) but the model is {base_name!r} (fingerprint "
+            f"{base_fingerprint}); load the base it was trained on, or retrain the adapter"
+        )
+
+
+def _check_fits(model: nn.Module, config: Mapping[str, Any], adapter_dir: PathLike, slot: str) -> None:
+    info = bank_info(model)
+    problems = []
+    if config["rank"] != info.rank or config["alpha"] != info.alpha:
+        problems.append(f"rank/alpha {config['rank']}/{config['alpha']:g} vs the bank's {info.rank}/{info.alpha:g}")
+    if list(config["modules"]) != list(info.modules):
+        only_file = sorted(set(config["modules"]) - set(info.modules))
+        only_bank = sorted(set(info.modules) - set(config["modules"]))
+        problems.append(
+            f"targets {config['targets']} vs the bank's {list(info.targets)} (modules only in the adapter: "
+            f"{only_file[:4]}, only in the bank: {only_bank[:4]})"
+        )
+    if slot not in info.names:
+        problems.append(f"no slot {slot!r} among the bank's adapters {list(info.names)}")
+    if problems:
+        raise AdapterFileError(f"adapter {adapter_dir} does not fit the model's LoRA bank: " + "; ".join(problems))
+
+
+def load_adapter(
+    model: nn.Module,
+    adapter_dir: PathLike,
+    base_name: str,
+    base_fingerprint: str,
+    name: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Load the adapter in `adapter_dir` into slot `name` (default: its language); returns its config.
+
+    Injects a one-adapter bank as the config describes when the model has none yet; otherwise the
+    existing bank must match its rank, alpha and module list and have the slot.
+    """
+    adapter_dir = Path(adapter_dir)
+    config = read_adapter_config(adapter_dir)
+    check_base(config, adapter_dir, base_name, base_fingerprint)
+    state = _read_weights(adapter_dir)
+    slot = name or config["language"]
+    if not banks(model):
+        inject(model, config["targets"], config["rank"], config["alpha"], [slot], config["dropout"])
+    _check_fits(model, config, adapter_dir, slot)
+    try:
+        load_adapter_state_dict(model, slot, state)
+    except ValueError as e:
+        raise AdapterFileError(f"{adapter_dir / WEIGHTS_NAME}: {e}") from None
+    return config
+
+
+def load_adapter_bank(
+    model: nn.Module,
+    adapters_root: PathLike,
+    languages: Sequence[str],
+    base_name: str,
+    base_fingerprint: str,
+) -> Dict[str, Dict[str, Any]]:
+    """Load `adapters_root/<lang>/` for every language into one bank (injected if the model has none).
+
+    Every directory is checked before anything is injected, so a bad one leaves the model untouched.
+    """
+    if not languages:
+        raise ValueError("load_adapter_bank needs at least one language")
+    root = Path(adapters_root)
+    configs = {}
+    for lang in languages:
+        if not (root / lang).is_dir():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            raise AdapterFileError(f"no adapter directory {root / lang}; {root} holds {present}")
+        configs[lang] = read_adapter_config(root / lang)
+        check_base(configs[lang], root / lang, base_name, base_fingerprint)
+        if configs[lang]["language"] != lang:
+            raise AdapterFileError(
+                f"{root / lang / CONFIG_NAME} is an adapter for {configs[lang]['language']!r}, not {lang!r}"
+            )
+    layouts = {lang: (c["rank"], c["alpha"], tuple(c["modules"])) for lang, c in configs.items()}
+    if len(set(layouts.values())) > 1:
+        raise AdapterFileError(
+            f"the adapters under {root} cannot share one bank: rank, alpha or module lists differ "
+            f"({ {lang: (r, a, len(m)) for lang, (r, a, m) in layouts.items()} }); train them with one config"
+        )
+    if not banks(model):
+        first = configs[languages[0]]
+        inject(model, first["targets"], first["rank"], first["alpha"], list(languages), first["dropout"])
+    for lang in languages:
+        load_adapter(model, root / lang, base_name, base_fingerprint, name=lang)
+    return configs

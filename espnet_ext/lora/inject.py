@@ -1,0 +1,314 @@
+"""Put LoRA banks into a model by module name, and steer, merge, count and export them.
+
+Target patterns are matched against the qualified names of the model's `nn.Linear` modules (as
+`model.named_modules()` spells them), whole name only:
+
+- glob (default): the name is split at dots; `*` matches within one component (`blocks.*.attn.query`
+  matches `blocks.3.attn.query` but never `blocks.3.cross_attn.query`), `?` one character within a
+  component, and a component that is exactly `**` matches one or more whole components
+  (`**.linear_q` matches every `linear_q` at any depth). fnmatch's `*`, which crosses dots, would let
+  `attn.query` patterns silently pick up `cross_attn.query` as well.
+- regex: a pattern starting with `re:` is a Python regular expression matched with `fullmatch`.
+
+Every bank in a model shares one adapter list (the routing weights' column order) and one rank/alpha;
+`inject` runs once per model with every language the bank should hold.
+"""
+import contextlib
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from espnet_ext.lora.bank import LoRABankLinear, RoutingPlan, plan_routing, single_adapter_plan
+
+_WHISPER_ATTN = ("query", "key", "value", "out")
+
+
+def _whisper(side: str, attention: str, projections: Sequence[str]) -> List[str]:
+    return [f"{side}.{side}s.blocks.*.{attention}.{p}" for p in projections]
+
+
+_WHISPER_MLP = [f"{side}.{side}s.blocks.*.mlp.{i}" for side in ("encoder", "decoder") for i in (0, 2)]
+
+TARGET_PRESETS: Dict[str, List[str]] = {
+    # ESPnet's Whisper: encoder.encoders / decoder.decoders are whisper's AudioEncoder / TextDecoder.
+    "whisper_attn_qv": _whisper("encoder", "attn", ("query", "value"))
+    + _whisper("decoder", "attn", ("query", "value"))
+    + _whisper("decoder", "cross_attn", ("query", "value")),
+    "whisper_attn": _whisper("encoder", "attn", _WHISPER_ATTN)
+    + _whisper("decoder", "attn", _WHISPER_ATTN)
+    + _whisper("decoder", "cross_attn", _WHISPER_ATTN),
+    "whisper_encoder_all": _whisper("encoder", "attn", _WHISPER_ATTN) + _WHISPER_MLP[:2],
+    "whisper_decoder_all": _whisper("decoder", "attn", _WHISPER_ATTN)
+    + _whisper("decoder", "cross_attn", _WHISPER_ATTN)
+    + _WHISPER_MLP[2:],
+    # OWSM (ESPnet transformer / e-branchformer): every attention (self, src, encoder) and feed-forward,
+    # including the e-branchformer's macaron feed-forward; `linear_pos` and the cgMLP branch stay base.
+    "owsm_attn_qv": ["**.linear_q", "**.linear_v"],
+    "owsm_attn": ["**.linear_q", "**.linear_k", "**.linear_v", "**.linear_out"],
+    "owsm_attn_ffn": ["**.linear_q", "**.linear_k", "**.linear_v", "**.linear_out", "**.feed_forward*.w_1",
+                      "**.feed_forward*.w_2"],
+}
+TARGET_PRESETS["whisper_all"] = TARGET_PRESETS["whisper_attn"] + _WHISPER_MLP
+
+
+def resolve_targets(targets: Sequence[str]) -> List[str]:
+    """Expand preset names (keys of TARGET_PRESETS) into their patterns; other entries are patterns."""
+    if isinstance(targets, str):
+        raise TypeError(f"targets must be a list of patterns or preset names, got the string {targets!r}")
+    patterns: List[str] = []
+    for target in targets:
+        patterns += TARGET_PRESETS.get(target, [target])
+    return patterns
+
+
+def compile_pattern(pattern: str) -> "re.Pattern[str]":
+    """The regular expression a target pattern stands for (see the module docstring)."""
+    if pattern.startswith("re:"):
+        return re.compile(pattern[3:])
+    parts = []
+    for component in pattern.split("."):
+        if component == "**":
+            parts.append(r"[^.]+(?:\.[^.]+)*")
+        else:
+            parts.append("".join(
+                "[^.]*" if ch == "*" else "[^.]" if ch == "?" else re.escape(ch) for ch in component
+            ))
+    return re.compile(r"\.".join(parts))
+
+
+def match_linear_modules(model: nn.Module, targets: Sequence[str]) -> List[str]:
+    """Qualified names of the nn.Linear modules that the targets match, in model order.
+
+    A pattern that matches no nn.Linear is an error naming it and the closest module names that exist.
+    """
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    chosen = set()
+    for pattern in resolve_targets(targets):
+        regex = compile_pattern(pattern)
+        hits = [name for name in linears if regex.fullmatch(name)]
+        if not hits:
+            close = difflib.get_close_matches(pattern.replace("*", "0"), linears, n=6, cutoff=0.0)
+            raise ValueError(
+                f"LoRA target pattern {pattern!r} matches no nn.Linear module of "
+                f"{type(model).__name__}; some that exist: {close}. Fix the pattern ('*' stays within "
+                "one dotted component, '**' spans components, 're:' prefixes a regex) or pick a preset "
+                f"from {sorted(TARGET_PRESETS)}"
+            )
+        chosen.update(hits)
+    return [name for name in linears if name in chosen]
+
+
+def banks(model: nn.Module) -> Dict[str, LoRABankLinear]:
+    """Every LoRA bank in `model`, by qualified name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRABankLinear)}
+
+
+def _require_banks(model: nn.Module) -> Dict[str, LoRABankLinear]:
+    found = banks(model)
+    if not found:
+        raise ValueError(
+            f"{type(model).__name__} has no LoRA bank; call espnet_ext.lora.inject.inject() "
+            "(or adapter_files.load_adapter) first"
+        )
+    return found
+
+
+def inject(
+    model: nn.Module,
+    targets: Sequence[str],
+    rank: int,
+    alpha: float,
+    languages: Sequence[str],
+    dropout: float = 0.0,
+) -> List[str]:
+    """Wrap every nn.Linear matched by `targets` in a LoRABankLinear with one adapter per language.
+
+    Then freeze everything but the adapters, so an optimiser over `requires_grad` parameters trains
+    exactly the bank. Returns the wrapped module names.
+    """
+    existing = banks(model)
+    if existing:
+        raise ValueError(
+            f"model already holds LoRA banks (e.g. {next(iter(existing))}); inject once with every "
+            "language the bank should hold"
+        )
+    names = match_linear_modules(model, targets)
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        base = getattr(parent, child)
+        bank = LoRABankLinear(base, languages, rank, alpha, dropout, targets)
+        setattr(parent, child, bank.train(base.training))  # an eval() model stays in eval (no dropout)
+    freeze_all_but_adapters(model)
+    return names
+
+
+def freeze_all_but_adapters(model: nn.Module) -> None:
+    """requires_grad only for the banks' lora_A / lora_B."""
+    model.requires_grad_(False)
+    for bank in banks(model).values():
+        bank.lora_A.requires_grad_(True)
+        bank.lora_B.requires_grad_(True)
+
+
+@dataclass(frozen=True)
+class BankInfo:
+    """What every bank of a model shares, as adapter files record it."""
+
+    names: Tuple[str, ...]
+    rank: int
+    alpha: float
+    dropout: float
+    targets: Tuple[str, ...]
+    modules: Tuple[str, ...]
+
+
+def bank_info(model: nn.Module) -> BankInfo:
+    """The model's bank layout; an error if its banks disagree (they were not injected by one call)."""
+    found = _require_banks(model)
+    layouts = {(b.names, b.rank, b.alpha, b.dropout_p, b.targets) for b in found.values()}
+    if len(layouts) > 1:
+        raise ValueError(f"the model's LoRA banks disagree on adapters/rank/alpha/targets: {sorted(layouts)}")
+    names, rank, alpha, dropout, targets = layouts.pop()
+    return BankInfo(names, rank, alpha, dropout, targets, tuple(found))
+
+
+def adapter_names(model: nn.Module) -> Tuple[str, ...]:
+    """The adapters in routing-weight column order."""
+    return bank_info(model).names
+
+
+def _set_plan(model: nn.Module, plan: Optional[RoutingPlan]) -> None:
+    for bank in _require_banks(model).values():
+        bank.routing = plan
+
+
+def set_routing_weights(model: nn.Module, weights: Optional[torch.Tensor]) -> None:
+    """Route every bank by `weights` ([batch, K], columns in `adapter_names` order); None = base model.
+
+    The weights are analysed once here (one device sync) and the plan is shared by all layers.
+    """
+    if weights is None:
+        _set_plan(model, None)
+        return
+    first = next(iter(_require_banks(model).values()))
+    _set_plan(model, plan_routing(weights.to(first.lora_A.device), len(adapter_names(model))))
+
+
+def _adapter_index(model: nn.Module, name: str) -> int:
+    order = adapter_names(model)
+    if name not in order:
+        raise KeyError(f"no adapter {name!r} in the model's LoRA bank; it holds {list(order)}")
+    return order.index(name)
+
+
+def set_active_adapter(model: nn.Module, name: Optional[str]) -> None:
+    """Every sample through adapter `name` with weight 1, whatever the batch size (None = base model)."""
+    _set_plan(model, None if name is None else single_adapter_plan(_adapter_index(model, name)))
+
+
+def one_hot_weights(model: nn.Module, names: Sequence[str]) -> torch.Tensor:
+    """Oracle routing weights `[len(names), K]`: sample i entirely through adapter names[i]."""
+    index = torch.tensor([_adapter_index(model, n) for n in names], dtype=torch.long)
+    return torch.nn.functional.one_hot(index, len(adapter_names(model))).float()
+
+
+@contextlib.contextmanager
+def routing(model: nn.Module, weights: Optional[torch.Tensor]) -> Iterator[None]:
+    """Route by `weights` inside the block; the previous routing of every bank is restored after."""
+    previous = {name: bank.routing for name, bank in _require_banks(model).items()}
+    set_routing_weights(model, weights)
+    try:
+        yield
+    finally:
+        for name, bank in banks(model).items():
+            bank.routing = previous.get(name)
+
+
+def reorder_routing_weights(model: nn.Module, index: torch.Tensor) -> None:
+    """Make the routing follow a batch reorder/expansion (beam search): row i becomes old row index[i]."""
+    replaced: Dict[int, Optional[RoutingPlan]] = {}
+    for bank in _require_banks(model).values():
+        plan = bank.routing
+        if plan is None or plan.weights is None:
+            continue
+        if id(plan) not in replaced:
+            weights = plan.weights.index_select(0, index.to(plan.weights.device))
+            replaced[id(plan)] = plan_routing(weights, weights.size(1))
+        bank.routing = replaced[id(plan)]
+
+
+def merge_adapter(model: nn.Module, name: str) -> None:
+    """Fold adapter `name` into every bank's base weight (routing is ignored while merged)."""
+    for bank in _require_banks(model).values():
+        bank.merge(name)
+
+
+def unmerge_all(model: nn.Module) -> None:
+    """Restore every bank's exact base weight."""
+    for bank in banks(model).values():
+        bank.unmerge()
+
+
+def adapter_state_dict(model: nn.Module, name: str) -> Dict[str, torch.Tensor]:
+    """Adapter `name` alone: `<module>.lora_A` [r, in] and `<module>.lora_B` [out, r] per bank (copies)."""
+    state = {}
+    for module, bank in _require_banks(model).items():
+        k = bank.index(name)
+        state[f"{module}.lora_A"] = bank.lora_A[k].detach().clone().contiguous()
+        state[f"{module}.lora_B"] = bank.lora_B[k].detach().clone().contiguous()
+    return state
+
+
+def load_adapter_state_dict(model: nn.Module, name: str, state: Dict[str, torch.Tensor]) -> None:
+    """Copy `state` (as `adapter_state_dict` makes it) into adapter slot `name` of every bank."""
+    expected = adapter_state_dict(model, name)
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    if missing or unexpected:
+        raise ValueError(
+            f"adapter state for {name!r} does not fit the model's LoRA bank: missing {missing[:4]} "
+            f"({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)}); was it trained with "
+            "other targets?"
+        )
+    bad = [f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+           if state[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"adapter state for {name!r} has wrong shapes (rank or base mismatch): {bad[:4]}")
+    with torch.no_grad():
+        for module, bank in banks(model).items():
+            k = bank.index(name)
+            bank.lora_A[k].copy_(state[f"{module}.lora_A"])
+            bank.lora_B[k].copy_(state[f"{module}.lora_B"])
+
+
+def parameter_counts(model: nn.Module) -> Dict[str, int]:
+    """base: every non-adapter parameter; adapters: all lora_A/lora_B; per_adapter: one adapter's share;
+    trainable: parameters with requires_grad (equal to `adapters` right after `inject`)."""
+    adapter_ids = {id(p) for b in banks(model).values() for p in (b.lora_A, b.lora_B)}
+    params = list(model.parameters())
+    adapters = sum(p.numel() for p in params if id(p) in adapter_ids)
+    per_adapter = sum(b.rank * (b.in_features + b.out_features) for b in banks(model).values())
+    return {
+        "base": sum(p.numel() for p in params if id(p) not in adapter_ids),
+        "adapters": adapters,
+        "per_adapter": per_adapter,
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+    }
+
+
+def trainable_report(model: nn.Module) -> str:
+    """Lines for the training log: layers wrapped, trainable count and its share of the base model."""
+    info, counts = bank_info(model), parameter_counts(model)
+    base = counts["base"]
+    return "\n".join([
+        f"LoRA bank: {len(info.modules)} layers, adapters {', '.join(info.names)}, rank {info.rank}, "
+        f"alpha {info.alpha:g}, dropout {info.dropout:g}",
+        f"trainable parameters: {counts['trainable']:,} ({100 * counts['trainable'] / base:.3f}% of "
+        f"{base:,} base parameters)",
+        f"per adapter: {counts['per_adapter']:,} ({100 * counts['per_adapter'] / base:.3f}%) each for "
+        f"{', '.join(info.names)}",
+    ])
