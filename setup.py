@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="Multilingual LoRA adapters with language-ID routing for ESPnet Whisper/OWSM",
     packages=find_packages(include=["espnet_ext", "espnet_ext.*"]),
-    package_data={"espnet_ext": ["resources/*", "resources/**/*"]},
+    package_data={"espnet_ext": ["models/conf/*.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         "torch==2.13.0",

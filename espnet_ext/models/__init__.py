@@ -1,1 +1,3 @@
-"""espnet_ext.models"""
+"""Base models: the registry (registry.py), the CTranslate2 -> openai-whisper converter, ESPnet's Whisper
+classes for local checkpoints (whisper.py) and OWSM S2T models (owsm.py). ESPnet is imported only
+through espnet_import.py, which silences its offline import noise."""

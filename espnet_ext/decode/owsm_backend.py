@@ -1,0 +1,83 @@
+"""OWSM (ESPnet S2T) side of decoding: prompts, language detection, and a cached decoder state.
+
+OWSM's transformer decoder keeps its own per-layer cache through `forward_one_step`; the state below
+feeds it the growing prefix and reorders the cache when the search prunes hypotheses. Prompts follow
+OWSM's training format `<sos> <lang> <asr> <notimestamps>`, as ESPnet's s2t_inference builds them.
+"""
+from typing import List, Optional, Sequence
+
+import torch
+from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+from espnet_ext.languages import LANGUAGES
+
+OWSM_SAMPLES = 30 * 16000  # OWSM v3/v4 are trained on 30 s windows, like Whisper
+
+
+def _is_special(token: str) -> bool:
+    """OWSM's control tokens (<sos>, <hin>, <asr>, timestamps, ...); `<space>` is text in char models."""
+    return token.startswith("<") and token.endswith(">") and token != "<space>"
+
+
+class OwsmCachedState:
+    """A `DecoderState` over ESPnet's TransformerDecoder; a context manager for symmetry with Whisper."""
+
+    def __init__(self, decoder: torch.nn.Module, memory: torch.Tensor):
+        self.decoder = decoder
+        self.memory = memory
+        self.prefix: Optional[torch.Tensor] = None
+        self.cache: Optional[List[torch.Tensor]] = None
+
+    def __enter__(self) -> "OwsmCachedState":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cache = None
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.prefix = tokens if self.prefix is None else torch.cat([self.prefix, tokens], dim=1)
+        mask = subsequent_mask(self.prefix.size(1), device=self.prefix.device).unsqueeze(0)
+        logp, self.cache = self.decoder.forward_one_step(self.prefix, mask, self.memory, cache=self.cache)
+        return logp
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.prefix = self.prefix.index_select(0, index)
+        self.memory = self.memory.index_select(0, index)
+        self.cache = [layer.index_select(0, index) for layer in self.cache]
+
+
+class OwsmBackend:
+    """Everything the generic decoding loop needs from an ESPnet S2T (OWSM) model."""
+
+    def __init__(self, s2t_model: torch.nn.Module, tokenizer):
+        self.model = s2t_model
+        self.tokenizer = tokenizer
+        token_id = {tok: i for i, tok in enumerate(s2t_model.token_list)}
+        missing = [t for t in ("<asr>", "<notimestamps>") if t not in token_id]
+        if missing:
+            raise ValueError(f"OWSM token list lacks {missing}: not an OWSM v3/v4 model")
+        self.asr, self.no_timestamps = token_id["<asr>"], token_id["<notimestamps>"]
+        self.language_ids = {c: token_id[l.owsm_token] for c, l in LANGUAGES.items() if l.owsm_token in token_id}
+        self.eot = s2t_model.eos
+        self.suppress = torch.tensor([_is_special(tok) and i != self.eot for i, tok in enumerate(s2t_model.token_list)])
+
+    def encode(self, speech: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """OWSM always sees the 30 s window it was trained on (ESPnet's s2t_inference does the same)."""
+        speech = torch.nn.functional.pad(speech, (0, max(0, OWSM_SAMPLES - speech.size(1))))[:, :OWSM_SAMPLES]
+        features, _ = self.model.encode(speech, torch.full_like(lengths, OWSM_SAMPLES))
+        return features
+
+    def prompt(self, lang: str) -> List[int]:
+        return [self.model.sos, self.language_ids[lang], self.asr, self.no_timestamps]
+
+    def language_posteriors(self, features: torch.Tensor, candidates: Sequence[str]) -> torch.Tensor:
+        with self.state(features) as state:
+            logp = state.step(torch.full((features.size(0), 1), self.model.sos, dtype=torch.long))
+        ids = torch.tensor([self.language_ids[c] for c in candidates])
+        return torch.softmax(logp[:, ids], dim=-1)
+
+    def state(self, features: torch.Tensor) -> OwsmCachedState:
+        return OwsmCachedState(self.model.decoder, features)
+
+    def decode_text(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens)).strip()

@@ -1,0 +1,319 @@
+"""ESPnet's Whisper encoder/decoder, loaded from a local openai-whisper checkpoint instead of a hub name.
+
+ESPnet's `OpenAIWhisperEncoder` / `OpenAIWhisperDecoder` accept only names from
+`whisper.available_models()` and download the weights when they are not cached. This project must run
+offline from checkpoints it converted itself (see ctranslate2_convert.py), so `LocalWhisperEncoder` /
+`LocalWhisperDecoder` take `whisper_checkpoint` (a path) and otherwise are ESPnet's classes: same
+attributes (`.encoders` is whisper's AudioEncoder, `.decoders` its TextDecoder), same forward, same
+`do_pad_trim`, same handling of a changed vocabulary size. Only the constructors differ; every method
+is inherited unchanged.
+
+`register_whisper_choices()` (run when this module is imported) adds both classes to the encoder and
+decoder ClassChoices of ESPnet's ASRTask and S2TTask under the name `espnet_ext_whisper`, so a config
+with `encoder: espnet_ext_whisper` builds through `ASRTask.build_model(args)` like any ESPnet model.
+"""
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import torch
+from typeguard import typechecked
+
+from espnet_ext.models.espnet_import import asr_task, import_espnet_module, s2t_task, task_args
+
+CHOICE_NAME = "espnet_ext_whisper"
+# openai-whisper 20230918 ships only the 80-bin mel filterbank (large-v3 needs 128).
+SUPPORTED_N_MELS = 80
+
+_abs_encoder = import_espnet_module("espnet2.asr.encoder.abs_encoder").AbsEncoder
+_abs_decoder = import_espnet_module("espnet2.asr.decoder.abs_decoder").AbsDecoder
+_espnet_encoder = import_espnet_module("espnet2.asr.encoder.whisper_encoder")
+_espnet_decoder = import_espnet_module("espnet2.asr.decoder.whisper_decoder")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoint loading
+
+
+def read_whisper_checkpoint(path: Union[str, Path]) -> dict:
+    """Load an openai-whisper checkpoint {"dims", "model_state_dict"[, "alignment_heads"]} safely.
+
+    mmap keeps large models from being held twice in memory while a part is built from them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Whisper checkpoint {path} does not exist; create one with "
+            "`python -m espnet_ext.bin.convert_ctranslate2` or load it via espnet_ext.models.registry"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises several types for a non-checkpoint file
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= set(checkpoint):
+        raise ValueError(
+            f"{path}: not an openai-whisper checkpoint (needs 'dims' and 'model_state_dict'); "
+            "ESPnet .pth files and Hugging Face models must be converted first"
+        )
+    return checkpoint
+
+
+def _model_dimensions(checkpoint: dict, path: Union[str, Path]):
+    from whisper.model import ModelDimensions
+
+    try:
+        return ModelDimensions(**checkpoint["dims"])
+    except TypeError as err:
+        raise ValueError(f"{path}: malformed 'dims' {checkpoint['dims']!r} ({err})") from None
+
+
+def _load_part(module: torch.nn.Module, checkpoint: dict, prefix: str, path: Union[str, Path]) -> None:
+    """Load the `prefix.` entries of the checkpoint into `module`, strictly."""
+    state = {
+        name[len(prefix) + 1:]: tensor
+        for name, tensor in checkpoint["model_state_dict"].items()
+        if name.startswith(prefix + ".")
+    }
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: {prefix} weights do not match the dims: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+
+
+def load_whisper_encoder(path: Union[str, Path]):
+    """whisper's AudioEncoder with the checkpoint's weights (float32, CPU)."""
+    from whisper.model import AudioEncoder
+
+    checkpoint = read_whisper_checkpoint(path)
+    dims = _model_dimensions(checkpoint, path)
+    if dims.n_mels != SUPPORTED_N_MELS:
+        raise ValueError(
+            f"{path}: the model uses {dims.n_mels} mel bins but openai-whisper 20230918 (pinned by ESPnet "
+            f"202511) only computes {SUPPORTED_N_MELS}; use large-v2 rather than large-v3"
+        )
+    encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer)
+    _load_part(encoder, checkpoint, "encoder", path)
+    return encoder
+
+
+def load_whisper_decoder(path: Union[str, Path]):
+    """whisper's TextDecoder with the checkpoint's weights (float32, CPU)."""
+    from whisper.model import TextDecoder
+
+    checkpoint = read_whisper_checkpoint(path)
+    dims = _model_dimensions(checkpoint, path)
+    decoder = TextDecoder(dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer)
+    _load_part(decoder, checkpoint, "decoder", path)
+    return decoder
+
+
+def alignment_heads_mask(pairs: List[List[int]], n_layers: int, n_heads: int) -> torch.Tensor:
+    """Sparse boolean (layer, head) mask as whisper's `Whisper.alignment_heads` buffer holds it."""
+    mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+    for layer, head in pairs:
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise ValueError(f"alignment head {[layer, head]} outside a {n_layers}x{n_heads} decoder")
+        mask[layer, head] = True
+    return mask.to_sparse()
+
+
+def load_openai_whisper(path: Union[str, Path], device: str = "cpu"):
+    """A plain `whisper.model.Whisper` (for whisper.decode/transcribe) with its alignment heads set."""
+    from whisper.model import Whisper
+
+    checkpoint = read_whisper_checkpoint(path)
+    dims = _model_dimensions(checkpoint, path)
+    model = Whisper(dims)
+    model.load_state_dict(checkpoint["model_state_dict"])
+    if checkpoint.get("alignment_heads"):
+        mask = alignment_heads_mask(checkpoint["alignment_heads"], dims.n_text_layer, dims.n_text_head)
+        model.register_buffer("alignment_heads", mask, persistent=False)
+    return model.to(device)
+
+
+def _require_checkpoint(whisper_checkpoint: Optional[str], side: str) -> str:
+    if not whisper_checkpoint:
+        raise ValueError(
+            f"{side}_conf.whisper_checkpoint is required for {side}: {CHOICE_NAME} (a local openai-whisper "
+            ".pt; espnet_ext.models.registry.load_model prepares one)"
+        )
+    return whisper_checkpoint
+
+
+# ---------------------------------------------------------------------------------------------------
+# ESPnet classes
+
+
+class LocalWhisperEncoder(_espnet_encoder.OpenAIWhisperEncoder):
+    """ESPnet's OpenAIWhisperEncoder built from a local checkpoint.
+
+    The parent constructor is skipped on purpose (it asserts a hub name and may download); this one sets
+    the same attributes, so every inherited method behaves as in ESPnet. The class name keeps "Whisper"
+    because ESPnetASRModel detects Whisper encoders by that substring.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        input_size: int = 1,
+        whisper_checkpoint: Optional[str] = None,
+        dropout_rate: float = 0.0,
+        use_specaug: bool = False,
+        specaug_conf: Optional[dict] = None,
+        do_pad_trim: bool = False,
+    ):
+        from whisper.audio import HOP_LENGTH, N_FFT, N_SAMPLES, mel_filters
+
+        _abs_encoder.__init__(self)
+        encoders = load_whisper_encoder(_require_checkpoint(whisper_checkpoint, "encoder"))
+        self.n_fft = N_FFT
+        self.win_length = N_FFT
+        self.hop_length = HOP_LENGTH
+        self.n_mels = encoders.conv1.in_channels
+        self.mel_filters = mel_filters
+        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.encoders = encoders
+        self.encoders.train()
+        self.specaug = self._build_specaug(use_specaug, specaug_conf)
+        self.do_pad_trim = do_pad_trim
+        self.pad_samples = N_SAMPLES
+
+    @staticmethod
+    def _build_specaug(use_specaug: bool, specaug_conf: Optional[dict]):
+        if not use_specaug:
+            return None
+        spec_aug = import_espnet_module("espnet2.asr.specaug.specaug").SpecAug
+        return spec_aug(**(specaug_conf or {}))
+
+
+class LocalWhisperDecoder(_espnet_decoder.OpenAIWhisperDecoder):
+    """ESPnet's OpenAIWhisperDecoder built from a local checkpoint (parent constructor skipped, see
+    LocalWhisperEncoder). A `vocab_size` different from the checkpoint's re-creates the token embedding
+    exactly as ESPnet does: expanded (original rows kept) with `load_origin_token_embedding`, otherwise
+    re-initialised from the original embedding's mean and std.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        whisper_checkpoint: Optional[str] = None,
+        dropout_rate: float = 0.0,
+        load_origin_token_embedding: bool = False,
+    ):
+        _abs_decoder.__init__(self)
+        self.decoders = load_whisper_decoder(_require_checkpoint(whisper_checkpoint, "decoder"))
+        self.dropout = torch.nn.Dropout(dropout_rate)
+        self.load_origin_token_embedding = load_origin_token_embedding
+        if vocab_size != self.decoders.token_embedding.num_embeddings:
+            self.decoders.token_embedding = self._resized_embedding(vocab_size)
+        self.decoders.train()
+
+    def _resized_embedding(self, vocab_size: int) -> torch.nn.Module:
+        original = self.decoders.token_embedding
+        if self.load_origin_token_embedding:
+            if vocab_size <= original.num_embeddings:
+                raise ValueError(
+                    f"load_origin_token_embedding needs vocab_size > {original.num_embeddings}, got {vocab_size}"
+                )
+            return _espnet_decoder.ExpandedTokenEmbedding(original, vocab_size - original.num_embeddings)
+        std, mean = torch.std_mean(original.weight)
+        fresh = torch.nn.Embedding(vocab_size, original.embedding_dim)
+        torch.nn.init.normal_(fresh.weight, mean.item(), std.item())
+        return fresh
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registration and the ESPnet model config
+
+
+def register_whisper_choices() -> None:
+    """Add the local classes to ASRTask's and S2TTask's encoder/decoder choices (idempotent)."""
+    classes = {"encoder": LocalWhisperEncoder, "decoder": LocalWhisperDecoder}
+    for task in (asr_task(), s2t_task()):
+        for choices in task.class_choices_list:
+            if choices.name in classes:
+                choices.classes[CHOICE_NAME] = classes[choices.name]
+
+
+def _bytes_to_printable() -> Dict[int, str]:
+    """GPT-2's byte-level alphabet: each byte as one printable character.
+
+    ESPnet's whisper token lists spell byte-level BPE tokens this way (bytes that are printable stand
+    for themselves, the others are shifted above U+0100), with "Ġ" (a shifted space) written as " ".
+    """
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    mapping = {byte: chr(byte) for byte in printable}
+    shifted = 0
+    for byte in range(256):
+        if byte not in mapping:
+            mapping[byte] = chr(256 + shifted)
+            shifted += 1
+    return mapping
+
+
+def whisper_token_list() -> List[str]:
+    """The whisper_multilingual token list (51865 entries), generated from whisper's own tokenizer.
+
+    Same order and spelling as ESPnet's `whisper_export_vocabulary`: id i is line i, BPE tokens in
+    GPT-2's byte alphabet with "Ġ" written as a space, special and timestamp tokens by name.
+    """
+    import whisper.tokenizer
+
+    encoding = whisper.tokenizer.get_tokenizer(multilingual=True).encoding
+    alphabet = _bytes_to_printable()
+    specials = {encoding.encode_single_token(token): token for token in encoding.special_tokens_set}
+    tokens = []
+    for token_id in range(encoding.n_vocab):
+        if token_id in specials:
+            tokens.append(specials[token_id])
+        else:
+            raw = encoding.decode_single_token_bytes(token_id)
+            tokens.append("".join(alphabet[b] for b in raw).replace("Ġ", " "))
+    return tokens
+
+
+def whisper_asr_config(whisper_checkpoint: Union[str, Path], token_list: Optional[List[str]] = None) -> dict:
+    """ESPnet ASR config (the YAML's content) for full Whisper fine-tuning from a local checkpoint.
+
+    As in ESPnet's whisper recipes: raw waveform input (no frontend, no normalisation: Whisper computes
+    its own log-mel), token_type whisper_multilingual, no CTC (ctc_weight 0), and <|startoftranscript|> /
+    <|endoftext|> as the sos/eos symbols, which ESPnetASRModel would otherwise take as the last token.
+    """
+    checkpoint = str(whisper_checkpoint)
+    return {
+        "token_list": token_list if token_list is not None else whisper_token_list(),
+        "token_type": "whisper_multilingual",
+        "bpemodel": "whisper_multilingual",
+        "cleaner": None,
+        "input_size": 1,
+        "frontend": None,
+        "frontend_conf": {},
+        "specaug": None,
+        "specaug_conf": {},
+        "normalize": None,
+        "normalize_conf": {},
+        "encoder": CHOICE_NAME,
+        "encoder_conf": {"whisper_checkpoint": checkpoint, "dropout_rate": 0.0, "do_pad_trim": False},
+        "decoder": CHOICE_NAME,
+        "decoder_conf": {"whisper_checkpoint": checkpoint, "dropout_rate": 0.0},
+        "model": "espnet",
+        "model_conf": {
+            "ctc_weight": 0.0,
+            "lsm_weight": 0.1,
+            "length_normalized_loss": False,
+            "sym_sos": "<|startoftranscript|>",
+            "sym_eos": "<|endoftext|>",
+        },
+    }
+
+
+def build_whisper_asr_model(whisper_checkpoint: Union[str, Path], token_list: Optional[List[str]] = None):
+    """ESPnetASRModel with LocalWhisperEncoder/Decoder, built by ASRTask.build_model."""
+    task = asr_task()
+    return task.build_model(task_args(task, whisper_asr_config(whisper_checkpoint, token_list)))
+
+
+register_whisper_choices()

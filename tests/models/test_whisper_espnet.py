@@ -1,0 +1,110 @@
+"""LocalWhisperEncoder/Decoder: ESPnet's Whisper classes from a local checkpoint, built via ASRTask."""
+import pytest
+import torch
+import whisper
+import yaml
+
+from espnet_ext.models import whisper as local
+from espnet_ext.models.espnet_import import asr_task, import_espnet_module, s2t_task
+
+ESPNET_ENCODER = import_espnet_module("espnet2.asr.encoder.whisper_encoder").OpenAIWhisperEncoder
+ESPNET_DECODER = import_espnet_module("espnet2.asr.decoder.whisper_decoder").OpenAIWhisperDecoder
+
+
+@pytest.fixture(scope="module")
+def token_list():
+    return local.whisper_token_list()
+
+
+def test_only_constructors_differ_from_espnet():
+    assert issubclass(local.LocalWhisperEncoder, ESPNET_ENCODER)
+    assert issubclass(local.LocalWhisperDecoder, ESPNET_DECODER)
+    inherited = {"forward", "whisper_encode", "log_mel_spectrogram", "pad_or_trim", "output_size"}
+    assert not set(local.LocalWhisperEncoder.__dict__) & inherited
+    assert not set(local.LocalWhisperDecoder.__dict__) & {"forward", "forward_one_step", "score", "batch_score"}
+
+
+@pytest.mark.parametrize("task", [asr_task, s2t_task], ids=["asr", "s2t"])
+def test_registered_as_espnet_choices(task):
+    choices = {c.name: c for c in task().class_choices_list}
+    assert choices["encoder"].get_class(local.CHOICE_NAME) is local.LocalWhisperEncoder
+    assert choices["decoder"].get_class(local.CHOICE_NAME) is local.LocalWhisperDecoder
+
+
+def test_token_list_follows_whisper_tokenizer(token_list):
+    tokenizer = whisper.tokenizer.get_tokenizer(True)
+    assert len(token_list) == 51865 == len(set(token_list))
+    assert token_list[tokenizer.sot] == "<|startoftranscript|>"
+    assert token_list[tokenizer.eot] == "<|endoftext|>"
+    assert token_list[tokenizer.no_timestamps] == "<|notimestamps|>"
+    for code in ("hi", "pa", "te", "it"):
+        assert token_list[tokenizer.encode(f"<|{code}|>", allowed_special="all")[0]] == f"<|{code}|>"
+    (the,) = tokenizer.encode(" the")
+    assert token_list[the] == " the"
+    assert token_list[-1] == "<|30.00|>"
+
+
+def test_yaml_config_builds_espnet_asr_model_through_the_parser(tmp_path, tiny_whisper_checkpoint, token_list):
+    """The training path: `asr_train.py --config conf.yaml` parses, then ASRTask.build_model."""
+    path, _ = tiny_whisper_checkpoint
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text(yaml.safe_dump(local.whisper_asr_config(path, token_list), allow_unicode=True))
+    task = asr_task()
+    args = task.get_parser().parse_args(["--config", str(config_file)])
+    model = task.build_model(args)
+    assert type(model).__name__ == "ESPnetASRModel"
+    assert isinstance(model.encoder, local.LocalWhisperEncoder)
+    assert isinstance(model.decoder, local.LocalWhisperDecoder)
+    assert model.token_list == token_list
+    assert (model.sos, model.eos, model.ctc) == (50258, 50257, None)
+    assert model.is_encoder_whisper and model.frontend is None
+
+
+@torch.no_grad()
+def test_espnet_model_computes_what_openai_whisper_computes(tiny_whisper_checkpoint, token_list):
+    path, _ = tiny_whisper_checkpoint
+    model = local.build_whisper_asr_model(path, token_list).eval()
+    reference = local.load_openai_whisper(path).eval()
+    model.encoder.do_pad_trim = True
+    audio = torch.randn(1, 24000) * 0.1
+    features, lengths, _ = model.encoder(audio, torch.tensor([24000]))
+    expected = reference.embed_audio(whisper.log_mel_spectrogram(whisper.pad_or_trim(audio[0]))[None])
+    assert features.shape == (1, 1500, 64) and lengths.tolist() == [75]
+    torch.testing.assert_close(features, expected, rtol=1e-5, atol=1e-5)
+    tokens = torch.tensor([[50258, 50276, 50359, 50363, 440, 1002]])
+    logits, _ = model.decoder(features, lengths, tokens, torch.tensor([6]))
+    torch.testing.assert_close(logits, reference.logits(tokens, expected), rtol=1e-5, atol=1e-4)
+
+
+def test_vocab_resize_behaves_like_espnet(tiny_whisper_checkpoint):
+    path, checkpoint = tiny_whisper_checkpoint
+    original = checkpoint["model_state_dict"]["decoder.token_embedding.weight"]
+    expanded = local.LocalWhisperDecoder(51867, 64, whisper_checkpoint=str(path), load_origin_token_embedding=True)
+    assert expanded.decoders.token_embedding.num_embeddings == 51867
+    assert torch.equal(expanded.decoders.token_embedding.weight[:51865], original)
+    fresh = local.LocalWhisperDecoder(100, 64, whisper_checkpoint=str(path))
+    assert fresh.decoders.token_embedding.weight.shape == (100, 64)
+    with pytest.raises(ValueError, match="vocab_size > 51865"):
+        local.LocalWhisperDecoder(100, 64, whisper_checkpoint=str(path), load_origin_token_embedding=True)
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(ValueError, match="encoder_conf.whisper_checkpoint is required"):
+        local.LocalWhisperEncoder()
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        local.LocalWhisperDecoder(51865, 64, whisper_checkpoint=str(missing))
+    not_whisper = tmp_path / "espnet.pth"
+    torch.save({"encoder.weight": torch.zeros(1)}, not_whisper)
+    with pytest.raises(ValueError, match=rf"{not_whisper}: not an openai-whisper checkpoint"):
+        local.LocalWhisperEncoder(whisper_checkpoint=str(not_whisper))
+
+
+def test_128_mel_models_are_refused(tmp_path):
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(128, 1500, 64, 4, 1, 51866, 448, 64, 4, 1)
+    path = tmp_path / "v3_like.pt"
+    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, path)
+    with pytest.raises(ValueError, match="128 mel bins.*large-v2"):
+        local.LocalWhisperEncoder(whisper_checkpoint=str(path))
