@@ -25,6 +25,10 @@ class OwsmCachedState:
     def __init__(self, decoder: torch.nn.Module, memory: torch.Tensor):
         self.decoder = decoder
         self.memory = memory
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the generated prefix."""
         self.prefix: Optional[torch.Tensor] = None
         self.cache: Optional[List[torch.Tensor]] = None
 
@@ -43,7 +47,8 @@ class OwsmCachedState:
     def reorder(self, index: torch.Tensor) -> None:
         self.prefix = self.prefix.index_select(0, index)
         self.memory = self.memory.index_select(0, index)
-        self.cache = [layer.index_select(0, index) for layer in self.cache]
+        if self.cache is not None:
+            self.cache = [layer.index_select(0, index) for layer in self.cache]
 
 
 class OwsmBackend:
@@ -70,9 +75,10 @@ class OwsmBackend:
     def prompt(self, lang: str) -> List[int]:
         return [self.model.sos, self.language_ids[lang], self.asr, self.no_timestamps]
 
-    def language_posteriors(self, features: torch.Tensor, candidates: Sequence[str]) -> torch.Tensor:
-        with self.state(features) as state:
-            logp = state.step(torch.full((features.size(0), 1), self.model.sos, dtype=torch.long))
+    def language_posteriors(self, state: OwsmCachedState, candidates: Sequence[str]) -> torch.Tensor:
+        """OWSM's language token after <sos>, restricted to `candidates`; resets `state` afterwards."""
+        logp = state.step(torch.full((state.memory.size(0), 1), self.model.sos, dtype=torch.long))
+        state.reset()
         ids = torch.tensor([self.language_ids[c] for c in candidates])
         return torch.softmax(logp[:, ids], dim=-1)
 

@@ -65,12 +65,13 @@ def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Opti
     speech, lengths = _pad_batch(audios)
     features = backend.encode(speech, lengths)
     candidates = list(LANGUAGES)
-    posteriors = backend.language_posteriors(features, candidates)
-    detected = [candidates[i] for i in posteriors.argmax(-1).tolist()]
-    chosen = [lang or detected[i] for i, lang in enumerate(langs)]
     budgets = token_budget([n / SAMPLE_RATE for n in lengths.tolist()], config)
-    features = features.repeat_interleave(config.beam_size, dim=0)
     with backend.state(features) as state:
+        posteriors = backend.language_posteriors(state, candidates)
+        detected = [candidates[i] for i in posteriors.argmax(-1).tolist()]
+        chosen = [lang or detected[i] for i, lang in enumerate(langs)]
+        if config.beam_size > 1:
+            state.reorder(torch.arange(len(audios)).repeat_interleave(config.beam_size))
         tokens = beam_search(state, [backend.prompt(l) for l in chosen], backend.eot, backend.suppress, budgets, config)
     return [
         Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)))

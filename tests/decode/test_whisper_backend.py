@@ -62,11 +62,19 @@ def test_cached_batch_equals_full_prefix_single(tiny, beam):
     assert all(len(t) > 0 for t in cached)
 
 
+@pytest.mark.parametrize("pad_to_30s", [True, False])
 @torch.no_grad()
-def test_hooks_are_removed_after_decoding(tiny):
-    backend = make_backend(tiny, pad_to_30s=True)
-    transcribe_batch(backend, [random_audio(1.0, 0)], ["hi"], SearchConfig(max_tokens=4))
-    assert all(not b.attn.key._forward_hooks for b in tiny.asr_model.decoder.decoders.blocks)
+def test_fused_encoder_equals_espnet_encoder(tiny, pad_to_30s):
+    backend = make_backend(tiny, pad_to_30s=pad_to_30s)
+    audios = [random_audio(s, 20 + i) for i, s in enumerate([1.5, 0.8])]
+    speech = torch.from_numpy(np.stack([np.pad(a, (0, 24000 - len(a))) for a in audios]))
+    lengths = torch.tensor([len(a) for a in audios])
+    encoder = tiny.asr_model.encoder
+    encoder.do_pad_trim = pad_to_30s
+    expected, _, _ = encoder(speech, lengths)
+    got = backend.encode(speech, lengths)
+    assert got.shape == expected.shape == (2, 1500 if pad_to_30s else 75, 64)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
 @torch.no_grad()

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Train per-language LoRA adapters on a frozen base through ESPnet's trainer (stage 3 of the recipe).
+
+Usage:
+    python -m espnet_ext.bin.train_lora --model whisper_base --train_dir data/train_all \
+        --valid_dir data/dev_all --exp_dir exp/whisper_base_all_r16 \
+        --config conf/tuning/train_lora_whisper_base_r16.yaml [--lora_rank 8] [--ngpu 1] [--resume true]
+
+Writes the exp dir (see espnet_ext/train/pipeline.py): ESPnet's data/shape files and token list, the
+training itself (config.yaml with every option and the seed, checkpoint.pth, epoch files, tensorboard/),
+then `adapters/<lang>/{adapter_config.json,adapter_model.safetensors}` from the best epoch by the
+config's first best_model_criterion (`--export latest|ave` for the others).
+
+Any option not listed below goes to ESPnet's trainer as it is (it overrides the config), e.g.
+`--max_epoch 5 --seed 3 --accum_grad 2 --patience 3`; `python -m espnet_ext.bin.train_lora --help`
+lists ours. Resuming (`--resume true`) continues from the last finished epoch: an epoch interrupted
+midway is trained again from its start, and the result equals an uninterrupted run.
+"""
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from espnet_ext.bin.cli import save_resolved_args, str2bool
+from espnet_ext.train.export import EXPORT_CHOICES
+
+log = logging.getLogger("train_lora")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    # No abbreviations: an ESPnet option must never be taken for a prefix of one of ours.
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
+    p.add_argument("--model", default="whisper_base", help="registry name of the frozen base model")
+    p.add_argument("--model_path", default=None, help="local weights for models that need them")
+    p.add_argument("--train_dir", type=Path, required=True, help="Kaldi data dir with utt2lang")
+    p.add_argument("--valid_dir", type=Path, required=True, help="Kaldi data dir for the validation loss")
+    p.add_argument("--exp_dir", type=Path, required=True)
+    p.add_argument("--config", type=Path, required=True, help="ESPnet training config with a lora_conf section")
+    p.add_argument("--lora_rank", type=int, default=None, help="override lora_conf.rank")
+    p.add_argument("--lora_alpha", type=float, default=None, help="override lora_conf.alpha")
+    p.add_argument("--ngpu", type=int, default=0, help="0: CPU; >1: ESPnet's DDP")
+    p.add_argument("--resume", type=str2bool, default=False, help="continue the training in --exp_dir")
+    p.add_argument("--use_amp", type=str2bool, default=False, help="mixed precision (GPU)")
+    p.add_argument("--use_wandb", type=str2bool, default=False, help="log to Weights & Biases")
+    p.add_argument("--export", choices=EXPORT_CHOICES, default="best", help="which checkpoint becomes the adapters")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return p
+
+
+def main(argv=None) -> None:
+    args, espnet_args = get_parser().parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from espnet_ext.train.model import NonFiniteLossError
+    from espnet_ext.train.pipeline import TrainOptions, run_training
+
+    options = TrainOptions(
+        model=args.model, train_dir=args.train_dir, valid_dir=args.valid_dir, exp_dir=args.exp_dir,
+        config=args.config, model_path=args.model_path, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+        ngpu=args.ngpu, resume=args.resume, use_amp=args.use_amp, use_wandb=args.use_wandb,
+        export=args.export, espnet_args=espnet_args,
+    )
+    args.exp_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved_args(argparse.Namespace(**vars(args), espnet_args=espnet_args),
+                       args.exp_dir / "train_lora_args.yaml")
+    try:
+        adapters = run_training(options)
+    except (NonFiniteLossError, ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"train_lora: {err}") from None
+    for lang, path in adapters.items():
+        log.info("adapter %s -> %s", lang, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The model ESPnet's trainer sees: a frozen registry model with a LoRA bank, routed by the batch's languages.
+
+`LoRARoutedModel` wraps an ESPnetASRModel (Whisper) or ESPnetS2TModel (OWSM) whose linears carry a
+`LoRABankLinear` bank with one adapter per language. ESPnet's trainer calls it with the batch's data
+files as keyword arguments; the extra `lang` file (each utterance's adapter index, written by
+prep.py) becomes oracle one-hot routing weights for that forward, so a batch mixing languages trains
+every language's adapter in one pass over the shared frozen base.
+
+Its state dict holds the adapters only (`model.<module>.lora_A/B`): the base is frozen, rebuilt from
+the registry on every start and identified by its fingerprint, so ESPnet's checkpoint.pth, epoch files
+and n-best averages stay a few MB instead of a full copy of the base per file, and averaging them
+averages adapters only.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from espnet_ext.data.audio import SAMPLE_RATE
+from espnet_ext.languages import LANGUAGES, get_language
+from espnet_ext.lora.inject import banks, inject, routing
+from espnet_ext.models.espnet_import import import_espnet_module
+
+WINDOW_SAMPLES = 30 * SAMPLE_RATE  # the 30 s window Whisper and OWSM were trained on
+_AbsESPnetModel = import_espnet_module("espnet2.train.abs_espnet_model").AbsESPnetModel
+
+
+class NonFiniteLossError(RuntimeError):
+    """A batch produced a NaN/inf loss; raised before it can reach the adapters."""
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """`lora_conf` of a training config: which linears get adapters, their size, and the languages."""
+
+    languages: Tuple[str, ...]
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    targets: Tuple[str, ...] = ("whisper_attn_qv",)
+
+    @classmethod
+    def from_dict(cls, conf: Mapping[str, Any]) -> "LoRAConfig":
+        """Parse and check `lora_conf` (a typo or an unknown language is an error, never ignored)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            raise ValueError(f"lora_conf: unknown key(s) {unknown}; known: {sorted(known)}")
+        if not conf.get("languages"):
+            raise ValueError(f"lora_conf.languages is empty; list adapter languages from {list(LANGUAGES)}")
+        for field in ("languages", "targets"):
+            if isinstance(conf.get(field), str):
+                raise ValueError(f"lora_conf.{field} must be a list, got the string {conf[field]!r}")
+        config = cls(**{**conf, "languages": tuple(conf["languages"]),
+                        "targets": tuple(conf.get("targets", cls.targets))})
+        for lang in config.languages:
+            get_language(lang)
+        if len(set(config.languages)) != len(config.languages):
+            raise ValueError(f"lora_conf.languages has duplicates: {list(config.languages)}")
+        if config.rank < 1 or config.alpha <= 0 or not 0 <= config.dropout < 1:
+            raise ValueError(f"lora_conf: need rank >= 1, alpha > 0, 0 <= dropout < 1; got {config}")
+        return config
+
+
+class LoRARoutedModel(_AbsESPnetModel):
+    """A LoRA-banked ESPnet model routed per utterance by the `lang` data file (module docstring)."""
+
+    def __init__(self, model: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool):
+        super().__init__()
+        self.model = model
+        self.languages = tuple(languages)
+        self.pad_to_30s = pad_to_30s
+        self._adapter_keys = frozenset(
+            f"model.{name}.{matrix}" for name in banks(model) for matrix in ("lora_A", "lora_B")
+        )
+        if not self._adapter_keys:
+            raise ValueError("LoRARoutedModel needs a model with a LoRA bank (espnet_ext.lora.inject.inject)")
+
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor, lang: torch.Tensor, lang_lengths: torch.Tensor,
+                utt_id: Optional[Sequence[str]] = None, **kwargs):
+        """ESPnet's (loss, stats, weight), with each utterance through its own language's adapter."""
+        weights = self._oracle_weights(lang, utt_id)
+        if self.pad_to_30s:
+            speech, speech_lengths = _pad_to_window(speech, speech_lengths)
+        with routing(self.model, weights):
+            loss, stats, weight = self.model(speech, speech_lengths, text, text_lengths, **kwargs)
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(self._non_finite_message(loss, speech, utt_id))
+        return loss, stats, weight
+
+    def _non_finite_message(self, loss: torch.Tensor, speech: torch.Tensor, utt_id) -> str:
+        """Name the batch, and the utterances in it whose audio itself is not finite."""
+        utts = list(utt_id or [])
+        bad_audio = [u for u, row in zip(utts, speech) if not bool(torch.isfinite(row).all())]
+        return (
+            f"the {'training' if self.training else 'validation'} loss is {loss.detach().float().item()} on the "
+            f"batch of utterances {utts} (non-finite audio samples in: {bad_audio or 'none'}); stopped before it "
+            "could reach the adapters. Fix or drop those utterances, or lower optim_conf.lr if their audio is "
+            "fine; the checkpoint of the last finished epoch is intact (continue with --resume true)"
+        )
+
+    def _oracle_weights(self, lang: torch.Tensor, utt_id: Optional[Sequence[str]]) -> torch.Tensor:
+        """One-hot routing weights `[batch, K]` from the `lang` file's adapter indices."""
+        index = lang[:, 0].long()
+        bad = (index < 0) | (index >= len(self.languages))
+        if bool(bad.any()):
+            names = [utt_id[i] for i in bad.nonzero().flatten().tolist()] if utt_id else []
+            raise ValueError(
+                f"the lang data file gives adapter indices {index[bad].tolist()} (utterances {names}) outside "
+                f"0..{len(self.languages) - 1} for {list(self.languages)}; regenerate the exp dir's data/ with "
+                "espnet_ext.bin.train_lora"
+            )
+        return F.one_hot(index, len(self.languages)).float()
+
+    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+        return self.model.collect_feats(speech, speech_lengths, **kwargs)
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """The adapters only (see the module docstring); also when nested in DDP (`prefix` set)."""
+        state = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for key in [k for k in state if k.startswith(prefix) and k[len(prefix):] not in self._adapter_keys]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Load adapters; with `strict`, the keys must be exactly this bank's adapters."""
+        missing = sorted(self._adapter_keys - set(state_dict))
+        unexpected = sorted(set(state_dict) - self._adapter_keys)
+        if strict and (missing or unexpected):
+            raise RuntimeError(
+                f"the checkpoint does not fit this LoRA bank: missing {missing[:4]} ({len(missing)}), "
+                f"unexpected {unexpected[:4]} ({len(unexpected)}); was it trained with other lora_conf "
+                "targets/languages, or is it a full-model checkpoint?"
+            )
+        kept = {k: v for k, v in state_dict.items() if k in self._adapter_keys}
+        result = super().load_state_dict(kept, strict=False, assign=assign)
+        return type(result)(missing, unexpected)  # the frozen base's keys are not "missing"
+
+
+def _pad_to_window(speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad to the 30 s window with full-window lengths, as decoding does with pad_to_30s."""
+    speech = F.pad(speech, (0, max(0, WINDOW_SAMPLES - speech.size(1))))[:, :WINDOW_SAMPLES]
+    return speech, torch.full_like(lengths, WINDOW_SAMPLES)
+
+
+def build_lora_model(asr_model: torch.nn.Module, conf: LoRAConfig, pad_to_30s: bool) -> LoRARoutedModel:
+    """Inject `conf`'s bank into `asr_model` (everything else frozen) and wrap it for routed training."""
+    inject(asr_model, conf.targets, conf.rank, conf.alpha, conf.languages, conf.dropout)
+    return LoRARoutedModel(asr_model, conf.languages, pad_to_30s)

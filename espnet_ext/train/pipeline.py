@@ -1,0 +1,144 @@
+"""Stage 3 end to end: prepare an exp dir, train through ESPnet's trainer, export the adapters.
+
+    <exp>/train_lora_args.yaml   the options of this run (resolved)
+    <exp>/conf/<config>.yaml     the training config as given
+    <exp>/tokens.txt             the base model's token list (the text_int targets index it)
+    <exp>/data/{train,valid}/    ESPnet's data and shape files (prep.py)
+    <exp>/config.yaml            ESPnet's resolved config: every option, the seed, the base fingerprint
+    <exp>/checkpoint.pth, <N>epoch.pth, valid.loss.best.pth, ..., tensorboard/, images/   (ESPnet)
+    <exp>/adapters/<lang>/       the exported adapters (export.py)
+
+A new run refuses an exp dir that already holds a checkpoint (continue it with resume, or remove it);
+a resumed run refuses a base model whose weights changed since the run started.
+"""
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import yaml
+
+from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.fileio import atomic_write_text
+from espnet_ext.languages import LANGUAGES
+from espnet_ext.models.registry import LoadedModel, load_model
+from espnet_ext.train import targets as training_targets
+from espnet_ext.train.export import export_adapters, read_training_config
+from espnet_ext.train.model import LoRAConfig, build_lora_model
+from espnet_ext.train.prep import PreparedSet, prepare_set
+from espnet_ext.train.task import LoRAASRTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    """What one stage-3 training needs; `espnet_args` go to ESPnet's trainer as they are."""
+
+    model: str
+    train_dir: Path
+    valid_dir: Path
+    exp_dir: Path
+    config: Path
+    model_path: Optional[str] = None
+    lora_rank: Optional[int] = None
+    lora_alpha: Optional[float] = None
+    ngpu: int = 0
+    resume: bool = False
+    use_amp: bool = False
+    use_wandb: bool = False
+    export: str = "best"
+    espnet_args: List[str] = field(default_factory=list)
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"training config {path} does not exist (see conf/tuning/train_lora_*.yaml)")
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def _check_exp_dir(options: TrainOptions, loaded: LoadedModel) -> None:
+    """A fresh run never overwrites a training; a resumed one never continues on another base."""
+    exp = options.exp_dir
+    if not options.resume and (exp / "checkpoint.pth").exists():
+        raise ValueError(f"{exp} already holds a training (checkpoint.pth); continue it with --resume true, "
+                         "or remove the dir to start over")
+    if options.resume and (exp / "config.yaml").is_file():
+        previous = read_training_config(exp)
+        if (previous["base_model"], previous["base_fingerprint"]) != (loaded.name, loaded.fingerprint):
+            raise ValueError(
+                f"{exp} was trained on {previous['base_model']} (fingerprint {previous['base_fingerprint']}) but "
+                f"the base is now {loaded.name} ({loaded.fingerprint}); resume with the same base, or use a new "
+                "exp dir"
+            )
+
+
+def _languages(config: dict, train_dir: Path) -> List[str]:
+    """lora_conf.languages if the config names them, else the training data's, in the table's order."""
+    named = (config.get("lora_conf") or {}).get("languages")
+    if named:
+        return list(named)
+    present = {utt.lang for utt in read_data_dir(train_dir)}
+    return [code for code in LANGUAGES if code in present]
+
+
+def _check_coverage(train: PreparedSet, languages: Sequence[str]) -> None:
+    """Every adapter needs training data: an untrained one would be exported as if it were trained."""
+    missing = [lang for lang in languages if not train.per_language.get(lang)]
+    if missing:
+        raise ValueError(f"{train.source} has no usable utterances for {missing}, which lora_conf.languages "
+                         "lists; add data for them or remove them from lora_conf.languages")
+
+
+def _prepare(options: TrainOptions, loaded: LoadedModel, languages: Sequence[str]) -> Dict[str, PreparedSet]:
+    exp = options.exp_dir
+    targets = training_targets.for_model(loaded)
+    prepared = {
+        "train": prepare_set(options.train_dir, exp / "data" / "train", targets, languages),
+        "valid": prepare_set(options.valid_dir, exp / "data" / "valid", targets, languages),
+    }
+    _check_coverage(prepared["train"], languages)
+    atomic_write_text(exp / "tokens.txt", "".join(f"{token}\n" for token in loaded.config["token_list"]))
+    (exp / "conf").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(options.config, exp / "conf" / options.config.name)
+    return prepared
+
+
+def espnet_command(options: TrainOptions, loaded: LoadedModel, languages: Sequence[str], config: dict,
+                   prepared: Dict[str, PreparedSet]) -> List[str]:
+    """LoRAASRTask's command line: the config, our data files and overrides, then `espnet_args`."""
+    exp = options.exp_dir
+    args = ["--config", str(options.config), "--output_dir", str(exp), "--token_list", str(exp / "tokens.txt"),
+            "--base_model", loaded.name, "--base_fingerprint", loaded.fingerprint, "--use_preprocessor", "false",
+            "--ngpu", str(options.ngpu), "--resume", str(options.resume).lower(),
+            "--use_amp", str(options.use_amp).lower(), "--use_wandb", str(options.use_wandb).lower()]
+    if options.model_path:
+        args += ["--base_model_path", options.model_path]
+    if not (config.get("lora_conf") or {}).get("languages"):
+        args += ["--lora_conf", f"languages={json.dumps(list(languages))}"]
+    if options.lora_rank is not None:
+        args += ["--lora_conf", f"rank={options.lora_rank}"]
+    if options.lora_alpha is not None:
+        args += ["--lora_conf", f"alpha={options.lora_alpha}"]
+    args += prepared["train"].espnet_args("train") + prepared["valid"].espnet_args("valid")
+    return args + list(options.espnet_args)
+
+
+def run_training(options: TrainOptions) -> Dict[str, Path]:
+    """Prepare, train (ESPnet's LoRAASRTask.main) and export; returns the adapter dir of each language."""
+    options.exp_dir.mkdir(parents=True, exist_ok=True)
+    config = _read_config(options.config)
+    loaded = load_model(options.model, model_path=options.model_path)
+    _check_exp_dir(options, loaded)
+    languages = _languages(config, options.train_dir)
+    prepared = _prepare(options, loaded, languages)
+    command = espnet_command(options, loaded, languages, config, prepared)
+    log.info("training %s adapters for %s in %s", loaded.name, languages, options.exp_dir)
+    LoRAASRTask.main(cmd=command)
+    trained = read_training_config(options.exp_dir)
+    model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(trained["lora_conf"]), trained["pad_to_30s"])
+    data = {f"{mode}_data": {"dir": str(p.source), "utterances": p.per_language} for mode, p in prepared.items()}
+    return export_adapters(options.exp_dir, model, loaded.name, loaded.fingerprint, options.export, data)

@@ -1,0 +1,109 @@
+"""`LoRAASRTask`: ESPnet's ASRTask training per-language LoRA adapters on a frozen registry model.
+
+Everything ESPnet's task machinery offers keeps working unchanged (config files, data loading and
+batch samplers, optimisers and schedulers, `--resume`, n-best averaging, tensorboard, wandb, DDP);
+only the model differs:
+
+- `build_model` loads the base from espnet_ext.models.registry (`--base_model`, its checkpoint and
+  fingerprint), injects the LoRA bank described by `--lora_conf`, freezes the base and returns a
+  `LoRARoutedModel` that routes each utterance through its language's adapter (`lang` data file).
+- The architecture is the registry's: its encoder/decoder/model_conf are copied into the args (so
+  config.yaml describes the model actually trained) and a config that sets them differently is refused
+  rather than silently ignored.
+- `--base_fingerprint` (written into config.yaml) makes a resumed run refuse a changed base.
+
+Data files (see prep.py): speech (sound), text (text_int with the prompt), lang (text_int), and for
+OWSM text_prev/text_ctc. `--use_preprocessor false`: the text is tokenised already.
+"""
+import argparse
+import logging
+from pathlib import Path
+from typing import Tuple
+
+from espnet_ext.lora.inject import trainable_report
+from espnet_ext.models.espnet_import import asr_task, import_espnet_module
+from espnet_ext.models.registry import LoadedModel, load_model
+from espnet_ext.train.model import LoRAConfig, LoRARoutedModel, build_lora_model
+from espnet_ext.train.trainer import LoRATrainer
+
+_types = import_espnet_module("espnet2.utils.types")
+_NestedDictAction = import_espnet_module("espnet2.utils.nested_dict_action").NestedDictAction
+
+
+class LoRAASRTask(asr_task()):
+    """ASRTask whose model is a registry base + routed LoRA bank (see the module docstring)."""
+
+    trainer = LoRATrainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_task_arguments(parser)
+        group = parser.add_argument_group("LoRA adapters (espnet_ext)")
+        group.add_argument("--base_model", default="whisper_base",
+                           help="registry name of the frozen base (python -m espnet_ext.models.registry)")
+        group.add_argument("--base_model_path", type=_types.str_or_none, default=None,
+                           help="local weights for registry models that need them")
+        group.add_argument("--base_fingerprint", type=_types.str_or_none, default=None,
+                           help="refuse a base whose weight fingerprint differs (recorded in config.yaml)")
+        group.add_argument("--lora_conf", action=_NestedDictAction, default={},
+                           help="languages, rank, alpha, dropout, targets (preset names or patterns), "
+                                "e.g. --lora_conf rank=8")
+        group.add_argument("--pad_to_30s", type=_types.str2bool, default=False,
+                           help="train on the 30 s window (zero padding) instead of the real length")
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",) if inference else ("speech", "text", "lang")
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("text_prev", "text_ctc")  # OWSM's previous-sentence and CTC targets
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> LoRARoutedModel:
+        loaded = load_model(args.base_model, model_path=args.base_model_path)
+        if args.base_fingerprint and args.base_fingerprint != loaded.fingerprint:
+            raise ValueError(
+                f"base model {args.base_model} has weight fingerprint {loaded.fingerprint}, but this "
+                f"training was set up for {args.base_fingerprint}: its weights changed since. Restore them "
+                f"or start a new exp dir instead of resuming {args.output_dir}"
+            )
+        args.base_fingerprint = loaded.fingerprint
+        _check_token_list(args, loaded)
+        _adopt_registry_architecture(cls, args, loaded)
+        if loaded.family == "owsm" and not args.pad_to_30s:
+            raise ValueError("OWSM is decoded on the 30 s window (espnet_ext/decode/owsm_backend.py); train it "
+                             "the same way: set pad_to_30s: true in the config")
+        model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s)
+        logging.info("LoRA on %s (fingerprint %s):\n%s", loaded.name, loaded.fingerprint,
+                     trainable_report(model.model))
+        return model
+
+
+def _check_token_list(args: argparse.Namespace, loaded: LoadedModel) -> None:
+    """The text_int targets were made with the token list in --token_list: it must be the model's."""
+    if not args.token_list:
+        raise ValueError("--token_list is required: the token list the text_int targets were made with")
+    path = Path(args.token_list)
+    tokens = path.read_text(encoding="utf-8").split("\n")[:-1]
+    if tokens != list(loaded.config["token_list"]):
+        raise ValueError(
+            f"{path} ({len(tokens)} tokens) is not the token list of {loaded.name} "
+            f"({len(loaded.config['token_list'])} tokens); the exp dir was prepared for another model. "
+            "Prepare it again with espnet_ext.bin.train_lora"
+        )
+
+
+def _adopt_registry_architecture(task, args: argparse.Namespace, loaded: LoadedModel) -> None:
+    """Copy the registry's model options into `args`; refuse a config that set them otherwise."""
+    parser = task.get_parser()
+    for key, value in loaded.config.items():
+        if key == "token_list" or not hasattr(args, key):
+            continue
+        current = getattr(args, key)
+        if current != value and current != parser.get_default(key):
+            raise ValueError(
+                f"config option {key}: {current!r} cannot apply: the architecture of {loaded.name} is fixed "
+                f"by the registry ({key}: {value!r}); remove {key} from the training config"
+            )
+        setattr(args, key, value)

@@ -1,0 +1,31 @@
+"""Fixtures of the stage-3 tests: a tiny corpus and one shared tiny training run."""
+from pathlib import Path
+
+import pytest
+
+from train_helpers import make_corpus, train_command
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def trained(corpus, tmp_path_factory):
+    """One 2-epoch run of train_lora: (exp_dir, the in-memory model ESPnet trained)."""
+    from espnet_ext.bin import train_lora
+    from espnet_ext.train.trainer import LoRATrainer
+
+    captured = {}
+    original = LoRATrainer.run.__func__
+
+    def capture(cls, model, *args, **kwargs):
+        captured["model"] = model
+        return original(cls, model, *args, **kwargs)
+
+    exp_dir = tmp_path_factory.mktemp("exp") / "tiny_all_r4"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LoRATrainer, "run", classmethod(capture))
+        train_lora.main(train_command(corpus, exp_dir))
+    return exp_dir, captured["model"]
