@@ -34,7 +34,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_path", default=None, help="local weights for models that need them")
     p.add_argument("--data_dir", type=Path, help="Kaldi data dir with wav.scp, text, utt2lang")
     p.add_argument("--language", choices=["oracle", "detect"], default="oracle",
-                   help="force each utterance's language from utt2lang, or let the model detect it")
+                   help="with --routing none: force each utterance's language from utt2lang, or let the "
+                        "model detect it")
+    p.add_argument("--routing", choices=["none", "oracle", "hard"], default="none",
+                   help="none: base model only; oracle: the adapter of utt2lang's language; hard: the "
+                        "adapter of the language the model detects (argmax)")
+    p.add_argument("--adapter_dir", type=Path, default=None,
+                   help="<exp>/adapters holding <lang>/{adapter_config.json,adapter_model.safetensors}")
     p.add_argument("--pad_to_30s", type=str2bool, default=True,
                    help="encode the 30 s window Whisper was trained on (zero-shot) or the real length")
     p.add_argument("--beam_size", type=int, default=1, help="1 = greedy")
@@ -43,6 +49,19 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--ngpu", type=int, default=0, help="0: CPU; 1: decode on the first CUDA device")
     return p
+
+
+def load_adapters(model, adapter_dir) -> None:
+    """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`."""
+    from espnet_ext.lora.adapter_files import CONFIG_NAME, load_adapter_bank
+
+    if adapter_dir is None:
+        raise SystemExit("decode.py: --routing other than none needs --adapter_dir (run stage 3 first)")
+    langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}"))
+    if not langs:
+        raise SystemExit(f"decode.py: no adapters in {adapter_dir} (expected <lang>/{CONFIG_NAME}); run stage 3 first")
+    load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
+    log.info("loaded LoRA adapters %s from %s", ", ".join(langs), adapter_dir)
 
 
 def main(argv=None) -> None:
@@ -61,13 +80,15 @@ def main(argv=None) -> None:
     start = time.time()
     device = "cuda" if args.ngpu > 0 else "cpu"
     model = load_model(args.model, device=device, model_path=args.model_path)
+    if args.routing != "none":
+        load_adapters(model, args.adapter_dir)
     model.asr_model.eval()
     log.info("loaded %s in %.1f s", args.model, time.time() - start)
     options = DecodeOptions(
         search=SearchConfig(beam_size=args.beam_size, max_tokens=args.max_tokens),
         batch_size=args.batch_size,
         pad_to_30s=args.pad_to_30s,
-        detect_language=args.language == "detect",
+        detect_language=args.routing == "hard" or (args.routing == "none" and args.language == "detect"),
     )
     save_resolved_args(args, args.out_dir / "decode_args.yaml")
     job_dir = args.out_dir / f"split{args.nj}" / str(args.job)

@@ -19,6 +19,7 @@ from espnet_ext.data.kaldi import Utterance, read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
+from espnet_ext.lora.inject import banks, one_hot_weights, reorder_routing_weights, set_routing_weights
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +60,47 @@ def _pad_batch(audios: Sequence[np.ndarray]):
     return speech, lengths
 
 
+class _RoutedState:
+    """Keeps the LoRA banks' per-row routing weights aligned with the search's hypothesis rows."""
+
+    def __init__(self, state, model: torch.nn.Module):
+        self.state, self.model = state, model
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.state.step(tokens)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.state.reorder(index)
+        reorder_routing_weights(self.model, index)
+
+
 @torch.no_grad()
 def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Optional[str]], config: SearchConfig) -> List[Hypothesis]:
-    """Transcribe one batch; `langs[i]` forces utterance i's language, None lets the model detect it."""
+    """Transcribe one batch; `langs[i]` forces utterance i's language, None lets the model detect it.
+
+    With LoRA adapters loaded, each utterance goes through the adapter of the language it is decoded
+    in. Forced languages route before the encoder; detected ones need a base-model pass first.
+    """
     speech, lengths = _pad_batch(audios)
-    features = backend.encode(speech, lengths)
     candidates = list(LANGUAGES)
-    budgets = token_budget([n / SAMPLE_RATE for n in lengths.tolist()], config)
+    routed = bool(banks(backend.model))
+    known = all(langs)
+    if routed:
+        set_routing_weights(backend.model, one_hot_weights(backend.model, langs) if known else None)
+    features = backend.encode(speech, lengths)
     with backend.state(features) as state:
         posteriors = backend.language_posteriors(state, candidates)
-        detected = [candidates[i] for i in posteriors.argmax(-1).tolist()]
-        chosen = [lang or detected[i] for i, lang in enumerate(langs)]
+    chosen = [lang or candidates[i] for lang, i in zip(langs, posteriors.argmax(-1).tolist())]
+    if routed and not known:
+        set_routing_weights(backend.model, one_hot_weights(backend.model, chosen))
+        features = backend.encode(speech, lengths)
+    budgets = token_budget([n / SAMPLE_RATE for n in lengths.tolist()], config)
+    with backend.state(features) as state:
+        search_state = _RoutedState(state, backend.model) if routed else state
         if config.beam_size > 1:
-            state.reorder(torch.arange(len(audios)).repeat_interleave(config.beam_size))
-        tokens = beam_search(state, [backend.prompt(l) for l in chosen], backend.eot, backend.suppress, budgets, config)
+            search_state.reorder(torch.arange(len(audios)).repeat_interleave(config.beam_size))
+        prompts = [backend.prompt(lang) for lang in chosen]
+        tokens = beam_search(search_state, prompts, backend.eot, backend.suppress, budgets, config)
     return [
         Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)))
         for t, lang, p in zip(tokens, chosen, posteriors.tolist())

@@ -100,6 +100,7 @@ class WhisperBackend:
     """Everything the generic decoding loop needs from an ESPnet Whisper model."""
 
     def __init__(self, asr_model: torch.nn.Module, tokenizer, pad_to_30s: bool):
+        self.model = asr_model
         self.encoder = asr_model.encoder
         self.text_decoder = asr_model.decoder.decoders
         self.tokenizer = tokenizer

@@ -27,8 +27,8 @@ corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath
 tts_utts_per_split=    # empty: local/prepare_tts_corpus.py's default size
 # Stage 5: decoding
 tag=zeroshot           # experiment tag: exp/<model>_<tag>
-routing=none           # none (base model only); adapters and routing come with stages 3-4
-decode_language=oracle # oracle: force utt2lang's language; detect: the model's own LID
+routing=none           # none: base model only; oracle: adapter of utt2lang's language; hard: of the detected one
+decode_language=oracle # with routing none: oracle forces utt2lang's language; detect: the model's own LID
 decode_config=conf/decode_zeroshot.yaml  # beam size, batch size, 30 s window or real length, ...
 decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_size 4"
 test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang>
@@ -51,13 +51,13 @@ threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
 done_or_force() { [ -f "$1" ] && [ "${force}" != true ]; }
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
-    marker=${datadir}/.done_${corpus}
+    marker=${datadir}/.done_${corpus}_${lang}
     if done_or_force "${marker}"; then
         log "stage 1: data already prepared (${marker}); --force true to redo"
     else
         log "stage 1: data preparation (${corpus}) -> ${datadir}/"
         case ${corpus} in
-            tts) args=(local/prepare_tts_corpus.py --out_dir "${datadir}" --nj "${nj}" \
+            tts) args=(local/prepare_tts_corpus.py --out_dir "${datadir}" --nj "${nj}" --langs ${langs} \
                        ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"}) ;;
             commonvoice) args=(local/prepare_commonvoice.py --corpus_dir "${COMMONVOICE}" --out_dir "${datadir}") ;;
             kathbath) args=(local/prepare_kathbath.py --corpus_dir "${KATHBATH}" --out_dir "${datadir}") ;;
@@ -104,7 +104,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
             python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
-                --ngpu "${ngpu}" --config "${decode_config}" --language "${decode_language}" ${decode_args}
+                --ngpu "${ngpu}" --config "${decode_config}" --language "${decode_language}" \
+                --routing "${routing}" --adapter_dir "${expdir}/${exp_name}/adapters" ${decode_args}
         python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
         touch "${dir}/.done"
     done
@@ -115,9 +116,9 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         data=$(data_dir_of "${dset}")
         dir=$(decode_dir_of "${dset}")
         log "stage 6: scoring ${dir}"
-        ${train_cmd} "${dir}/log/score.log" python -m espnet_ext.bin.score --decode_dir "${dir}" --data_dir "${data}"
+        ${train_cmd} "${dir}/log/score.log" python -m espnet_ext.bin.score --decode_dir "${dir}" --ref_text "${data}/text"
     done
-    python local/show_results.py --exp_dir "${expdir}" --out "${expdir}/RESULTS.md"
+    python local/show_results.py "${expdir}" --output "${expdir}/RESULTS.md"
     log "stage 6: results (${expdir}/RESULTS.md):"
     cat "${expdir}/RESULTS.md"
 fi
