@@ -12,8 +12,9 @@ then `adapters/<lang>/{adapter_config.json,adapter_model.safetensors}` from the 
 config's first best_model_criterion (`--export latest|ave` for the others).
 
 Any option not listed below goes to ESPnet's trainer as it is (it overrides the config), e.g.
-`--max_epoch 5 --seed 3 --accum_grad 2 --patience 3`; `python -m espnet_ext.bin.train_lora --help`
-lists ours. Resuming (`--resume true`) continues from the last finished epoch: an epoch interrupted
+`--max_epoch 5 --seed 3 --accum_grad 2 --patience 3 --lora_conf dropout=0.1`; `--help` lists ours,
+`python -c "from espnet_ext.train.task import LoRAASRTask as T; T.get_parser().print_help()"` ESPnet's.
+Resuming (`--resume true`) continues from the last finished epoch: an epoch interrupted
 midway is trained again from its start, and the result equals an uninterrupted run.
 """
 import argparse

@@ -1,1 +1,12 @@
-"""espnet_ext.train"""
+"""espnet_ext.train: stage 3, per-language LoRA adapters trained through ESPnet's trainer.
+
+- `targets`: the token ids each utterance trains on (the decoding prompt, then the transcript);
+- `prep`: a Kaldi data dir -> ESPnet's data/shape files (speech, text_int targets, `lang`);
+- `model`: `LoRARoutedModel`, the frozen base + LoRA bank routed by each utterance's `lang`;
+- `task`: `LoRAASRTask`, ESPnet's ASRTask building that model from the registry;
+- `trainer`: `LoRATrainer`, ESPnet's Trainer with atomic checkpoint files;
+- `export`: checkpoint -> `adapters/<lang>/` directories;
+- `pipeline`: all of it for one exp dir (`python -m espnet_ext.bin.train_lora`).
+
+Nothing here decodes: dev WER comes from espnet_ext.decode on the exported adapters.
+"""

@@ -1,6 +1,6 @@
 """Stage 3 end to end: prepare an exp dir, train through ESPnet's trainer, export the adapters.
 
-    <exp>/train_lora_args.yaml   the options of this run (resolved)
+    <exp>/train_lora_args.yaml   the options of this run, resolved (written by espnet_ext.bin.train_lora)
     <exp>/conf/<config>.yaml     the training config as given
     <exp>/tokens.txt             the base model's token list (the text_int targets index it)
     <exp>/data/{train,valid}/    ESPnet's data and shape files (prep.py)
@@ -11,14 +11,13 @@
 A new run refuses an exp dir that already holds a checkpoint (continue it with resume, or remove it);
 a resumed run refuses a base model whose weights changed since the run started.
 """
+import argparse
 import json
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
-
-import yaml
 
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.fileio import atomic_write_text
@@ -53,13 +52,6 @@ class TrainOptions:
     espnet_args: List[str] = field(default_factory=list)
 
 
-def _read_config(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"training config {path} does not exist (see conf/tuning/train_lora_*.yaml)")
-    with path.open(encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
-
-
 def _check_exp_dir(options: TrainOptions, loaded: LoadedModel) -> None:
     """A fresh run never overwrites a training; a resumed one never continues on another base."""
     exp = options.exp_dir
@@ -76,9 +68,9 @@ def _check_exp_dir(options: TrainOptions, loaded: LoadedModel) -> None:
             )
 
 
-def _languages(config: dict, train_dir: Path) -> List[str]:
-    """lora_conf.languages if the config names them, else the training data's, in the table's order."""
-    named = (config.get("lora_conf") or {}).get("languages")
+def _languages(resolved: argparse.Namespace, train_dir: Path) -> List[str]:
+    """lora_conf.languages as ESPnet will see it, else the training data's, in the language table's order."""
+    named = resolved.lora_conf.get("languages")
     if named:
         return list(named)
     present = {utt.lang for utt in read_data_dir(train_dir)}
@@ -107,9 +99,8 @@ def _prepare(options: TrainOptions, loaded: LoadedModel, languages: Sequence[str
     return prepared
 
 
-def espnet_command(options: TrainOptions, loaded: LoadedModel, languages: Sequence[str], config: dict,
-                   prepared: Dict[str, PreparedSet]) -> List[str]:
-    """LoRAASRTask's command line: the config, our data files and overrides, then `espnet_args`."""
+def espnet_command(options: TrainOptions, loaded: LoadedModel) -> List[str]:
+    """LoRAASRTask's command line without the data: the config, our overrides, then `espnet_args`."""
     exp = options.exp_dir
     args = ["--config", str(options.config), "--output_dir", str(exp), "--token_list", str(exp / "tokens.txt"),
             "--base_model", loaded.name, "--base_fingerprint", loaded.fingerprint, "--use_preprocessor", "false",
@@ -117,25 +108,30 @@ def espnet_command(options: TrainOptions, loaded: LoadedModel, languages: Sequen
             "--use_amp", str(options.use_amp).lower(), "--use_wandb", str(options.use_wandb).lower()]
     if options.model_path:
         args += ["--base_model_path", options.model_path]
-    if not (config.get("lora_conf") or {}).get("languages"):
-        args += ["--lora_conf", f"languages={json.dumps(list(languages))}"]
     if options.lora_rank is not None:
         args += ["--lora_conf", f"rank={options.lora_rank}"]
     if options.lora_alpha is not None:
         args += ["--lora_conf", f"alpha={options.lora_alpha}"]
-    args += prepared["train"].espnet_args("train") + prepared["valid"].espnet_args("valid")
     return args + list(options.espnet_args)
+
+
+def _resolve(command: List[str]) -> argparse.Namespace:
+    """Parse the command as ESPnet will (config file, then flags), so we prepare what it will train."""
+    return LoRAASRTask.get_parser().parse_args(command)
 
 
 def run_training(options: TrainOptions) -> Dict[str, Path]:
     """Prepare, train (ESPnet's LoRAASRTask.main) and export; returns the adapter dir of each language."""
+    if not options.config.is_file():
+        raise FileNotFoundError(f"training config {options.config} does not exist (see conf/tuning/train_lora_*.yaml)")
     options.exp_dir.mkdir(parents=True, exist_ok=True)
-    config = _read_config(options.config)
     loaded = load_model(options.model, model_path=options.model_path)
     _check_exp_dir(options, loaded)
-    languages = _languages(config, options.train_dir)
+    command = espnet_command(options, loaded)
+    languages = _languages(_resolve(command), options.train_dir)
     prepared = _prepare(options, loaded, languages)
-    command = espnet_command(options, loaded, languages, config, prepared)
+    command += ["--lora_conf", f"languages={json.dumps(languages)}"]
+    command += prepared["train"].espnet_args("train") + prepared["valid"].espnet_args("valid")
     log.info("training %s adapters for %s in %s", loaded.name, languages, options.exp_dir)
     LoRAASRTask.main(cmd=command)
     trained = read_training_config(options.exp_dir)

@@ -33,7 +33,6 @@ MAX_SECONDS = 30.0  # Whisper's and OWSM's input window: longer audio would be c
 class PreparedSet:
     """One prepared data set: its ESPnet data files and shape files, and what it holds."""
 
-    directory: Path
     files: Tuple[Tuple[Path, str, str], ...]  # (path, data name, ESPnet loader type)
     shape_files: Tuple[Path, ...]
     per_language: Dict[str, int]  # utterances kept, by language
@@ -142,7 +141,6 @@ def _write(data_dir, out_dir, lists, dropped, target_names, utterances) -> Prepa
     files = [(out_dir / "wav.scp", "speech", "sound"), (out_dir / "lang", "lang", "text_int")]
     files += [(out_dir / name, name, "text_int") for name in target_names]
     return PreparedSet(
-        directory=out_dir,
         files=tuple(files),
         shape_files=(out_dir / "speech_shape", out_dir / "text_shape"),
         per_language=dict(sorted(per_language.items())),

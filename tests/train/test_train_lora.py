@@ -84,6 +84,32 @@ def test_a_new_run_never_overwrites_a_training(trained, corpus):
         train_lora.main(train_command(corpus, exp_dir))
 
 
+def test_resume_refuses_a_changed_base(trained, corpus, tmp_path):
+    exp_dir, _ = trained
+    config = yaml.safe_load((exp_dir / "config.yaml").read_text())
+    config["base_fingerprint"] = "0123456789abcdef"
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="was trained on whisper_tiny_random \\(fingerprint 0123456789abcdef\\)"):
+        train_lora.main(train_command(corpus, tmp_path / "exp", "--resume", "true"))
+
+
+def test_architecture_options_are_refused_not_ignored(tmp_path, corpus):
+    with pytest.raises(SystemExit, match="model_conf: .*lsm_weight.*fixed by the registry"):
+        train_lora.main(train_command(corpus, tmp_path / "exp", "--model_conf", "lsm_weight=0.0"))
+
+
+def test_languages_passed_to_espnet_are_the_ones_prepared(tmp_path, corpus):
+    with pytest.raises(SystemExit, match=r"languages \['pa', 'te'\] \(e.g. utterance pa-s1-00\) have no adapter"):
+        train_lora.main(train_command(corpus, tmp_path / "exp", "--lora_conf", 'languages=["hi", "it"]'))
+
+
+def test_every_adapter_needs_training_data(tmp_path):
+    data_dir = make_corpus(tmp_path, languages=("hi", "pa", "it"))
+    with pytest.raises(SystemExit, match=r"no usable utterances for \['te'\]"):
+        train_lora.main(train_command(data_dir, tmp_path / "exp", "--lora_conf", f"languages={LANGS}"))
+
+
 def test_nan_loss_stops_naming_the_batch_and_exports_nothing(tmp_path):
     data_dir = make_corpus(tmp_path, poison="te-s1-01")
     with pytest.raises(SystemExit, match=r"loss is nan on the batch of utterances \[.*'te-s1-01'.*\] "

@@ -25,10 +25,12 @@ def chirp(seconds: float, seed: int) -> np.ndarray:
     return wave.astype(np.float32)
 
 
-def make_corpus(root: Path, name: str = "train", poison: str = "") -> Path:
+def make_corpus(root: Path, name: str = "train", poison: str = "", languages=tuple(SENTENCES)) -> Path:
     """A Kaldi dir with two utterances per language; `poison` names one whose audio is all NaN."""
     utterances = []
     for i, (lang, texts) in enumerate(SENTENCES.items()):
+        if lang not in languages:
+            continue
         speaker = f"{lang}-s1"
         for j, text in enumerate(texts):
             utt_id = f"{speaker}-{j:02d}"
