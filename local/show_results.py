@@ -30,6 +30,7 @@ def table_rows(scores_path: Path) -> List[List[str]]:
              str(s["utterances"]), str(s["wer"]["ref_tokens"]), format_rate(s["wer"]),
              str(s["cer"]["ref_tokens"]), format_rate(s["cer"])]
             for lang, s in per_lang.items()
+            if lang != "all" or len(per_lang) != 2  # a one-language set's "all" row repeats its language row
         ]
     except (ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"show_results.py: {scores_path}: not a scores.json of espnet_ext.bin.score ({e!r}); "

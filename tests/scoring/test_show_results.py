@@ -37,9 +37,7 @@ def test_table_rows_per_model_decode_and_language(tmp_path):
     assert table[0] == "| model | decode | test set | lang | utts | words | WER | chars | CER |"
     assert table[2:] == [
         "| whisper_all_r8 | decode_test_oracle | test | te | 1 | 10 | - | 50 | 1.00 |",
-        "| whisper_all_r8 | decode_test_oracle | test | all | 1 | 10 | - | 50 | 1.00 |",
         "| whisper_all_r8 | decode_test_soft | test | hi | 2 | 10 | 12.50 | 50 | 3.25 |",
-        "| whisper_all_r8 | decode_test_soft | test | all | 4 | 10 | 10.00 | 50 | 2.00 |",
     ]
 
 

@@ -25,11 +25,17 @@ expdir=exp
 # Stage 1: data
 corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
 tts_utts_per_split=    # empty: local/prepare_tts_corpus.py's default size
+# Stage 3: LoRA training (exp/<model>_<lang>_r<rank>[_<tag>])
+lora_rank=16           # 8|16|32|64: picks conf/tuning/train_lora_<model>_r<rank>.yaml
+train_config=          # empty: conf/tuning/train_lora_<model>_r<lora_rank>.yaml
+train_args=            # extra options for espnet_ext.bin.train_lora (any ESPnet option too)
+tag=                   # optional suffix of the LoRA experiment name
 # Stage 5: decoding
-tag=zeroshot           # experiment tag: exp/<model>_<tag>
-routing=none           # none: base model only; oracle: adapter of utt2lang's language; hard: of the detected one
+routings="none oracle" # none: zero-shot base (exp/<model>_zeroshot); oracle: adapter of utt2lang's
+                       # language; hard: adapter of the language the model detects
 decode_language=oracle # with routing none: oracle forces utt2lang's language; detect: the model's own LID
-decode_config=conf/decode_zeroshot.yaml  # beam size, batch size, 30 s window or real length, ...
+zeroshot_decode_config=conf/decode_zeroshot.yaml  # base model: the 30 s window it was trained on
+lora_decode_config=conf/decode_lora.yaml          # adapters: the real length they were trained on
 decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_size 4"
 test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang>
 
@@ -45,10 +51,24 @@ langs=$(python -m espnet_ext.bin.recipe_info langs --lang "${lang}")
 if [ -z "${test_sets}" ]; then
     test_sets=$(for l in ${langs}; do echo -n "test_${l} "; done)
 fi
-exp_name=${model}_${tag}
+lora_exp=${expdir}/${model}_${lang}_r${lora_rank}${tag:+_${tag}}
+train_config=${train_config:-conf/tuning/train_lora_${model}_r${lora_rank}.yaml}
 threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
 
 done_or_force() { [ -f "$1" ] && [ "${force}" != true ]; }
+decode_dir_of() {  # data set, routing -> decode dir
+    local suffix=""
+    [ "$2" = none ] && [ "${decode_language}" = detect ] && suffix="_detectlang"
+    if [ "$2" = none ]; then
+        echo "${expdir}/${model}_zeroshot/decode_$(basename "$1")_none${suffix}"
+    else
+        echo "${lora_exp}/decode_$(basename "$1")_$2"
+    fi
+}
+data_dir_of() {  # a name under data/ or a path
+    if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
+}
+
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     marker=${datadir}/.done_${corpus}_${lang}
@@ -76,47 +96,54 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
-    log "stage 3: LoRA training is not in this release yet (issue 3); skipped"
+    if done_or_force "${lora_exp}/adapters/.done"; then
+        log "stage 3: ${lora_exp}/adapters already trained; --force true reruns it (it resumes from its last checkpoint; delete the dir to start over)"
+    else
+        log "stage 3: LoRA training (${train_config}) on $(data_dir_of "train_${lang}") -> ${lora_exp} (log: ${lora_exp}/log/train.log)"
+        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${ngpu:+--gpu "${ngpu}"} \
+            "${lora_exp}/log/train.log" \
+            python -m espnet_ext.bin.train_lora --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                --train_dir "$(data_dir_of "train_${lang}")" --valid_dir "$(data_dir_of "dev_${lang}")" \
+                --exp_dir "${lora_exp}" --config "${train_config}" --ngpu "${ngpu}" --resume true ${train_args}
+        touch "${lora_exp}/adapters/.done"
+    fi
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
-    log "stage 4: LID training is not in this release yet; skipped"
+    log "stage 4: LID training is not in this release yet (the routing issue); skipped"
 fi
 
-decode_dir_of() {  # data set -> decode dir
-    local suffix=""
-    [ "${decode_language}" = detect ] && suffix="_detectlang"
-    echo "${expdir}/${exp_name}/decode_$(basename "$1")_${routing}${suffix}"
-}
-data_dir_of() {  # a name under data/ or a path
-    if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
-}
-
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-    for dset in ${test_sets}; do
-        data=$(data_dir_of "${dset}")
-        dir=$(decode_dir_of "${dset}")
-        if done_or_force "${dir}/.done"; then
-            log "stage 5: ${dir} already decoded; --force true to redo"
-            continue
-        fi
-        log "stage 5: decoding ${data} with ${model} (routing ${routing}, language ${decode_language}) -> ${dir}"
-        ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
-            python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
-                --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
-                --ngpu "${ngpu}" --config "${decode_config}" --language "${decode_language}" \
-                --routing "${routing}" --adapter_dir "${expdir}/${exp_name}/adapters" ${decode_args}
-        python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
-        touch "${dir}/.done"
+    for routing in ${routings}; do
+        config=${lora_decode_config}
+        [ "${routing}" = none ] && config=${zeroshot_decode_config}
+        for dset in ${test_sets}; do
+            data=$(data_dir_of "${dset}")
+            dir=$(decode_dir_of "${dset}" "${routing}")
+            if done_or_force "${dir}/.done"; then
+                log "stage 5: ${dir} already decoded; --force true to redo"
+                continue
+            fi
+            log "stage 5: decoding ${data} with ${model} (routing ${routing}) -> ${dir}"
+            ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+                python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                    --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
+                    --ngpu "${ngpu}" --config "${config}" --language "${decode_language}" \
+                    --routing "${routing}" --adapter_dir "${lora_exp}/adapters" ${decode_args}
+            python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
+            touch "${dir}/.done"
+        done
     done
 fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
-    for dset in ${test_sets}; do
-        data=$(data_dir_of "${dset}")
-        dir=$(decode_dir_of "${dset}")
-        log "stage 6: scoring ${dir}"
-        ${train_cmd} "${dir}/log/score.log" python -m espnet_ext.bin.score --decode_dir "${dir}" --ref_text "${data}/text"
+    for routing in ${routings}; do
+        for dset in ${test_sets}; do
+            dir=$(decode_dir_of "${dset}" "${routing}")
+            log "stage 6: scoring ${dir}"
+            ${train_cmd} "${dir}/log/score.log" \
+                python -m espnet_ext.bin.score --decode_dir "${dir}" --ref_text "$(data_dir_of "${dset}")/text"
+        done
     done
     python local/show_results.py "${expdir}" --output "${expdir}/RESULTS.md"
     log "stage 6: results (${expdir}/RESULTS.md):"

@@ -8,5 +8,4 @@ set -euo pipefail
 ./lora_asr.sh \
     --model whisper_base \
     --corpus tts \
-    --tag zeroshot \
     "$@"
