@@ -1,5 +1,6 @@
-"""The recipe end to end on a tiny corpus, as ESPnet's mini_an4 CI does: data prep, zero-shot
-decoding with the real converted Whisper base, sclite scoring, RESULTS.md; then a rerun is skipped."""
+"""The recipe end to end on a tiny corpus, as ESPnet's mini_an4 CI does: data prep, one epoch of joint
+LoRA training, decoding of the real converted Whisper base zero-shot and with the adapters, sclite
+scoring, RESULTS.md; then a rerun skips every finished stage."""
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+LANGS = ("hi", "pa", "te", "it")
 RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "multilingual_lora" / "asr1"
 
 
@@ -19,26 +21,33 @@ def run_recipe(tmp_path, *args):
 
 @pytest.mark.slow
 def test_run_sh_end_to_end_with_whisper_base(tmp_path):
-    done = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--nj", "2")
+    done = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--nj", "2", "--train_args", "--max_epoch 1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp" / "whisper_base_zeroshot"
-    for lang in ("hi", "pa", "te", "it"):
-        decode_dir = exp / f"decode_test_{lang}_none"
+    lora_exp = tmp_path / "exp" / "whisper_base_all_r16"
+    decode_dirs = [exp / f"decode_test_{lang}_none" for lang in LANGS]
+    decode_dirs += [lora_exp / f"decode_test_{lang}_oracle" for lang in LANGS]
+    for lang in LANGS:
+        config = json.loads((lora_exp / "adapters" / lang / "adapter_config.json").read_text(encoding="utf-8"))
+        assert config["base_model"] == "whisper_base" and config["rank"] == 16
+    for decode_dir in decode_dirs:
+        lang = decode_dir.name.split("_")[2]
         hyps = (decode_dir / "text").read_text(encoding="utf-8").splitlines()
         assert len(hyps) == 2 and all(len(h.split(" ", 1)) == 2 for h in hyps), hyps
         assert "Sum/Avg" in (decode_dir / "score_wer" / "result.txt").read_text(encoding="utf-8")
         summary = (decode_dir / "result.txt").read_text(encoding="utf-8")
         assert "WER" in summary and "CER" in summary
-        scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))
+        scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))["scores"]
         assert scores[lang]["utterances"] == 2 and scores[lang]["wer"]["ref_tokens"] > 0
     it_scores = json.loads((exp / "decode_test_it_none" / "scores.json").read_text(encoding="utf-8"))
-    assert it_scores["it"]["cer"]["rate"] < 40  # Whisper base already reads espeak Italian fairly well
+    assert it_scores["scores"]["it"]["cer"]["rate"] < 40  # Whisper base already reads espeak Italian fairly well
     results = (tmp_path / "exp" / "RESULTS.md").read_text(encoding="utf-8")
-    assert all(f"test_{lang}" in results for lang in ("hi", "pa", "te", "it"))
+    assert all(f"| decode_test_{lang}_{routing} |" in results for lang in LANGS for routing in ("none", "oracle"))
 
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0
-    assert "already prepared" in rerun.stdout and "already decoded" in rerun.stdout
+    assert "already prepared" in rerun.stdout and "already trained" in rerun.stdout
+    assert rerun.stdout.count("already decoded") == 8
 
 
 def test_unknown_option_is_refused_by_name(tmp_path):

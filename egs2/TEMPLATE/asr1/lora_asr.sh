@@ -104,7 +104,8 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
             "${lora_exp}/log/train.log" \
             python -m espnet_ext.bin.train_lora --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --train_dir "$(data_dir_of "train_${lang}")" --valid_dir "$(data_dir_of "dev_${lang}")" \
-                --exp_dir "${lora_exp}" --config "${train_config}" --ngpu "${ngpu}" --resume true ${train_args}
+                --exp_dir "${lora_exp}" --config "${train_config}" --ngpu "${ngpu}" --resume true \
+                --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${train_args}
         touch "${lora_exp}/adapters/.done"
     fi
 fi
