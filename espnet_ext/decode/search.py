@@ -13,7 +13,7 @@ rules that matter for multilingual zero-shot decoding in one place:
 * a per-utterance token budget derived from the audio duration.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Sequence
+from typing import List, Protocol, Sequence
 
 import torch
 

@@ -3,13 +3,14 @@ each utterance gets alone with its own adapter merged into the base weights."""
 import copy
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.lora.inject import banks, inject, merge_adapter, unmerge_all
+from decode_helpers import random_audio
+
 from espnet_ext.models.registry import load_model
 
 LANGS = ["hi", "pa", "te", "it"]
@@ -29,15 +30,12 @@ def routed_tiny():
     return model
 
 
-def audio(seconds, seed):
-    return np.random.default_rng(seed).normal(0, 0.1, int(16000 * seconds)).astype(np.float32)
-
 
 @pytest.mark.parametrize("beam", [1, 2])
 @torch.no_grad()
 def test_mixed_batch_equals_merged_single_language(routed_tiny, beam):
     backend = make_backend(routed_tiny, pad_to_30s=False)
-    audios = [audio(0.8, i) for i in range(4)]  # equal lengths: real-length batches are not masked
+    audios = [random_audio(0.8, i) for i in range(4)]  # equal lengths: real-length batches are not masked
     config = SearchConfig(beam_size=beam, max_tokens=8)
     batched = transcribe_batch(backend, audios, LANGS, config)
     for i, lang in enumerate(LANGS):
@@ -54,6 +52,6 @@ def test_mixed_batch_equals_merged_single_language(routed_tiny, beam):
 @torch.no_grad()
 def test_adapters_change_the_output(routed_tiny):
     backend = make_backend(routed_tiny, pad_to_30s=False)
-    clip = [audio(0.8, 7)]
+    clip = [random_audio(0.8, 7)]
     outputs = {lang: transcribe_batch(backend, clip, [lang], SearchConfig(max_tokens=8))[0].text for lang in LANGS}
     assert len(set(outputs.values())) > 1

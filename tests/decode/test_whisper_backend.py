@@ -5,6 +5,8 @@ import torch
 
 from espnet_ext.decode.search import SearchConfig, beam_search
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
+from decode_helpers import random_audio
+
 from espnet_ext.models.registry import load_model
 
 
@@ -38,9 +40,6 @@ class FullPrefixState:
         self.prefix = self.prefix.index_select(0, index)
         self.features = self.features.index_select(0, index)
 
-
-def random_audio(seconds, seed):
-    return np.random.default_rng(seed).normal(0, 0.1, int(16000 * seconds)).astype(np.float32)
 
 
 @pytest.mark.parametrize("beam", [1, 3])
