@@ -58,7 +58,8 @@ def time_openai_whisper(clips) -> float:
 def time_faster_whisper(clips, threads: int) -> float:
     from faster_whisper import WhisperModel
 
-    parts, data_dir = whisper_base_package_files()
+    parts, config_json = whisper_base_package_files()
+    data_dir = Path(config_json).parent
     with tempfile.TemporaryDirectory() as ct2_dir:
         with open(Path(ct2_dir) / "model.bin", "wb") as out:
             for part in parts:
