@@ -39,12 +39,15 @@ class OwsmCachedState:
         self.cache = None
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Log-probs on the CPU, where the search runs, whatever device the model is on."""
+        tokens = tokens.to(self.memory.device)
         self.prefix = tokens if self.prefix is None else torch.cat([self.prefix, tokens], dim=1)
         mask = subsequent_mask(self.prefix.size(1), device=self.prefix.device).unsqueeze(0)
         logp, self.cache = self.decoder.forward_one_step(self.prefix, mask, self.memory, cache=self.cache)
-        return logp
+        return logp.cpu()
 
     def reorder(self, index: torch.Tensor) -> None:
+        index = index.to(self.memory.device)
         self.prefix = self.prefix.index_select(0, index)
         self.memory = self.memory.index_select(0, index)
         if self.cache is not None:

@@ -82,6 +82,8 @@ def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Opti
     in. Forced languages route before the encoder; detected ones need a base-model pass first.
     """
     speech, lengths = _pad_batch(audios)
+    device = next(backend.model.parameters()).device
+    speech, lengths = speech.to(device), lengths.to(device)
     candidates = list(LANGUAGES)
     routed = bool(banks(backend.model))
     known = all(langs)
@@ -103,7 +105,7 @@ def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Opti
         tokens = beam_search(search_state, prompts, backend.eot, backend.suppress, budgets, config)
     return [
         Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)))
-        for t, lang, p in zip(tokens, chosen, posteriors.tolist())
+        for t, lang, p in zip(tokens, chosen, posteriors.cpu().tolist())
     ]
 
 

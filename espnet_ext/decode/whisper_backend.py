@@ -73,7 +73,9 @@ class WhisperCachedState:
         self.cross, self.self_kv = [], []
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Log-probs on the CPU, where the search runs, whatever device the model is on."""
         dec = self.decoder
+        tokens = tokens.to(dec.token_embedding.weight.device)
         n = tokens.size(1)
         x = dec.token_embedding(tokens) + dec.positional_embedding[self.offset : self.offset + n]
         for i, block in enumerate(dec.blocks):
@@ -88,9 +90,10 @@ class WhisperCachedState:
             x = x + block.mlp(block.mlp_ln(x))
         self.offset += n
         logits = dec.ln(x[:, -1]) @ dec.token_embedding.weight.to(x.dtype).T
-        return torch.log_softmax(logits.float(), dim=-1)
+        return torch.log_softmax(logits.float(), dim=-1).cpu()
 
     def reorder(self, index: torch.Tensor) -> None:
+        index = index.to(self.decoder.token_embedding.weight.device)
         pick = lambda kv: (kv[0].index_select(0, index), kv[1].index_select(0, index))  # noqa: E731
         self.cross = [pick(kv) for kv in self.cross]
         self.self_kv = [None if kv is None else pick(kv) for kv in self.self_kv]
