@@ -311,3 +311,7 @@ def load_model(name: str, device: str = "cpu", model_path: Optional[str] = None)
         loaded = _load_owsm(name, path)
     loaded.asr_model.to(device)
     return loaded
+
+
+if __name__ == "__main__":
+    print("\n".join(list_models()))  # python -m espnet_ext.models.registry: the names --model accepts

@@ -40,7 +40,7 @@ decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_s
 test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang>
 
 help_message="Usage: $0 [options]
-  e.g. $0 --stage 5 --stop_stage 6 --lang te --decode_language detect"
+  e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
 
 . ./path.sh
 . ./cmd.sh
