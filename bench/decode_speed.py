@@ -19,7 +19,8 @@ import torch
 
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.decode.search import SearchConfig
-from espnet_ext.decode.transcribe import make_backend, transcribe_batch, utterance_audio
+from espnet_ext.data.audio import utterance_audio
+from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.models.ctranslate2_convert import whisper_base_package_files
 from espnet_ext.models.registry import load_model

@@ -38,7 +38,7 @@ import torch
 
 from espnet_ext.data.audio import SAMPLE_RATE
 from espnet_ext.data.kaldi import read_data_dir
-from espnet_ext.decode.transcribe import utterance_audio
+from espnet_ext.data.audio import utterance_audio
 from espnet_ext.lora.inject import banks
 from espnet_ext.models.registry import load_model
 from espnet_ext.models.whisper import read_whisper_checkpoint

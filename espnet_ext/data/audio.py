@@ -12,13 +12,16 @@ import os
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
 from espnet_ext.fileio import atomic_open
+
+if TYPE_CHECKING:
+    from espnet_ext.data.kaldi import Utterance
 
 PathLike = Union[str, os.PathLike]
 
@@ -160,3 +163,15 @@ def existing_wav_duration(path: PathLike) -> Optional[float]:
         return None
     usable = info.sample_rate == SAMPLE_RATE and info.channels == 1 and info.frames > 0
     return info.duration if usable else None
+
+
+def utterance_audio(utt: "Utterance") -> np.ndarray:
+    """The 16 kHz mono samples of one utterance (its segment of the recording, if it has one)."""
+    wave, rate = read_audio(utt.wav)
+    if rate != SAMPLE_RATE:
+        raise AudioError(f"{utt.wav}: {rate} Hz audio, the models need {SAMPLE_RATE} Hz; resample the data "
+                         f"dir (e.g. sox in.wav -r {SAMPLE_RATE} out.wav) and rerun stage 1")
+    wave = to_mono(wave)
+    if utt.segment is not None:
+        wave = wave[int(utt.segment.start * rate) : int(utt.segment.end * rate)]
+    return wave

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext.data.audio import SAMPLE_RATE, AudioError, read_audio, to_mono
-from espnet_ext.data.kaldi import Utterance, read_data_dir
+from espnet_ext.data.audio import SAMPLE_RATE, utterance_audio
+from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
@@ -115,18 +115,6 @@ def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> List[str]:
         raise ValueError(f"job {job} is outside 1..{nj}")
     bounds = np.linspace(0, len(utt_ids), nj + 1).astype(int)
     return list(utt_ids[bounds[job - 1] : bounds[job]])
-
-
-def utterance_audio(utt: Utterance) -> np.ndarray:
-    """The 16 kHz mono samples of one utterance (its segment of the recording, if it has one)."""
-    wave, rate = read_audio(utt.wav)
-    if rate != SAMPLE_RATE:
-        raise AudioError(f"{utt.wav}: {rate} Hz audio, the models need {SAMPLE_RATE} Hz; resample the data "
-                         f"dir (e.g. sox in.wav -r {SAMPLE_RATE} out.wav) and rerun stage 1")
-    wave = to_mono(wave)
-    if utt.segment is not None:
-        wave = wave[int(utt.segment.start * rate) : int(utt.segment.end * rate)]
-    return wave
 
 
 def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions, job: int = 1, nj: int = 1) -> int:

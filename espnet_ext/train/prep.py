@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import soundfile as sf
 
-from espnet_ext.data.audio import SAMPLE_RATE
+from espnet_ext.data.audio import SAMPLE_RATE, utterance_audio
 from espnet_ext.data.kaldi import Utterance, read_data_dir, write_list
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,10 @@ class PreparedSet:
 
 def _cut_segment(utt: Utterance, wav_dir: Path) -> Tuple[str, int]:
     """Write the utterance's segment of its recording as a WAV of its own: ESPnet reads whole files."""
-    info = sf.info(utt.wav)
-    start, stop = int(utt.segment.start * info.samplerate), int(utt.segment.end * info.samplerate)
-    samples, rate = sf.read(utt.wav, start=start, stop=stop, dtype="float32")
+    samples = utterance_audio(utt)
     path = wav_dir / f"{utt.utt_id}.wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), samples, rate, subtype="FLOAT")
+    sf.write(str(path), samples, SAMPLE_RATE, subtype="FLOAT")
     return str(path), len(samples)
 
 
