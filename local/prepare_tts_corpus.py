@@ -145,17 +145,22 @@ def pair_up(sentences: Sequence[Tuple[int, str]], voices: Sequence[Voice], count
 
 
 def plan_language(lang: str, sentences_dir: Path, audio_dir: Path, utts_per_split: int,
-                  seed: int) -> Dict[str, List[SynthJob]]:
-    """The jobs of every split of one language; depends only on the sentences and the seed."""
+                  seed: int, train_utts: Optional[int] = None) -> Dict[str, List[SynthJob]]:
+    """The jobs of every split of one language; depends only on the sentences, the sizes and the seed.
+
+    The sentence split depends on `utts_per_split` only, so a larger `train_utts` adds training
+    utterances (a superset of the smaller train set) and leaves dev and test exactly as they were.
+    """
     path = sentences_dir / f"{lang}.txt"
     sentences = read_sentences(path, lang)
     by_split = split_sentences(sentences, utts_per_split, random.Random(f"{seed}:{lang}"), path)
+    counts = {"train": train_utts or utts_per_split, "dev": utts_per_split, "test": utts_per_split}
     plan = {}
     for split in SPLITS:
-        pairs = pair_up(by_split[split], voices_for(lang, split), utts_per_split, f"{lang} {split}")
+        pairs = pair_up(by_split[split], voices_for(lang, split), counts[split], f"{lang} {split}")
         plan[split] = [_job(voice, number, text, audio_dir) for voice, number, text in pairs]
-    log.info("%s: %d sentences -> train/dev/test %s sentences, %d utterances each", lang, len(sentences),
-             "/".join(str(len(by_split[s])) for s in SPLITS), utts_per_split)
+    log.info("%s: %d sentences -> train/dev/test %s sentences, %s utterances", lang, len(sentences),
+             "/".join(str(len(by_split[s])) for s in SPLITS), "/".join(str(counts[s]) for s in SPLITS))
     return plan
 
 
@@ -206,14 +211,15 @@ def check_espeak(langs: Sequence[str]) -> None:
 def prepare_tts_corpus(out_dir: Path, langs: Sequence[str] = tuple(LANGUAGES),
                        sentences_dir: Path = DEFAULT_SENTENCES_DIR, audio_dir: Optional[Path] = None,
                        utts_per_split: int = DEFAULT_UTTS_PER_SPLIT, nj: int = 2,
-                       seed: int = 0) -> Dict[str, List[Utterance]]:
+                       seed: int = 0, train_utts: Optional[int] = None) -> Dict[str, List[Utterance]]:
     """Synthesise, write and validate every `<split>_<lang>` and `<split>_all` dir; returns them by name."""
     langs = [get_language(lang).code for lang in langs]
     audio_dir = Path(audio_dir) if audio_dir is not None else Path(out_dir) / "local" / "tts_wav"
-    if utts_per_split < 1:
-        raise ValueError(f"--utts_per_split must be >= 1, got {utts_per_split}")
+    if utts_per_split < 1 or (train_utts is not None and train_utts < 1):
+        raise ValueError(f"--utts_per_split and --train_utts must be >= 1, got {utts_per_split}, {train_utts}")
     check_espeak(langs)
-    plans = {lang: plan_language(lang, Path(sentences_dir), audio_dir, utts_per_split, seed) for lang in langs}
+    plans = {lang: plan_language(lang, Path(sentences_dir), audio_dir, utts_per_split, seed, train_utts)
+             for lang in langs}
     jobs = [job for plan in plans.values() for split in SPLITS for job in plan[split]]
     durations = dict(zip((job.utt_id for job in jobs), run_parallel(synthesize, jobs, nj, "synthesising")))
     written = {}
@@ -237,6 +243,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio_dir", type=Path, default=None, help="where WAVs go (<out_dir>/local/tts_wav)")
     parser.add_argument("--utts_per_split", type=int, default=DEFAULT_UTTS_PER_SPLIT,
                         help="utterances per split (train, dev, test) per language")
+    parser.add_argument("--train_utts", type=int, default=None,
+                        help="training utterances per language instead of --utts_per_split (dev/test unchanged)")
     parser.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sentence split")
     return parser
@@ -248,7 +256,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     start = time.time()
     with exit_on_bad_input("prepare_tts_corpus.py"):
         written = prepare_tts_corpus(args.out_dir, args.langs, args.sentences_dir, args.audio_dir,
-                                     args.utts_per_split, args.nj, args.seed)
+                                     args.utts_per_split, args.nj, args.seed, args.train_utts)
     log.info("wrote %d data dirs under %s in %.1f s", len(written), args.out_dir, time.time() - start)
 
 

@@ -19,6 +19,7 @@ midway is trained again from its start, and the result equals an uninterrupted r
 """
 import argparse
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -44,10 +45,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngpu", type=int, default=0, help="0: CPU; >1: ESPnet's DDP")
     p.add_argument("--resume", type=str2bool, default=False, help="continue the training in --exp_dir")
     p.add_argument("--use_amp", type=str2bool, default=False, help="mixed precision (GPU)")
-    p.add_argument("--use_wandb", type=str2bool, default=False, help="log to Weights & Biases")
+    p.add_argument("--use_wandb", type=str2bool, default=False,
+                   help="log to Weights & Biases (offline, under <exp_dir>/wandb/, unless W&B is logged in)")
     p.add_argument("--export", choices=EXPORT_CHOICES, default="best", help="which checkpoint becomes the adapters")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return p
+
+
+def choose_wandb_mode() -> None:
+    """Offline W&B when nothing says otherwise: no WANDB_MODE, no API key, no `wandb login`.
+
+    ESPnet calls `wandb.login()`, which waits for a key on a machine that has none; offline, the run is
+    written under <exp_dir>/wandb/offline-run-*/ and `wandb sync <that dir>` uploads it later.
+    """
+    netrc = Path.home() / ".netrc"
+    logged_in = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="replace")
+    if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY") and not logged_in:
+        os.environ["WANDB_MODE"] = "offline"
+        log.info("W&B: no key or login found; logging offline (upload later with `wandb sync <exp_dir>/wandb/*`)")
 
 
 def main(argv=None) -> None:
@@ -55,6 +70,8 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.use_wandb:
+        choose_wandb_mode()
     from espnet_ext.train.model import NonFiniteLossError
     from espnet_ext.train.pipeline import TrainOptions, run_training
 

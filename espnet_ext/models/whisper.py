@@ -5,15 +5,16 @@ ESPnet's `OpenAIWhisperEncoder` / `OpenAIWhisperDecoder` accept only names from
 offline from checkpoints it converted itself (see ctranslate2_convert.py), so `LocalWhisperEncoder` /
 `LocalWhisperDecoder` take `whisper_checkpoint` (a path) and otherwise are ESPnet's classes: same
 attributes (`.encoders` is whisper's AudioEncoder, `.decoders` its TextDecoder), same forward, same
-`do_pad_trim`, same handling of a changed vocabulary size. Only the constructors differ; every method
-is inherited unchanged.
+`do_pad_trim`, same handling of a changed vocabulary size. Besides the constructors, only the decoder's
+training forward differs: it computes the vocabulary projection at target positions only (padding rows
+get zero logits, which ESPnet's loss and accuracy ignore), the same logits there for less work.
 
 `register_whisper_choices()` (run when this module is imported) adds both classes to the encoder and
 decoder ClassChoices of ESPnet's ASRTask and S2TTask under the name `espnet_ext_whisper`, so a config
 with `encoder: espnet_ext_whisper` builds through `ASRTask.build_model(args)` like any ESPnet model.
 """
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from typeguard import typechecked
@@ -210,6 +211,29 @@ class LocalWhisperDecoder(_espnet_decoder.OpenAIWhisperDecoder):
         if vocab_size != self.decoders.token_embedding.num_embeddings:
             self.decoders.token_embedding = self._resized_embedding(vocab_size)
         self.decoders.train()
+
+    def forward(self, hs_pad: torch.Tensor, hlens: torch.Tensor, ys_in_pad: torch.Tensor,
+                ys_in_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ESPnet's forward (logits `(batch, length, vocab)`, lengths), projecting only `ys_in_lens` rows.
+
+        The projection onto the 51,865-token vocabulary is the largest matmul of a training step, and a
+        mixed-language batch is mostly padding (Italian ~17 tokens, Telugu ~80): the padding rows are
+        left at zero instead of being computed and then ignored by the loss.
+        """
+        decoders = self.decoders
+        x = decoders.token_embedding(ys_in_pad) + decoders.positional_embedding[: ys_in_pad.size(1)]
+        x = self.dropout(x).to(hs_pad.dtype)
+        for layer, block in enumerate(decoders.blocks):
+            x = block(x, hs_pad, mask=decoders.mask)
+            if layer < len(decoders.blocks) - 1:
+                x = self.dropout(x)
+        x = decoders.ln(x)
+        positions = torch.arange(x.size(1), device=x.device)
+        targets = positions[None, :] < ys_in_lens.to(x.device)[:, None]
+        weight = decoders.token_embedding.weight
+        logits = x.new_zeros(x.size(0), x.size(1), weight.size(0), dtype=torch.float32)
+        logits[targets] = (x[targets] @ weight.to(x.dtype).t()).float()
+        return logits, ys_in_lens
 
     def _resized_embedding(self, vocab_size: int) -> torch.nn.Module:
         original = self.decoders.token_embedding

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from espnet_ext.data.audio import SAMPLE_RATE
 from espnet_ext.languages import LANGUAGES, get_language
 from espnet_ext.lora.inject import banks, inject, routing
+from espnet_ext.train.augment import AugmentConfig, WaveformAugment
+from espnet_ext.train.loss import TokenLabelSmoothingLoss
 from espnet_ext.models.espnet_import import import_espnet_module
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # the 30 s window Whisper and OWSM were trained on
@@ -66,11 +68,13 @@ class LoRAConfig:
 class LoRARoutedModel(_AbsESPnetModel):
     """A LoRA-banked ESPnet model routed per utterance by the `lang` data file (module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool):
+    def __init__(self, model: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool,
+                 augment: AugmentConfig = AugmentConfig()):
         super().__init__()
         self.model = model
         self.languages = tuple(languages)
         self.pad_to_30s = pad_to_30s
+        self.augment = WaveformAugment(augment)  # the identity unless training with an active config
         self._adapter_keys = frozenset(
             f"model.{name}.{matrix}" for name in banks(model) for matrix in ("lora_A", "lora_B")
         )
@@ -82,6 +86,7 @@ class LoRARoutedModel(_AbsESPnetModel):
                 utt_id: Optional[Sequence[str]] = None, **kwargs):
         """ESPnet's (loss, stats, weight), with each utterance through its own language's adapter."""
         weights = self._oracle_weights(lang, utt_id)
+        speech, speech_lengths = self.augment(speech, speech_lengths)
         if self.pad_to_30s:
             speech, speech_lengths = _pad_to_window(speech, speech_lengths)
         with routing(self.model, weights):
@@ -145,7 +150,9 @@ def _pad_to_window(speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.T
     return speech, torch.full_like(lengths, WINDOW_SAMPLES)
 
 
-def build_lora_model(asr_model: torch.nn.Module, conf: LoRAConfig, pad_to_30s: bool) -> LoRARoutedModel:
+def build_lora_model(asr_model: torch.nn.Module, conf: LoRAConfig, pad_to_30s: bool,
+                     augment: AugmentConfig = AugmentConfig()) -> LoRARoutedModel:
     """Inject `conf`'s bank into `asr_model` (everything else frozen) and wrap it for routed training."""
     inject(asr_model, conf.targets, conf.rank, conf.alpha, conf.languages, conf.dropout)
-    return LoRARoutedModel(asr_model, conf.languages, pad_to_30s)
+    asr_model.criterion_att = TokenLabelSmoothingLoss.like(asr_model.criterion_att)  # same loss, less work
+    return LoRARoutedModel(asr_model, conf.languages, pad_to_30s, augment)

@@ -11,6 +11,9 @@ only the model differs:
   config.yaml describes the model actually trained) and a config that sets them differently is refused
   rather than silently ignored.
 - `--base_fingerprint` (written into config.yaml) makes a resumed run refuse a changed base.
+- Augmentation is training-only, so it is not part of the architecture: ESPnet's own `specaug` /
+  `specaug_conf` options attach ESPnet's SpecAug where the model computes its features, and
+  `--augment_conf` adds on-the-fly speed perturbation and noise (augment.py).
 
 Data files (see prep.py): speech (sound), text (text_int with the prompt), lang (text_int), and for
 OWSM text_prev/text_ctc. `--use_preprocessor false`: the text is tokenised already.
@@ -23,10 +26,14 @@ from typing import Tuple
 from espnet_ext.lora.inject import trainable_report
 from espnet_ext.models.espnet_import import asr_task, import_espnet_module
 from espnet_ext.models.registry import LoadedModel, load_model
+from espnet_ext.train.augment import AugmentConfig, attach_specaug
+from espnet_ext.train.checkpointing import enable_gradient_checkpointing
 from espnet_ext.train.model import LoRAConfig, LoRARoutedModel, build_lora_model
 from espnet_ext.train.trainer import LoRATrainer
 
 _types = import_espnet_module("espnet2.utils.types")
+# ESPnet model options that only act in training: a config may set them whatever the registry says
+TRAINING_ONLY_OPTIONS = ("specaug", "specaug_conf")
 _NestedDictAction = import_espnet_module("espnet2.utils.nested_dict_action").NestedDictAction
 
 
@@ -50,6 +57,11 @@ class LoRAASRTask(asr_task()):
                                 "e.g. --lora_conf rank=8")
         group.add_argument("--pad_to_30s", type=_types.str2bool, default=False,
                            help="train on the 30 s window (zero padding) instead of the real length")
+        group.add_argument("--augment_conf", action=_NestedDictAction, default={},
+                           help="speed_factors, noise_prob, noise_snr_db (espnet_ext/train/augment.py), "
+                                "e.g. --augment_conf noise_prob=0.5")
+        group.add_argument("--gradient_checkpointing", type=_types.str2bool, default=False,
+                           help="recompute each transformer block's activations in backward (GPU memory)")
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -74,7 +86,14 @@ class LoRAASRTask(asr_task()):
         if loaded.family == "owsm" and not args.pad_to_30s:
             raise ValueError("OWSM is decoded on the 30 s window (espnet_ext/decode/owsm_backend.py); train it "
                              "the same way: set pad_to_30s: true in the config")
-        model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s)
+        if args.specaug is not None:
+            specaug_class = next(c for c in cls.class_choices_list if c.name == "specaug").get_class(args.specaug)
+            attach_specaug(loaded.asr_model, loaded.family, specaug_class(**args.specaug_conf))
+        model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s,
+                                 AugmentConfig.from_dict(args.augment_conf))
+        if args.gradient_checkpointing:
+            blocks = enable_gradient_checkpointing(loaded.asr_model, loaded.family)
+            logging.info("gradient checkpointing: %d transformer blocks", blocks)
         logging.info("LoRA on %s (fingerprint %s):\n%s", loaded.name, loaded.fingerprint,
                      trainable_report(model.model))
         return model
@@ -98,7 +117,7 @@ def _adopt_registry_architecture(task, args: argparse.Namespace, loaded: LoadedM
     """Copy the registry's model options into `args`; refuse a config that set them otherwise."""
     parser = task.get_parser()
     for key, value in loaded.config.items():
-        if key == "token_list" or not hasattr(args, key):
+        if key in ("token_list",) + TRAINING_ONLY_OPTIONS or not hasattr(args, key):
             continue
         current = getattr(args, key)
         if current != value and current != parser.get_default(key):

@@ -112,3 +112,15 @@ def test_unknown_language_is_refused(tmp_path, sentences_dir):
     with pytest.raises(ValueError, match="unknown language code 'xx'"):
         prepare_tts_corpus(tmp_path / "data", langs=["xx"], sentences_dir=sentences_dir)
     assert not (tmp_path / "data").exists()
+
+
+def test_more_training_utterances_extend_train_and_leave_dev_test_alone(corpus, sentences_dir, tmp_path):
+    out, written = corpus
+    bigger = tmp_path / "bigger"
+    prepare_tts_corpus(bigger, langs=["hi"], sentences_dir=sentences_dir, utts_per_split=UTTS, nj=1,
+                       train_utts=UTTS + 3)
+    train = read_data_dir(bigger / "train_hi")
+    assert len(train) == UTTS + 3
+    assert {u.utt_id for u in written["train_hi"]} < {u.utt_id for u in train}
+    for split in ("dev", "test"):
+        assert (bigger / f"{split}_hi" / "text").read_text() == (out / f"{split}_hi" / "text").read_text()

@@ -21,7 +21,23 @@ def test_only_constructors_differ_from_espnet():
     assert issubclass(local.LocalWhisperDecoder, ESPNET_DECODER)
     inherited = {"forward", "whisper_encode", "log_mel_spectrogram", "pad_or_trim", "output_size"}
     assert not set(local.LocalWhisperEncoder.__dict__) & inherited
-    assert not set(local.LocalWhisperDecoder.__dict__) & {"forward", "forward_one_step", "score", "batch_score"}
+    assert not set(local.LocalWhisperDecoder.__dict__) & {"forward_one_step", "score", "batch_score"}
+
+
+@torch.no_grad()
+def test_decoder_forward_projects_target_rows_only(tiny_whisper_checkpoint, token_list):
+    """Same logits as ESPnet's forward where there are targets; zeros (not computed) on padding."""
+    path, _ = tiny_whisper_checkpoint
+    model = local.build_whisper_asr_model(path, token_list).eval()
+    memory = torch.randn(3, 20, 64)
+    tokens = torch.randint(0, 50000, (3, 7))
+    lengths = torch.tensor([7, 4, 1])
+    ours, out_lengths = model.decoder(memory, torch.tensor([20, 20, 20]), tokens, lengths)
+    espnet, _ = ESPNET_DECODER.forward(model.decoder, memory, torch.tensor([20, 20, 20]), tokens, lengths)
+    assert out_lengths.tolist() == [7, 4, 1] and ours.shape == espnet.shape == (3, 7, len(token_list))
+    for row, length in enumerate(lengths.tolist()):
+        torch.testing.assert_close(ours[row, :length], espnet[row, :length], rtol=1e-5, atol=1e-5)
+        assert not ours[row, length:].any()
 
 
 @pytest.mark.parametrize("task", [asr_task, s2t_task], ids=["asr", "s2t"])

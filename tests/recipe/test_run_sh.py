@@ -1,5 +1,5 @@
 """The recipe end to end on a tiny corpus, as ESPnet's mini_an4 CI does: data prep, one epoch of joint
-LoRA training, decoding of the real converted Whisper base zero-shot and with the adapters, sclite
+LoRA training with its dev WER, decoding of the real converted Whisper base zero-shot and with the adapters, sclite
 scoring, RESULTS.md; then a rerun skips every finished stage."""
 import json
 import os
@@ -39,6 +39,9 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
         assert "WER" in summary and "CER" in summary
         scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))["scores"]
         assert scores[lang]["utterances"] == 2 and scores[lang]["wer"]["ref_tokens"] > 0
+    dev_scores = json.loads((lora_exp / "decode_dev_all_oracle" / "scores.json").read_text(encoding="utf-8"))
+    assert sorted(dev_scores["scores"]) == sorted(LANGS + ("all",))  # dev WER after training, per language
+    assert dev_scores["scores"]["all"]["utterances"] == 2 * len(LANGS)
     it_scores = json.loads((exp / "decode_test_it_none" / "scores.json").read_text(encoding="utf-8"))
     assert it_scores["scores"]["it"]["cer"]["rate"] < 40  # Whisper base already reads espeak Italian fairly well
     results = (tmp_path / "exp" / "RESULTS.md").read_text(encoding="utf-8")
@@ -47,7 +50,7 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0
     assert "already prepared" in rerun.stdout and "already trained" in rerun.stdout
-    assert rerun.stdout.count("already decoded") == 8
+    assert rerun.stdout.count("already decoded") == 9  # 8 test dirs + the dev dir
 
 
 def test_unknown_option_is_refused_by_name(tmp_path):

@@ -134,3 +134,14 @@ def test_owsm_trains_on_the_30s_window_and_exports(tmp_path, corpus):
     text_prev = (tmp_path / "exp" / "data" / "train" / "text_prev").read_text().splitlines()
     assert {line.split()[1] for line in text_prev} == {str(base.tokenizer.na)}
     assert json.loads((tmp_path / "exp" / "adapters" / "it" / "adapter_config.json").read_text())["language"] == "it"
+
+
+def test_use_wandb_logs_offline_without_a_network_or_key(tmp_path, corpus, monkeypatch):
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: never logged in
+    exp = tmp_path / "exp"
+    train_lora.main(train_command(corpus, exp, "--max_epoch", "1", "--use_wandb", "true"))
+    (run,) = (exp / "wandb").glob("offline-run-*/run-*.wandb")
+    assert b"valid" in run.read_bytes() and b"loss" in run.read_bytes()  # the epoch's stats were logged
+    assert (exp / "adapters" / "hi" / "adapter_config.json").is_file()

@@ -4,7 +4,7 @@
 # --force true. The logic lives in Python (espnet_ext.bin.*, local/*.py); this file only sequences it.
 #
 # Stages (fixed for the whole pipeline):
-#   1 data prep   2 (reserved: features/stats)   3 LoRA training   4 LID training
+#   1 data prep   2 (reserved: features/stats)   3 LoRA training (then dev WER)   4 LID training
 #   5 routed decoding   6 scoring   7 analysis/report
 set -euo pipefail
 
@@ -24,7 +24,8 @@ datadir=data
 expdir=exp
 # Stage 1: data
 corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
-tts_utts_per_split=    # empty: local/prepare_tts_corpus.py's default size
+tts_utts_per_split=    # empty: local/prepare_tts_corpus.py's default size (dev and test; train too unless:)
+tts_train_utts=        # training utterances per language (empty: tts_utts_per_split)
 # Stage 3: LoRA training (exp/<model>_<lang>_r<rank>[_<tag>])
 lora_rank=16           # 8|16|32|64: picks conf/tuning/train_lora_<model>_r<rank>.yaml
 train_config=          # empty: conf/tuning/train_lora_<model>_r<lora_rank>.yaml
@@ -68,6 +69,26 @@ decode_dir_of() {  # data set, routing -> decode dir
 data_dir_of() {  # a name under data/ or a path
     if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
 }
+decode_set() {  # data dir, decode dir, routing: nj parallel jobs, then their merge (skipped when done)
+    local data=$1 dir=$2 routing=$3 config=${lora_decode_config}
+    [ "${routing}" = none ] && config=${zeroshot_decode_config}
+    if done_or_force "${dir}/.done"; then
+        log "${dir} already decoded; --force true to redo"
+        return
+    fi
+    log "decoding ${data} with ${model} (routing ${routing}) -> ${dir}"
+    ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+        python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
+            --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
+            --ngpu "${ngpu}" --config "${config}" --language "${decode_language}" \
+            --routing "${routing}" --adapter_dir "${lora_exp}/adapters" ${decode_args}
+    python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
+    touch "${dir}/.done"
+}
+score_set() {  # decode dir, data dir: sclite WER/CER into <decode dir>/result.txt and scores.json
+    log "scoring $1"
+    ${train_cmd} "$1/log/score.log" python -m espnet_ext.bin.score --decode_dir "$1" --ref_text "$2/text"
+}
 
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
@@ -78,7 +99,8 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
         log "stage 1: data preparation (${corpus}) -> ${datadir}/"
         case ${corpus} in
             tts) args=(local/prepare_tts_corpus.py --out_dir "${datadir}" --nj "${nj}" --langs ${langs} \
-                       ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"}) ;;
+                       ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"} \
+                       ${tts_train_utts:+--train_utts "${tts_train_utts}"}) ;;
             commonvoice) args=(local/prepare_commonvoice.py --corpus_dir "${COMMONVOICE}" --out_dir "${datadir}") ;;
             kathbath) args=(local/prepare_kathbath.py --corpus_dir "${KATHBATH}" --out_dir "${datadir}") ;;
             mls) args=(local/prepare_mls.py --corpus_dir "${MLS}" --out_dir "${datadir}") ;;
@@ -108,6 +130,12 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
                 --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${train_args}
         touch "${lora_exp}/adapters/.done"
     fi
+    # dev WER after training, on the unseen-voice dev set that early stopping watched
+    dev_dir=${lora_exp}/decode_dev_${lang}_oracle
+    decode_set "$(data_dir_of "dev_${lang}")" "${dev_dir}" oracle
+    score_set "${dev_dir}" "$(data_dir_of "dev_${lang}")"
+    log "stage 3: dev WER/CER after training (${dev_dir}/result.txt):"
+    sed -n '/^lang /,/^all /p' "${dev_dir}/result.txt"
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
@@ -116,23 +144,8 @@ fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     for routing in ${routings}; do
-        config=${lora_decode_config}
-        [ "${routing}" = none ] && config=${zeroshot_decode_config}
         for dset in ${test_sets}; do
-            data=$(data_dir_of "${dset}")
-            dir=$(decode_dir_of "${dset}" "${routing}")
-            if done_or_force "${dir}/.done"; then
-                log "stage 5: ${dir} already decoded; --force true to redo"
-                continue
-            fi
-            log "stage 5: decoding ${data} with ${model} (routing ${routing}) -> ${dir}"
-            ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
-                python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
-                    --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
-                    --ngpu "${ngpu}" --config "${config}" --language "${decode_language}" \
-                    --routing "${routing}" --adapter_dir "${lora_exp}/adapters" ${decode_args}
-            python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
-            touch "${dir}/.done"
+            decode_set "$(data_dir_of "${dset}")" "$(decode_dir_of "${dset}" "${routing}")" "${routing}"
         done
     done
 fi
@@ -140,10 +153,7 @@ fi
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     for routing in ${routings}; do
         for dset in ${test_sets}; do
-            dir=$(decode_dir_of "${dset}" "${routing}")
-            log "stage 6: scoring ${dir}"
-            ${train_cmd} "${dir}/log/score.log" \
-                python -m espnet_ext.bin.score --decode_dir "${dir}" --ref_text "$(data_dir_of "${dset}")/text"
+            score_set "$(decode_dir_of "${dset}" "${routing}")" "$(data_dir_of "${dset}")"
         done
     done
     python local/show_results.py "${expdir}" --output "${expdir}/RESULTS.md"

@@ -1,0 +1,95 @@
+"""Training-time augmentation: waveform speed perturbation and additive noise, plus ESPnet's SpecAugment.
+
+The default corpus speaks every training sentence with synthetic voices, and dev/test use voices never
+heard in training, so what the adapters must learn is the language, not the training voices.
+Augmentation widens the voices the adapters see at no extra data-prep cost:
+
+- speed perturbation, as Kaldi/ESPnet's `perturb_data_dir_speed.sh` (sox `speed`: tempo and pitch
+  change together), applied on the fly per utterance instead of tripling the data dir, so an epoch
+  costs what it cost before. The factor is drawn from `speed_factors`; resampling is linear
+  interpolation (the factors are within 10% of 1, where its aliasing is negligible).
+- additive Gaussian noise at a signal-to-noise ratio drawn from `noise_snr_db`, with probability
+  `noise_prob` per utterance (no noise corpus is needed offline);
+- SpecAugment on the log-mel features: ESPnet's own `SpecAug`, configured with ESPnet's usual
+  `specaug: specaug` / `specaug_conf:` options and attached where the model computes its features
+  (see `attach_specaug`).
+
+Randomness comes from torch's global generator, which ESPnet's trainer reseeds at every epoch
+(seed + epoch), so a resumed run draws the same augmentation as an uninterrupted one.
+"""
+from dataclasses import dataclass
+from typing import Any, Mapping, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """`augment_conf` of a training config; the defaults change nothing."""
+
+    speed_factors: Tuple[float, ...] = (1.0,)
+    noise_prob: float = 0.0
+    noise_snr_db: Tuple[float, float] = (10.0, 30.0)
+
+    @classmethod
+    def from_dict(cls, conf: Mapping[str, Any]) -> "AugmentConfig":
+        unknown = sorted(set(conf) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"augment_conf: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        config = cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in conf.items()})
+        if not config.speed_factors or any(f <= 0 for f in config.speed_factors):
+            raise ValueError(f"augment_conf.speed_factors must be positive numbers, got {config.speed_factors}")
+        low, high = config.noise_snr_db
+        if not 0.0 <= config.noise_prob <= 1.0 or low > high:
+            raise ValueError(f"augment_conf: need 0 <= noise_prob <= 1 and noise_snr_db [low, high]; got {config}")
+        return config
+
+    @property
+    def active(self) -> bool:
+        return set(self.speed_factors) != {1.0} or self.noise_prob > 0
+
+
+class WaveformAugment(nn.Module):
+    """Speed perturbation and noise on a padded batch of waveforms; the identity in eval mode."""
+
+    def __init__(self, config: AugmentConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """speech (batch, samples) zero-padded, lengths (batch,) -> the augmented batch, re-padded."""
+        if not self.training or not self.config.active:
+            return speech, lengths
+        rows = [self._augment(row[:length]) for row, length in zip(speech, lengths.tolist())]
+        new_lengths = torch.tensor([len(row) for row in rows], dtype=lengths.dtype, device=lengths.device)
+        return nn.utils.rnn.pad_sequence(rows, batch_first=True), new_lengths
+
+    def _augment(self, wave: torch.Tensor) -> torch.Tensor:
+        factors = self.config.speed_factors
+        factor = factors[int(torch.randint(len(factors), ()))]
+        if factor != 1.0:
+            size = max(1, round(len(wave) / factor))
+            wave = F.interpolate(wave[None, None], size=size, mode="linear", align_corners=False)[0, 0]
+        if self.config.noise_prob > 0 and float(torch.rand(())) < self.config.noise_prob:
+            low, high = self.config.noise_snr_db
+            snr_db = low + (high - low) * float(torch.rand(()))
+            power = wave.pow(2).mean().clamp_min(1e-10)
+            wave = wave + torch.randn_like(wave) * torch.sqrt(power / 10 ** (snr_db / 10))
+        return wave
+
+
+def attach_specaug(asr_model: nn.Module, family: str, specaug: nn.Module) -> None:
+    """Put ESPnet's SpecAug where the model applies it to features during training.
+
+    Whisper computes its log-mel inside the encoder, so ESPnet's Whisper encoder holds its own
+    `specaug` (the model-level one would mask raw samples); OWSM's ESPnetS2TModel applies
+    `model.specaug` to its frontend's features.
+    """
+    if family == "whisper":
+        asr_model.encoder.specaug = specaug
+    elif family == "owsm":
+        asr_model.specaug = specaug
+    else:
+        raise ValueError(f"no SpecAugment placement for model family {family!r}")
