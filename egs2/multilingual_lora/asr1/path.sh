@@ -8,5 +8,7 @@ elif ! python -c "import espnet_ext" 2>/dev/null; then
     exit 1
 fi
 export PATH="${MAIN_ROOT}/utils:${PATH}"
+# this checkout's espnet_ext first, whichever checkout the virtualenv was installed from
+export PYTHONPATH="${MAIN_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 export PYTHONIOENCODING=utf-8
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # torch threads are set per job by the recipe
