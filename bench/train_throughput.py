@@ -15,10 +15,13 @@ run's first batch is run once untimed first (allocator and kernel warm-up).
   (c) HF PEFT LoRA on transformers' WhisperForConditionalGeneration, inputs padded to 30 s (3000 mel
       frames) as HF's fine-tuning recipe does, one run per language (PEFT trains one adapter at a
       time); weights mapped from our openai-format checkpoint here, and the benchmark refuses to time
-      anything unless HF's logits match ours on one clip.
+      anything unless HF's logits match ours on one clip;
+  (d) ours, joint as (a) but every input zero-padded to the 30 s window (`pad_to_30s: true`): the
+      real-length vs 30 s ablation of the training input, on the same code.
 
-Prints audio seconds processed per second of training for each, and the acceptance ratios
-throughput (a)/(c) (target >= 4 on CPU) and time(a)/time(b) (target <= 1).
+Prints audio seconds processed per second of training for each, the acceptance ratios
+throughput (a)/(c) (target >= 4 on CPU) and time(a)/time(b) (target <= 1), and time (d)/(a), what
+padding to 30 s costs.
 
 Usage (after stage 1 of the recipe has made the default corpus):
     .venv/bin/python bench/train_throughput.py --clips_per_lang 20 --batch_size 8 --threads 2
@@ -236,16 +239,16 @@ def timed_training(model: torch.nn.Module, loss_of: Callable, batches: Sequence)
     return time.perf_counter() - start
 
 
-def ours(base: torch.nn.Module, languages: Sequence[str]) -> torch.nn.Module:
+def ours(base: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool = False) -> torch.nn.Module:
     """A fresh copy of the frozen base with the recipe's LoRA bank, as stage 3 builds it."""
     conf = LoRAConfig(languages=tuple(languages), rank=RANK, alpha=ALPHA, dropout=DROPOUT,
                       targets=("whisper_attn_qv",))
-    return build_lora_model(copy.deepcopy(base), conf, pad_to_30s=False)
+    return build_lora_model(copy.deepcopy(base), conf, pad_to_30s=pad_to_30s)
 
 
-def time_joint(base, clips: List[Clip], langs: Sequence[str], batch_size: int) -> float:
-    """(a): one bank with every language, mixed length-sorted batches, oracle one-hot routing."""
-    model = ours(base, langs)
+def time_joint(base, clips: List[Clip], langs: Sequence[str], batch_size: int, pad_to_30s: bool = False) -> float:
+    """(a), or (d) with `pad_to_30s`: one bank with every language, mixed length-sorted batches."""
+    model = ours(base, langs, pad_to_30s)
     batches = [espnet_batch(b, langs) for b in length_batches(clips, batch_size)]
     return timed_training(model, lambda b: model(**b)[0], batches)
 
@@ -299,7 +302,7 @@ def report(seconds: Dict[str, float], audio_s: float) -> None:
     """The table and the two acceptance ratios."""
     hf = audio_s / seconds["c"]
     names = {"a": "(a) ours joint, 4-adapter bank, real length", "b": "(b) ours, 4 single-adapter runs",
-             "c": "(c) HF PEFT, 30 s padded, 4 runs"}
+             "c": "(c) HF PEFT, 30 s padded, 4 runs", "d": "(d) ours joint, 30 s padded"}
     print(f"{'system':46s} {'wall s':>8s} {'audio s/s':>10s} {'vs (c)':>8s}")
     for key, name in names.items():
         rate = audio_s / seconds[key]
@@ -307,6 +310,7 @@ def report(seconds: Dict[str, float], audio_s: float) -> None:
     speedup, time_ratio = seconds["c"] / seconds["a"], seconds["a"] / seconds["b"]
     print(f"throughput (a)/(c) = {speedup:.2f}x (target >= 4): {'met' if speedup >= 4 else 'NOT met'}")
     print(f"time (a)/(b)       = {time_ratio:.2f} (target <= 1): {'met' if time_ratio <= 1 else 'NOT met'}")
+    print(f"time (d)/(a)       = {seconds['d'] / seconds['a']:.2f}: what padding to the 30 s window costs")
 
 
 def parse_args() -> argparse.Namespace:
@@ -347,6 +351,7 @@ def main() -> None:
         "a": time_joint(asr_model, clips, args.langs, args.batch_size),
         "b": time_separate(asr_model, clips, args.langs, args.batch_size),
         "c": time_hf_peft(hf_base, asr_model, clips, args.langs, args.batch_size),
+        "d": time_joint(asr_model, clips, args.langs, args.batch_size, pad_to_30s=True),
     }
     report(seconds, audio_s)
 

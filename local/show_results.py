@@ -1,19 +1,28 @@
 #!/usr/bin/env python3
-"""Roll every `<exp>/*/decode_*/scores.json` into one Markdown table (RESULTS.md).
+"""Roll every `<exp>/*/decode_*/scores.json` into Markdown tables (RESULTS.md).
 
     local/show_results.py exp                # writes exp/RESULTS.md and prints it
     local/show_results.py exp --output RESULTS.md
 
-One row per model, decode dir and language (the overall row, "all", last), with WER and CER in percent
-and the counts behind them, so a table can be checked against the decode dirs' result.txt.
+Two tables:
+
+- Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stage 3
+  after training): targets, rank, trainable parameters per language (counted in the exported
+  adapter files), training size, epochs, training time (ESPnet's per-epoch train + valid times, so a
+  resumed run counts every epoch once) and dev WER / CER per language. This is the table the rank,
+  targets and augmentation ablations are read from.
+- Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
+  CER in percent and the counts behind them, so it can be checked against the decode dirs' result.txt.
 """
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 from espnet_ext.fileio import atomic_write_text
+from espnet_ext.languages import LANGUAGES
 from espnet_ext.scoring.report import format_rate
 
 TEXT_COLUMNS = ("model", "decode", "test set", "lang")
@@ -37,6 +46,61 @@ def table_rows(scores_path: Path) -> List[List[str]]:
                          "re-run the scoring stage for that decode dir") from None
 
 
+def _adapter_parameters(adapter_dir: Path) -> int:
+    """Trainable parameters of one language's adapter, counted in its safetensors file."""
+    from safetensors import safe_open
+
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
+        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+
+
+def _training_minutes(exp: Path) -> float:
+    from espnet_ext.train.export import read_reporter
+
+    reporter = read_reporter(exp)
+    seconds = sum(stats[phase]["time"].total_seconds() for stats in reporter.stats.values()
+                  for phase in ("train", "valid") if "time" in stats.get(phase, {}))
+    return seconds / 60
+
+
+def experiment_row(scores_path: Path) -> List[str]:
+    """One trained exp dir: its adapters' provenance and its dev scores per language."""
+    exp = scores_path.parent.parent
+    configs = sorted(exp.glob("adapters/*/adapter_config.json"))
+    if not configs:
+        raise SystemExit(f"show_results.py: {exp} has a dev decode but no adapters/*/adapter_config.json")
+    config = json.loads(configs[0].read_text(encoding="utf-8"))
+    scores = json.loads(scores_path.read_text(encoding="utf-8"))["scores"]
+    utts = config["train_data"]["utterances"]
+    cells = [exp.name, ", ".join(config["targets"]), str(config["rank"]),
+             f"{_adapter_parameters(configs[0].parent) / 1e6:.2f}M",
+             "/".join(sorted({str(n) for n in utts.values()})),
+             f"{config['checkpoint']['epoch']}/{config['checkpoint']['epochs_trained']}",
+             f"{_training_minutes(exp):.0f}"]
+    for lang in [code for code in LANGUAGES if code in scores] + ["all"]:
+        cells.append(f"{format_rate(scores[lang]['wer'])} / {format_rate(scores[lang]['cer'])}"
+                     if lang in scores else "")
+    return cells
+
+
+def experiments_table(exp_dir: Path) -> List[str]:
+    paths = sorted(exp_dir.glob("*/decode_dev_*_oracle/scores.json"))
+    if not paths:
+        return []
+    langs = sorted({lang for p in paths for lang in json.loads(p.read_text(encoding="utf-8"))["scores"]}
+                   - {"all"}, key=list(LANGUAGES).index)
+    columns = ["experiment", "targets", "rank", "params/lang", "train utts/lang", "epoch used/trained",
+               "train min"] + [f"dev {lang} WER / CER" for lang in langs + ["all"]]
+    return [
+        "## Experiments (dev sets: unseen voices and sentences; oracle routing)",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|---|---|" + "---:|" * (len(columns) - 2),
+        *("| " + " | ".join(experiment_row(path)) + " |" for path in paths),
+        "",
+    ]
+
+
 def markdown(exp_dir: Path) -> str:
     """RESULTS.md for every scored decode dir under `exp_dir`, sorted by model then decode dir."""
     paths = sorted(exp_dir.glob("*/decode_*/scores.json"))
@@ -47,6 +111,9 @@ def markdown(exp_dir: Path) -> str:
         "",
         f"Scored decode dirs under `{exp_dir}` (WER/CER in %, sclite, text normalised by "
         "espnet_ext.scoring.normalize; details in each decode dir's result.txt).",
+        "",
+        *experiments_table(exp_dir),
+        "## Every decode",
         "",
         "| " + " | ".join(TEXT_COLUMNS + NUMBER_COLUMNS) + " |",
         "|" + "---|" * len(TEXT_COLUMNS) + "---:|" * len(NUMBER_COLUMNS),

@@ -46,6 +46,8 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     assert it_scores["scores"]["it"]["cer"]["rate"] < 40  # Whisper base already reads espeak Italian fairly well
     results = (tmp_path / "exp" / "RESULTS.md").read_text(encoding="utf-8")
     assert all(f"| decode_test_{lang}_{routing} |" in results for lang in LANGS for routing in ("none", "oracle"))
+    # the experiments table: rank 16 on q/v is 589,824 parameters per language in Whisper base
+    assert "| whisper_base_all_r16 | whisper_attn_qv | 16 | 0.59M | 2 | 1/1 |" in results
 
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0
