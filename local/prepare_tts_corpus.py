@@ -57,6 +57,10 @@ RATES = (140, 175)  # words per minute (espeak-ng's default is 175)
 PITCHES = (35, 65)  # 0-99 (default 50)
 EVAL_SENTENCE_FRACTION = 0.2  # at most this share of a language's sentences goes to each of dev and test
 DEFAULT_UTTS_PER_SPLIT = 100
+# training utterances per language = this x utts_per_split unless given: at the default size every one of
+# a language's ~200 training sentences is spoken by two voices (the adapters learn the language, not the
+# sentences: measured in the README's stage-3 ablations)
+TRAIN_UTTS_FACTOR = 4
 DEFAULT_SENTENCES_DIR = Path(__file__).resolve().parent / "sentences"
 MIN_SCRIPT_FRACTION = 0.5  # below this a line is in the wrong script: probably another language's file
 
@@ -154,7 +158,8 @@ def plan_language(lang: str, sentences_dir: Path, audio_dir: Path, utts_per_spli
     path = sentences_dir / f"{lang}.txt"
     sentences = read_sentences(path, lang)
     by_split = split_sentences(sentences, utts_per_split, random.Random(f"{seed}:{lang}"), path)
-    counts = {"train": train_utts or utts_per_split, "dev": utts_per_split, "test": utts_per_split}
+    counts = {"train": train_utts or TRAIN_UTTS_FACTOR * utts_per_split, "dev": utts_per_split,
+              "test": utts_per_split}
     plan = {}
     for split in SPLITS:
         pairs = pair_up(by_split[split], voices_for(lang, split), counts[split], f"{lang} {split}")
@@ -242,9 +247,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="folder of <lang>.txt sentence lists")
     parser.add_argument("--audio_dir", type=Path, default=None, help="where WAVs go (<out_dir>/local/tts_wav)")
     parser.add_argument("--utts_per_split", type=int, default=DEFAULT_UTTS_PER_SPLIT,
-                        help="utterances per split (train, dev, test) per language")
+                        help="dev and test utterances per language")
     parser.add_argument("--train_utts", type=int, default=None,
-                        help="training utterances per language instead of --utts_per_split (dev/test unchanged)")
+                        help=f"training utterances per language (default: {TRAIN_UTTS_FACTOR} x --utts_per_split)")
     parser.add_argument("--nj", type=int, default=2, help="parallel synthesis processes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sentence split")
     return parser

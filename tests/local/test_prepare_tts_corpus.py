@@ -3,7 +3,7 @@ import os
 
 import pytest
 import soundfile as sf
-from prepare_tts_corpus import VARIANTS, pair_up, prepare_tts_corpus, voices_for
+from prepare_tts_corpus import TRAIN_UTTS_FACTOR, VARIANTS, pair_up, prepare_tts_corpus, voices_for
 
 from espnet_ext.data.kaldi import DataDirError, read_data_dir
 from espnet_ext.data.validate import validate_data_dir
@@ -46,6 +46,7 @@ def test_writes_valid_dirs_for_every_language_and_the_union(corpus):
         assert all(u.speaker.startswith(f"{lang}-") for u in utterances)
     assert validate_data_dir(out / "train_all").languages == sorted(SENTENCES)
     assert len(read_data_dir(out / "dev_all")) == UTTS * len(SENTENCES)
+    assert len(read_data_dir(out / "train_it")) == TRAIN_UTTS_FACTOR * UTTS  # the default training size
     info = sf.info(read_data_dir(out / "train_hi")[0].wav)
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
 
@@ -118,9 +119,9 @@ def test_more_training_utterances_extend_train_and_leave_dev_test_alone(corpus, 
     out, written = corpus
     bigger = tmp_path / "bigger"
     prepare_tts_corpus(bigger, langs=["hi"], sentences_dir=sentences_dir, utts_per_split=UTTS, nj=1,
-                       train_utts=UTTS + 3)
+                       train_utts=TRAIN_UTTS_FACTOR * UTTS + 3)
     train = read_data_dir(bigger / "train_hi")
-    assert len(train) == UTTS + 3
+    assert len(train) == TRAIN_UTTS_FACTOR * UTTS + 3
     assert {u.utt_id for u in written["train_hi"]} < {u.utt_id for u in train}
     for split in ("dev", "test"):
         assert (bigger / f"{split}_hi" / "text").read_text() == (out / f"{split}_hi" / "text").read_text()
