@@ -6,6 +6,9 @@ Usage (one job of a run.pl JOB=1:NJ array, then the merge):
         --out_dir exp/whisper_base_zeroshot/decode_test_hi_none --job 1 --nj 2
     python -m espnet_ext.bin.decode --merge --nj 2 --out_dir exp/whisper_base_zeroshot/decode_test_hi_none
 
+A fully fine-tuned model (train_lora --finetune full) is decoded like the base, with its weights loaded
+over it: `--routing none --finetuned_dir exp/whisper_base_all_full/full_model`.
+
 A job writes `<out_dir>/split<NJ>/<JOB>/{text,lid.json}`; the merge joins them into `<out_dir>/text`
 (Kaldi `uttid transcript`) and `<out_dir>/lid.json` (language used and the model's own language
 posteriors per utterance). Any Kaldi data dir with `wav.scp text utt2lang` works, also outside data/.
@@ -41,6 +44,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "adapter of the language the model detects (argmax)")
     p.add_argument("--adapter_dir", type=Path, default=None,
                    help="<exp>/adapters holding <lang>/{adapter_config.json,adapter_model.safetensors}")
+    p.add_argument("--finetuned_dir", type=Path, default=None,
+                   help="<exp>/full_model of a --finetune full training, holding model_config.json and "
+                        "model.safetensors: decode that model instead of the base (with --routing none)")
     p.add_argument("--pad_to_30s", type=str2bool, default=True,
                    help="encode the 30 s window Whisper was trained on (zero-shot) or the real length")
     p.add_argument("--beam_size", type=int, default=1, help="1 = greedy")
@@ -64,6 +70,17 @@ def load_adapters(model, adapter_dir) -> None:
     log.info("loaded LoRA adapters %s from %s", ", ".join(langs), adapter_dir)
 
 
+def load_finetuned_model(model, finetuned_dir: Path) -> None:
+    """Load the fully fine-tuned weights in `finetuned_dir` over the registry base `model`."""
+    from espnet_ext.models.finetuned import FinetunedFileError, load_finetuned
+
+    try:
+        load_finetuned(model.asr_model, finetuned_dir, model.name, model.fingerprint)
+    except FinetunedFileError as e:
+        raise SystemExit(f"decode.py: {e}") from None
+    log.info("loaded the fine-tuned weights of %s from %s", model.name, finetuned_dir)
+
+
 def main(argv=None) -> None:
     args = parse_args_with_config(get_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -73,6 +90,10 @@ def main(argv=None) -> None:
         return
     if args.data_dir is None:
         raise SystemExit("decode.py: --data_dir is required unless --merge is given")
+    if args.finetuned_dir is not None and args.routing != "none":
+        raise SystemExit(f"decode.py: --finetuned_dir decodes a fully fine-tuned model, which has no adapters to "
+                         f"route; use it with --routing none, not {args.routing} (--language oracle|detect "
+                         "picks the language)")
     if args.threads:
         torch.set_num_threads(args.threads)
     from espnet_ext.models.registry import load_model
@@ -82,6 +103,8 @@ def main(argv=None) -> None:
     model = load_model(args.model, device=device, model_path=args.model_path)
     if args.routing != "none":
         load_adapters(model, args.adapter_dir)
+    if args.finetuned_dir is not None:
+        load_finetuned_model(model, args.finetuned_dir)
     model.asr_model.eval()
     log.info("loaded %s in %.1f s", args.model, time.time() - start)
     options = DecodeOptions(

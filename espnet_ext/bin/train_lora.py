@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Train per-language LoRA adapters on a frozen base through ESPnet's trainer (stage 3 of the recipe).
+"""Train per-language LoRA adapters on a frozen base through ESPnet's trainer (stage 3 of the recipe), or,
+with `--finetune full`, every weight of the base: the full fine-tuning reference system.
 
 Usage:
     python -m espnet_ext.bin.train_lora --model whisper_base --train_dir data/train_all \
         --valid_dir data/dev_all --exp_dir exp/whisper_base_all_r16 \
         --config conf/tuning/train_lora_whisper_base_r16.yaml [--lora_rank 8] [--ngpu 1] [--resume true]
+    python -m espnet_ext.bin.train_lora --model whisper_base --train_dir data/train_all \
+        --valid_dir data/dev_all --exp_dir exp/whisper_base_all_full \
+        --config conf/tuning/train_full_whisper_base.yaml --finetune full
 
 Writes the exp dir (see espnet_ext/train/pipeline.py): ESPnet's data/shape files and token list, the
 training itself (config.yaml with every option and the seed, checkpoint.pth, epoch files, tensorboard/),
-then `adapters/<lang>/{adapter_config.json,adapter_model.safetensors}` from the best epoch by the
-config's first best_model_criterion (`--export latest|ave` for the others).
+then `adapters/<lang>/{adapter_config.json,adapter_model.safetensors}` (with --finetune full:
+`full_model/{model_config.json,model.safetensors}`, decoded with `espnet_ext.bin.decode --finetuned_dir`)
+from the best epoch by the config's first best_model_criterion (`--export latest|ave` for the others).
 
 Any option not listed below goes to ESPnet's trainer as it is (it overrides the config), e.g.
 `--max_epoch 5 --seed 3 --accum_grad 2 --patience 3 --lora_conf dropout=0.1`; `--help` lists ours,
@@ -26,6 +31,7 @@ import torch
 
 from espnet_ext.bin.cli import save_resolved_args, str2bool
 from espnet_ext.train.export import EXPORT_CHOICES
+from espnet_ext.train.model import FINETUNE_CHOICES
 
 log = logging.getLogger("train_lora")
 
@@ -39,7 +45,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_dir", type=Path, required=True, help="Kaldi data dir with utt2lang")
     p.add_argument("--valid_dir", type=Path, required=True, help="Kaldi data dir for the validation loss")
     p.add_argument("--exp_dir", type=Path, required=True)
-    p.add_argument("--config", type=Path, required=True, help="ESPnet training config with a lora_conf section")
+    p.add_argument("--config", type=Path, required=True,
+                   help="ESPnet training config (conf/tuning/train_lora_*.yaml with a lora_conf section, or "
+                        "train_full_*.yaml)")
+    p.add_argument("--finetune", choices=FINETUNE_CHOICES, default=None,
+                   help="lora: per-language adapters on the frozen base; full: every base weight (the "
+                        "reference system). Default: the config's finetune, else lora")
     p.add_argument("--lora_rank", type=int, default=None, help="override lora_conf.rank")
     p.add_argument("--lora_alpha", type=float, default=None, help="override lora_conf.alpha")
     p.add_argument("--ngpu", type=int, default=0, help="0: CPU; >1: ESPnet's DDP")
@@ -77,19 +88,19 @@ def main(argv=None) -> None:
 
     options = TrainOptions(
         model=args.model, train_dir=args.train_dir, valid_dir=args.valid_dir, exp_dir=args.exp_dir,
-        config=args.config, model_path=args.model_path, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
-        ngpu=args.ngpu, resume=args.resume, use_amp=args.use_amp, use_wandb=args.use_wandb,
-        export=args.export, espnet_args=espnet_args,
+        config=args.config, model_path=args.model_path, finetune=args.finetune, lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha, ngpu=args.ngpu, resume=args.resume, use_amp=args.use_amp,
+        use_wandb=args.use_wandb, export=args.export, espnet_args=espnet_args,
     )
     args.exp_dir.mkdir(parents=True, exist_ok=True)
     save_resolved_args(argparse.Namespace(**vars(args), espnet_args=espnet_args),
                        args.exp_dir / "train_lora_args.yaml")
     try:
-        adapters = run_training(options)
+        exported = run_training(options)
     except (NonFiniteLossError, ValueError, FileNotFoundError) as err:
         raise SystemExit(f"train_lora: {err}") from None
-    for lang, path in adapters.items():
-        log.info("adapter %s -> %s", lang, path)
+    for name, path in exported.items():
+        log.info("exported %s -> %s", name, path)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
 """Base models: the registry (registry.py), the CTranslate2 -> openai-whisper converter, ESPnet's Whisper
-classes for local checkpoints (whisper.py) and OWSM S2T models (owsm.py). ESPnet is imported only
-through espnet_import.py, which silences its offline import noise."""
+classes for local checkpoints (whisper.py) and OWSM S2T models (owsm.py), and the file format of a fully
+fine-tuned registry model (finetuned.py). ESPnet is imported only through espnet_import.py, which
+silences its offline import noise."""

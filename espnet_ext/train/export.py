@@ -1,6 +1,7 @@
-"""Export a finished training's adapters: one PEFT-like directory per language.
+"""Export a finished training: one PEFT-like directory per language, or the fully fine-tuned model.
 
-    <exp>/adapters/<lang>/{adapter_config.json, adapter_model.safetensors}
+    <exp>/adapters/<lang>/{adapter_config.json, adapter_model.safetensors}   (--finetune lora)
+    <exp>/full_model/{model_config.json, model.safetensors}                  (--finetune full)
 
 The epoch to export is read from the reporter inside checkpoint.pth, not from ESPnet's symlinks
 (`valid.loss.best.pth`, ...), which a killed run may have left unlinked:
@@ -10,9 +11,11 @@ The epoch to export is read from the reporter inside checkpoint.pth, not from ES
 - "ave":    ESPnet's n-best average for that criterion (`<phase>.<key>.ave.pth`). It averages A and B
             separately, which is not the average of the deltas B A; use it knowingly.
 
-Each adapter's config records the base (name + fingerprint), rank/alpha/targets (from the bank), the
-language, the training and validation data, the epoch and optimizer steps behind it, and whether it
-was trained on the 30 s window, so decoding can match the input length it was trained on.
+Each exported config records the base (name + fingerprint of the weights training started from), the
+training and validation data, the epoch and optimizer steps behind it, its losses, the seed, and
+whether it was trained on the 30 s window, so decoding can match the input length it was trained on;
+an adapter's config adds rank/alpha/targets (from the bank) and its language
+(espnet_ext/lora/adapter_files.py), the full model's its parameter count (espnet_ext/models/finetuned.py).
 """
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Tuple
@@ -22,9 +25,11 @@ import yaml
 
 from espnet_ext.lora.adapter_files import save_adapter
 from espnet_ext.models.espnet_import import import_espnet_module
-from espnet_ext.train.model import LoRARoutedModel
+from espnet_ext.models.finetuned import save_finetuned
+from espnet_ext.train.model import FullFinetuneModel, LoRARoutedModel, TrainingModel
 
 EXPORT_CHOICES = ("best", "latest", "ave")
+FULL_MODEL_DIR = "full_model"
 
 
 def read_training_config(exp_dir: Path) -> Dict[str, Any]:
@@ -67,10 +72,9 @@ def _steps(reporter, epoch: int, accum_grad: int) -> int:
     return int(reporter.stats[epoch]["train"]["total_count"]) // accum_grad
 
 
-def export_adapters(exp_dir: Path, model: LoRARoutedModel, base_name: str, base_fingerprint: str,
-                    which: str, data: Mapping[str, Any]) -> Dict[str, Path]:
-    """Load the chosen checkpoint into `model` and write every language's adapter directory."""
-    exp_dir = Path(exp_dir)
+def _load_checkpoint(exp_dir: Path, model: TrainingModel, base_name: str, base_fingerprint: str,
+                     which: str, data: Mapping[str, Any]) -> Dict[str, Any]:
+    """Load the chosen checkpoint into `model`; returns the provenance every exported config records."""
     config = read_training_config(exp_dir)
     reporter = read_reporter(exp_dir)
     criterion = config["best_model_criterion"][0]
@@ -79,7 +83,7 @@ def export_adapters(exp_dir: Path, model: LoRARoutedModel, base_name: str, base_
         raise FileNotFoundError(f"{path} is missing; rerun training with --resume true to finish it")
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     stats = reporter.stats[epoch]
-    meta = {
+    return {
         "base_model": base_name,
         "base_fingerprint": base_fingerprint,
         "checkpoint": {"file": path.name, "choice": which, "criterion": ".".join(criterion[:2]),
@@ -91,8 +95,26 @@ def export_adapters(exp_dir: Path, model: LoRARoutedModel, base_name: str, base_
         "training_config": str(exp_dir / "config.yaml"),
         **dict(data),
     }
+
+
+def export_adapters(exp_dir: Path, model: LoRARoutedModel, base_name: str, base_fingerprint: str,
+                    which: str, data: Mapping[str, Any]) -> Dict[str, Path]:
+    """Load the chosen checkpoint into `model` and write every language's adapter directory."""
+    exp_dir = Path(exp_dir)
+    meta = _load_checkpoint(exp_dir, model, base_name, base_fingerprint, which, data)
     written = {}
     for lang in model.languages:
         save_adapter(model.model, lang, exp_dir / "adapters" / lang, meta)
         written[lang] = exp_dir / "adapters" / lang
     return written
+
+
+def export_full_model(exp_dir: Path, model: FullFinetuneModel, base_name: str, base_fingerprint: str,
+                      which: str, data: Mapping[str, Any]) -> Path:
+    """Load the chosen checkpoint into `model` and write it to `<exp_dir>/full_model`.
+
+    `base_fingerprint` is that of the base before fine-tuning: the one a decoder rebuilds and checks.
+    """
+    exp_dir = Path(exp_dir)
+    meta = _load_checkpoint(exp_dir, model, base_name, base_fingerprint, which, data)
+    return save_finetuned(model.model, exp_dir / FULL_MODEL_DIR, meta)

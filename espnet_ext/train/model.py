@@ -1,18 +1,25 @@
-"""The model ESPnet's trainer sees: a frozen registry model with a LoRA bank, routed by the batch's languages.
+"""The models ESPnet's trainer sees: a registry model wrapped for training, LoRA-routed or fully fine-tuned.
+
+`TrainingModel` holds what every trained model shares: on-the-fly augmentation, the optional 30 s
+window, the check that stops a non-finite loss before the optimizer step, and `collect_feats`. ESPnet's
+trainer calls it with the batch's data files as keyword arguments, the `lang` file (each utterance's
+language index, written by prep.py) included.
 
 `LoRARoutedModel` wraps an ESPnetASRModel (Whisper) or ESPnetS2TModel (OWSM) whose linears carry a
-`LoRABankLinear` bank with one adapter per language. ESPnet's trainer calls it with the batch's data
-files as keyword arguments; the extra `lang` file (each utterance's adapter index, written by
-prep.py) becomes oracle one-hot routing weights for that forward, so a batch mixing languages trains
-every language's adapter in one pass over the shared frozen base.
+`LoRABankLinear` bank with one adapter per language; `lang` becomes oracle one-hot routing weights for
+that forward, so a batch mixing languages trains every language's adapter in one pass over the shared
+frozen base. Its state dict holds the adapters only (`model.<module>.lora_A/B`): the base is frozen,
+rebuilt from the registry on every start and identified by its fingerprint, so ESPnet's checkpoint.pth,
+epoch files and n-best averages stay a few MB instead of a full copy of the base per file, and
+averaging them averages adapters only.
 
-Its state dict holds the adapters only (`model.<module>.lora_A/B`): the base is frozen, rebuilt from
-the registry on every start and identified by its fingerprint, so ESPnet's checkpoint.pth, epoch files
-and n-best averages stay a few MB instead of a full copy of the base per file, and averaging them
-averages adapters only.
+`FullFinetuneModel` trains every weight of the base (`--finetune full`, the reference system of the
+LoRA results): no bank and no routing (`lang` is accepted and unused), and its state dict is the whole
+model's, so every checkpoint file is a full copy.
 """
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +32,12 @@ from espnet_ext.train.loss import TokenLabelSmoothingLoss
 from espnet_ext.models.espnet_import import import_espnet_module
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # the 30 s window Whisper and OWSM were trained on
+FINETUNE_CHOICES = ("lora", "full")  # --finetune: LoRARoutedModel or FullFinetuneModel
 _AbsESPnetModel = import_espnet_module("espnet2.train.abs_espnet_model").AbsESPnetModel
 
 
 class NonFiniteLossError(RuntimeError):
-    """A batch produced a NaN/inf loss; raised before it can reach the adapters."""
+    """A batch produced a NaN/inf loss; raised before it can reach the trained weights."""
 
 
 @dataclass(frozen=True)
@@ -65,35 +73,32 @@ class LoRAConfig:
         return config
 
 
-class LoRARoutedModel(_AbsESPnetModel):
-    """A LoRA-banked ESPnet model routed per utterance by the `lang` data file (module docstring)."""
+class TrainingModel(_AbsESPnetModel):
+    """A registry model as ESPnet trains it: augmentation, the 30 s window, the NaN guard (module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool,
-                 augment: AugmentConfig = AugmentConfig()):
+    def __init__(self, model: torch.nn.Module, pad_to_30s: bool, augment: AugmentConfig = AugmentConfig()):
         super().__init__()
         self.model = model
-        self.languages = tuple(languages)
         self.pad_to_30s = pad_to_30s
         self.augment = WaveformAugment(augment)  # the identity unless training with an active config
-        self._adapter_keys = frozenset(
-            f"model.{name}.{matrix}" for name in banks(model) for matrix in ("lora_A", "lora_B")
-        )
-        if not self._adapter_keys:
-            raise ValueError("LoRARoutedModel needs a model with a LoRA bank (espnet_ext.lora.inject.inject)")
 
     def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
                 text_lengths: torch.Tensor, lang: torch.Tensor, lang_lengths: torch.Tensor,
                 utt_id: Optional[Sequence[str]] = None, **kwargs):
-        """ESPnet's (loss, stats, weight), with each utterance through its own language's adapter."""
-        weights = self._oracle_weights(lang, utt_id)
+        """ESPnet's (loss, stats, weight) of the wrapped model on the augmented batch."""
+        context = self._forward_context(lang, utt_id)
         speech, speech_lengths = self.augment(speech, speech_lengths)
         if self.pad_to_30s:
             speech, speech_lengths = _pad_to_window(speech, speech_lengths)
-        with routing(self.model, weights):
+        with context:
             loss, stats, weight = self.model(speech, speech_lengths, text, text_lengths, **kwargs)
         if not torch.isfinite(loss).all():
             raise NonFiniteLossError(self._non_finite_message(loss, speech, utt_id))
         return loss, stats, weight
+
+    def _forward_context(self, lang: torch.Tensor, utt_id: Optional[Sequence[str]]) -> ContextManager:
+        """What the wrapped model runs under for this batch: nothing here; subclasses route."""
+        return contextlib.nullcontext()
 
     def _non_finite_message(self, loss: torch.Tensor, speech: torch.Tensor, utt_id) -> str:
         """Name the batch, and the utterances in it whose audio itself is not finite."""
@@ -102,9 +107,30 @@ class LoRARoutedModel(_AbsESPnetModel):
         return (
             f"the {'training' if self.training else 'validation'} loss is {loss.detach().float().item()} on the "
             f"batch of utterances {utts} (non-finite audio samples in: {bad_audio or 'none'}); stopped before it "
-            "could reach the adapters. Fix or drop those utterances, or lower optim_conf.lr if their audio is "
-            "fine; the checkpoint of the last finished epoch is intact (continue with --resume true)"
+            "could reach the trained weights. Fix or drop those utterances, or lower optim_conf.lr if their "
+            "audio is fine; the checkpoint of the last finished epoch is intact (continue with --resume true)"
         )
+
+    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+        return self.model.collect_feats(speech, speech_lengths, **kwargs)
+
+
+class LoRARoutedModel(TrainingModel):
+    """A LoRA-banked ESPnet model routed per utterance by the `lang` data file (module docstring)."""
+
+    def __init__(self, model: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool,
+                 augment: AugmentConfig = AugmentConfig()):
+        super().__init__(model, pad_to_30s, augment)
+        self.languages = tuple(languages)
+        self._adapter_keys = frozenset(
+            f"model.{name}.{matrix}" for name in banks(model) for matrix in ("lora_A", "lora_B")
+        )
+        if not self._adapter_keys:
+            raise ValueError("LoRARoutedModel needs a model with a LoRA bank (espnet_ext.lora.inject.inject)")
+
+    def _forward_context(self, lang: torch.Tensor, utt_id: Optional[Sequence[str]]) -> ContextManager:
+        """Each utterance through its own language's adapter."""
+        return routing(self.model, self._oracle_weights(lang, utt_id))
 
     def _oracle_weights(self, lang: torch.Tensor, utt_id: Optional[Sequence[str]]) -> torch.Tensor:
         """One-hot routing weights `[batch, K]` from the `lang` file's adapter indices."""
@@ -118,9 +144,6 @@ class LoRARoutedModel(_AbsESPnetModel):
                 "espnet_ext.bin.train_lora"
             )
         return F.one_hot(index, len(self.languages)).float()
-
-    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
-        return self.model.collect_feats(speech, speech_lengths, **kwargs)
 
     def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
         """The adapters only (see the module docstring); also when nested in DDP (`prefix` set)."""
@@ -144,15 +167,39 @@ class LoRARoutedModel(_AbsESPnetModel):
         return type(result)(missing, unexpected)  # the frozen base's keys are not "missing"
 
 
+class FullFinetuneModel(TrainingModel):
+    """Every weight of the base trained, no routing; its state dict is the whole model (module docstring)."""
+
+    def trainable_report(self) -> str:
+        """The training log's line: how many parameters train, of how many."""
+        params = list(self.model.parameters())
+        total = sum(p.numel() for p in params)
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.1f}%)"
+
+
 def _pad_to_window(speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad to the 30 s window with full-window lengths, as decoding does with pad_to_30s."""
     speech = F.pad(speech, (0, max(0, WINDOW_SAMPLES - speech.size(1))))[:, :WINDOW_SAMPLES]
     return speech, torch.full_like(lengths, WINDOW_SAMPLES)
 
 
+def _use_token_loss(asr_model: torch.nn.Module) -> None:
+    """ESPnet's attention-decoder loss, same value, computed on the target rows only (loss.py)."""
+    asr_model.criterion_att = TokenLabelSmoothingLoss.like(asr_model.criterion_att)
+
+
 def build_lora_model(asr_model: torch.nn.Module, conf: LoRAConfig, pad_to_30s: bool,
                      augment: AugmentConfig = AugmentConfig()) -> LoRARoutedModel:
     """Inject `conf`'s bank into `asr_model` (everything else frozen) and wrap it for routed training."""
     inject(asr_model, conf.targets, conf.rank, conf.alpha, conf.languages, conf.dropout)
-    asr_model.criterion_att = TokenLabelSmoothingLoss.like(asr_model.criterion_att)  # same loss, less work
+    _use_token_loss(asr_model)
     return LoRARoutedModel(asr_model, conf.languages, pad_to_30s, augment)
+
+
+def build_full_model(asr_model: torch.nn.Module, pad_to_30s: bool,
+                     augment: AugmentConfig = AugmentConfig()) -> FullFinetuneModel:
+    """Make every weight of `asr_model` trainable and wrap it for training (the reference system)."""
+    asr_model.requires_grad_(True)
+    _use_token_loss(asr_model)
+    return FullFinetuneModel(asr_model, pad_to_30s, augment)

@@ -1,4 +1,5 @@
-"""Stage 3 end to end: prepare an exp dir, train through ESPnet's trainer, export the adapters.
+"""Stage 3 end to end: prepare an exp dir, train through ESPnet's trainer, export the adapters (or, with
+`--finetune full`, the fully fine-tuned model).
 
     <exp>/train_lora_args.yaml   the options of this run, resolved (written by espnet_ext.bin.train_lora)
     <exp>/conf/<config>.yaml     the training config as given
@@ -7,9 +8,10 @@
     <exp>/config.yaml            ESPnet's resolved config: every option, the seed, the base fingerprint
     <exp>/checkpoint.pth, <N>epoch.pth, valid.loss.best.pth, ..., tensorboard/, images/   (ESPnet)
     <exp>/adapters/<lang>/       the exported adapters (export.py)
+    <exp>/full_model/            instead, with --finetune full: the exported model (export.py)
 
 A new run refuses an exp dir that already holds a checkpoint (continue it with resume, or remove it);
-a resumed run refuses a base model whose weights changed since the run started.
+a resumed run refuses a base model whose weights changed since the run started, or another --finetune.
 """
 import argparse
 import json
@@ -24,10 +26,10 @@ from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.models.registry import LoadedModel, load_model
 from espnet_ext.train import targets as training_targets
-from espnet_ext.train.export import export_adapters, read_training_config
-from espnet_ext.train.model import LoRAConfig, build_lora_model
+from espnet_ext.train.export import export_adapters, export_full_model, read_training_config
+from espnet_ext.train.model import LoRAConfig, build_full_model, build_lora_model
 from espnet_ext.train.prep import PreparedSet, prepare_set
-from espnet_ext.train.task import LoRAASRTask
+from espnet_ext.train.task import LoRAASRTask, finetune_mode
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class TrainOptions:
     exp_dir: Path
     config: Path
     model_path: Optional[str] = None
+    finetune: Optional[str] = None  # lora | full; None: the config's (default lora)
     lora_rank: Optional[int] = None
     lora_alpha: Optional[float] = None
     ngpu: int = 0
@@ -52,8 +55,8 @@ class TrainOptions:
     espnet_args: List[str] = field(default_factory=list)
 
 
-def _check_exp_dir(options: TrainOptions, loaded: LoadedModel) -> None:
-    """A fresh run never overwrites a training; a resumed one never continues on another base."""
+def _check_exp_dir(options: TrainOptions, loaded: LoadedModel, finetune: str) -> None:
+    """A fresh run never overwrites a training; a resumed one never continues on another base or kind."""
     exp = options.exp_dir
     if not options.resume and (exp / "checkpoint.pth").exists():
         raise ValueError(f"{exp} already holds a training (checkpoint.pth); continue it with --resume true, "
@@ -66,11 +69,14 @@ def _check_exp_dir(options: TrainOptions, loaded: LoadedModel) -> None:
                 f"the base is now {loaded.name} ({loaded.fingerprint}); resume with the same base, or use a new "
                 "exp dir"
             )
+        if previous.get("finetune", "lora") != finetune:  # config.yaml of runs older than --finetune: lora
+            raise ValueError(f"{exp} holds a --finetune {previous.get('finetune', 'lora')} training; resume it "
+                             f"as such, or use a new exp dir for --finetune {finetune}")
 
 
 def _languages(resolved: argparse.Namespace, train_dir: Path) -> List[str]:
     """lora_conf.languages as ESPnet will see it, else the training data's, in the language table's order."""
-    named = resolved.lora_conf.get("languages")
+    named = resolved.lora_conf.get("languages") if resolved.finetune == "lora" else None
     if named:
         return list(named)
     present = {utt.lang for utt in read_data_dir(train_dir)}
@@ -108,6 +114,8 @@ def espnet_command(options: TrainOptions, loaded: LoadedModel) -> List[str]:
             "--use_amp", str(options.use_amp).lower(), "--use_wandb", str(options.use_wandb).lower()]
     if options.model_path:
         args += ["--base_model_path", options.model_path]
+    if options.finetune:
+        args += ["--finetune", options.finetune]
     if options.lora_rank is not None:
         args += ["--lora_conf", f"rank={options.lora_rank}"]
     if options.lora_alpha is not None:
@@ -121,20 +129,32 @@ def _resolve(command: List[str]) -> argparse.Namespace:
 
 
 def run_training(options: TrainOptions) -> Dict[str, Path]:
-    """Prepare, train (ESPnet's LoRAASRTask.main) and export; returns the adapter dir of each language."""
+    """Prepare, train (ESPnet's LoRAASRTask.main) and export; returns each exported directory by name
+    (the languages' adapters, or `full_model`)."""
     if not options.config.is_file():
-        raise FileNotFoundError(f"training config {options.config} does not exist (see conf/tuning/train_lora_*.yaml)")
+        raise FileNotFoundError(f"training config {options.config} does not exist (see conf/tuning/train_*.yaml)")
     options.exp_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_model(options.model, model_path=options.model_path)
-    _check_exp_dir(options, loaded)
     command = espnet_command(options, loaded)
-    languages = _languages(_resolve(command), options.train_dir)
+    resolved = _resolve(command)
+    finetune = finetune_mode(resolved)
+    _check_exp_dir(options, loaded, finetune)
+    languages = _languages(resolved, options.train_dir)
     prepared = _prepare(options, loaded, languages)
-    command += ["--lora_conf", f"languages={json.dumps(languages)}"]
+    if finetune == "lora":
+        command += ["--lora_conf", f"languages={json.dumps(languages)}"]
     command += prepared["train"].espnet_args("train") + prepared["valid"].espnet_args("valid")
-    log.info("training %s adapters for %s in %s", loaded.name, languages, options.exp_dir)
+    log.info("training %s (--finetune %s) on %s in %s", loaded.name, finetune, languages, options.exp_dir)
     LoRAASRTask.main(cmd=command)
-    trained = read_training_config(options.exp_dir)
-    model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(trained["lora_conf"]), trained["pad_to_30s"])
     data = {f"{mode}_data": {"dir": str(p.source), "utterances": p.per_language} for mode, p in prepared.items()}
-    return export_adapters(options.exp_dir, model, loaded.name, loaded.fingerprint, options.export, data)
+    return _export(options, loaded, data)
+
+
+def _export(options: TrainOptions, loaded: LoadedModel, data: Dict[str, dict]) -> Dict[str, Path]:
+    """Export what ESPnet trained, as its config.yaml describes it, onto the unmodified base `loaded`."""
+    exp, trained = options.exp_dir, read_training_config(options.exp_dir)
+    if trained["finetune"] == "full":
+        model = build_full_model(loaded.asr_model, trained["pad_to_30s"])
+        return {"full_model": export_full_model(exp, model, loaded.name, loaded.fingerprint, options.export, data)}
+    model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(trained["lora_conf"]), trained["pad_to_30s"])
+    return export_adapters(exp, model, loaded.name, loaded.fingerprint, options.export, data)

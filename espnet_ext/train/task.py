@@ -1,4 +1,5 @@
-"""`LoRAASRTask`: ESPnet's ASRTask training per-language LoRA adapters on a frozen registry model.
+"""`LoRAASRTask`: ESPnet's ASRTask training per-language LoRA adapters on a frozen registry model, or
+(`--finetune full`, the reference system) every weight of that model.
 
 Everything ESPnet's task machinery offers keeps working unchanged (config files, data loading and
 batch samplers, optimisers and schedulers, `--resume`, n-best averaging, tensorboard, wandb, DDP);
@@ -6,7 +7,9 @@ only the model differs:
 
 - `build_model` loads the base from espnet_ext.models.registry (`--base_model`, its checkpoint and
   fingerprint), injects the LoRA bank described by `--lora_conf`, freezes the base and returns a
-  `LoRARoutedModel` that routes each utterance through its language's adapter (`lang` data file).
+  `LoRARoutedModel` that routes each utterance through its language's adapter (`lang` data file);
+  with `--finetune full` it injects nothing, ignores `--lora_conf` and returns a `FullFinetuneModel`
+  whose every weight trains.
 - The architecture is the registry's: its encoder/decoder/model_conf are copied into the args (so
   config.yaml describes the model actually trained) and a config that sets them differently is refused
   rather than silently ignored.
@@ -28,7 +31,13 @@ from espnet_ext.models.espnet_import import asr_task, import_espnet_module
 from espnet_ext.models.registry import LoadedModel, load_model
 from espnet_ext.train.augment import AugmentConfig, attach_specaug
 from espnet_ext.train.checkpointing import enable_gradient_checkpointing
-from espnet_ext.train.model import LoRAConfig, LoRARoutedModel, build_lora_model
+from espnet_ext.train.model import (
+    FINETUNE_CHOICES,
+    LoRAConfig,
+    TrainingModel,
+    build_full_model,
+    build_lora_model,
+)
 from espnet_ext.train.trainer import LoRATrainer
 
 _types = import_espnet_module("espnet2.utils.types")
@@ -38,7 +47,7 @@ _NestedDictAction = import_espnet_module("espnet2.utils.nested_dict_action").Nes
 
 
 class LoRAASRTask(asr_task()):
-    """ASRTask whose model is a registry base + routed LoRA bank (see the module docstring)."""
+    """ASRTask whose model is a registry base + routed LoRA bank, or the base fine-tuned (module docstring)."""
 
     trainer = LoRATrainer
 
@@ -52,6 +61,9 @@ class LoRAASRTask(asr_task()):
                            help="local weights for registry models that need them")
         group.add_argument("--base_fingerprint", type=_types.str_or_none, default=None,
                            help="refuse a base whose weight fingerprint differs (recorded in config.yaml)")
+        group.add_argument("--finetune", choices=FINETUNE_CHOICES, default="lora",
+                           help="lora: per-language adapters on the frozen base; full: every base weight "
+                                "(the reference system; lora_conf is ignored)")
         group.add_argument("--lora_conf", action=_NestedDictAction, default={},
                            help="languages, rank, alpha, dropout, targets (preset names or patterns), "
                                 "e.g. --lora_conf rank=8")
@@ -72,7 +84,7 @@ class LoRAASRTask(asr_task()):
         return ("text_prev", "text_ctc")  # OWSM's previous-sentence and CTC targets
 
     @classmethod
-    def build_model(cls, args: argparse.Namespace) -> LoRARoutedModel:
+    def build_model(cls, args: argparse.Namespace) -> TrainingModel:
         loaded = load_model(args.base_model, model_path=args.base_model_path)
         if args.base_fingerprint and args.base_fingerprint != loaded.fingerprint:
             raise ValueError(
@@ -89,14 +101,33 @@ class LoRAASRTask(asr_task()):
         if args.specaug is not None:
             specaug_class = next(c for c in cls.class_choices_list if c.name == "specaug").get_class(args.specaug)
             attach_specaug(loaded.asr_model, loaded.family, specaug_class(**args.specaug_conf))
-        model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s,
-                                 AugmentConfig.from_dict(args.augment_conf))
+        model = _build_training_model(args, loaded)
         if args.gradient_checkpointing:
             blocks = enable_gradient_checkpointing(loaded.asr_model, loaded.family)
             logging.info("gradient checkpointing: %d transformer blocks", blocks)
-        logging.info("LoRA on %s (fingerprint %s):\n%s", loaded.name, loaded.fingerprint,
-                     trainable_report(model.model))
         return model
+
+
+def finetune_mode(args: argparse.Namespace) -> str:
+    """`--finetune`, checked: ESPnet's parser does not check a config file's values against `choices`."""
+    if args.finetune not in FINETUNE_CHOICES:
+        raise ValueError(f"finetune: {args.finetune!r} is not one of {FINETUNE_CHOICES}")
+    return args.finetune
+
+
+def _build_training_model(args: argparse.Namespace, loaded: LoadedModel) -> TrainingModel:
+    """The LoRA-routed or the fully fine-tuned model, with a log line of what trains."""
+    augment = AugmentConfig.from_dict(args.augment_conf)
+    if finetune_mode(args) == "full":
+        model = build_full_model(loaded.asr_model, args.pad_to_30s, augment)
+        if args.lora_conf:
+            logging.info("finetune full: lora_conf %s is ignored (no adapters)", args.lora_conf)
+        logging.info("full fine-tuning of %s (fingerprint %s): %s", loaded.name, loaded.fingerprint,
+                     model.trainable_report())
+        return model
+    model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s, augment)
+    logging.info("LoRA on %s (fingerprint %s):\n%s", loaded.name, loaded.fingerprint, trainable_report(model.model))
+    return model
 
 
 def _check_token_list(args: argparse.Namespace, loaded: LoadedModel) -> None:

@@ -1,6 +1,7 @@
 """The recipe end to end on a tiny corpus, as ESPnet's mini_an4 CI does: data prep, one epoch of joint
 LoRA training with its dev WER, decoding of the real converted Whisper base zero-shot and with the adapters, sclite
-scoring, RESULTS.md; then a rerun skips every finished stage."""
+scoring, RESULTS.md; then a rerun skips every finished stage. Also stage 3 of the full fine-tuning reference
+system (--finetune full) on the tiny random Whisper."""
 import json
 import os
 import subprocess
@@ -8,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from train_helpers import TINY_CONFIG, make_corpus
 
 LANGS = ("hi", "pa", "te", "it")
 RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "multilingual_lora" / "asr1"
@@ -66,3 +70,39 @@ def test_unknown_language_is_refused(tmp_path):
     done = run_recipe(tmp_path, "--lang", "xx", "--stage", "5")
     assert done.returncode != 0
     assert "unknown language code 'xx'" in done.stderr + done.stdout
+
+
+def test_finetune_full_defaults_to_its_own_exp_dir_and_config(tmp_path):
+    """--finetune full must never train into (or mark done) the LoRA exp dir, nor use a LoRA config."""
+    done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--finetune", "full", "--stage", "3",
+                      "--stop_stage", "3")
+    assert done.returncode != 0  # there is no train_full_whisper_tiny_random.yaml: training stops at once
+    log = (tmp_path / "exp" / "whisper_tiny_random_all_full" / "log" / "train.log").read_text(encoding="utf-8")
+    assert "--config conf/tuning/train_full_whisper_tiny_random.yaml --finetune full" in log
+    assert "train_full_whisper_tiny_random.yaml does not exist" in log
+    assert not (tmp_path / "exp" / "whisper_tiny_random_all_r16").exists()
+
+
+def test_finetune_full_refuses_hard_routing(tmp_path):
+    """A fully fine-tuned model has no adapters to route by detected language; never decode it mislabelled."""
+    done = run_recipe(tmp_path, "--finetune", "full", "--routings", "none hard", "--stage", "5")
+    assert done.returncode != 0
+    assert "a --finetune full model has none" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_finetune_full_trains_and_decodes_the_dev_set_with_the_full_model(tmp_path):
+    """Stage 3 with --finetune full on the tiny model: full_model/ is trained, marked done, and the dev WER
+    comes from decoding that model (routing none, utt2lang's language) under decode_dev_all_oracle."""
+    for name in ("train_all", "dev_all"):
+        make_corpus(tmp_path / "data", name)
+    done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--finetune", "full", "--stage", "3",
+                      "--stop_stage", "3", "--nj", "1", "--train_config", str(TINY_CONFIG),
+                      "--train_args", "--max_epoch 1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    exp = tmp_path / "exp" / "whisper_tiny_random_all_full"
+    assert (exp / "full_model" / ".done").is_file() and (exp / "full_model" / "model.safetensors").is_file()
+    dev = exp / "decode_dev_all_oracle"
+    args = yaml.safe_load((dev / "decode_args.yaml").read_text(encoding="utf-8"))
+    assert (args["routing"], args["language"], args["finetuned_dir"]) == ("none", "oracle", str(exp / "full_model"))
+    assert json.loads((dev / "scores.json").read_text(encoding="utf-8"))["scores"]["all"]["utterances"] == 8

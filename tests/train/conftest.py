@@ -1,4 +1,4 @@
-"""Fixtures of the stage-3 tests: a tiny corpus and one shared tiny training run."""
+"""Fixtures of the stage-3 tests: a tiny corpus and shared tiny training runs (LoRA, full fine-tuning)."""
 from pathlib import Path
 
 import pytest
@@ -11,9 +11,8 @@ def corpus(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-@pytest.fixture(scope="session")
-def trained(corpus, tmp_path_factory):
-    """One 2-epoch run of train_lora: (exp_dir, the in-memory model ESPnet trained)."""
+def train_capturing_the_model(command):
+    """Run train_lora with `command`; returns the in-memory model ESPnet trained."""
     from espnet_ext.bin import train_lora
     from espnet_ext.train.trainer import LoRATrainer
 
@@ -24,8 +23,21 @@ def trained(corpus, tmp_path_factory):
         captured["model"] = model
         return original(cls, model, *args, **kwargs)
 
-    exp_dir = tmp_path_factory.mktemp("exp") / "tiny_all_r4"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(LoRATrainer, "run", classmethod(capture))
-        train_lora.main(train_command(corpus, exp_dir))
-    return exp_dir, captured["model"]
+        train_lora.main(command)
+    return captured["model"]
+
+
+@pytest.fixture(scope="session")
+def trained(corpus, tmp_path_factory):
+    """One 2-epoch run of train_lora: (exp_dir, the in-memory model ESPnet trained)."""
+    exp_dir = tmp_path_factory.mktemp("exp") / "tiny_all_r4"
+    return exp_dir, train_capturing_the_model(train_command(corpus, exp_dir))
+
+
+@pytest.fixture(scope="session")
+def trained_full(corpus, tmp_path_factory):
+    """One 1-epoch run of train_lora --finetune full: (exp_dir, the in-memory model ESPnet trained)."""
+    exp_dir = tmp_path_factory.mktemp("exp") / "tiny_all_full"
+    return exp_dir, train_capturing_the_model(train_command(corpus, exp_dir, "--finetune", "full", "--max_epoch", "1"))

@@ -1,4 +1,5 @@
-"""LoRARoutedModel: per-utterance routing from the lang file, adapter-only state, NaN guard."""
+"""LoRARoutedModel: per-utterance routing from the lang file, adapter-only state, NaN guard; and
+FullFinetuneModel, the same training wrapper with every weight trained."""
 import copy
 
 import pytest
@@ -6,7 +7,8 @@ import torch
 
 from espnet_ext.lora.inject import banks, set_active_adapter
 from espnet_ext.models.registry import load_model
-from espnet_ext.train.model import LoRAConfig, NonFiniteLossError, build_lora_model
+from espnet_ext.train.loss import TokenLabelSmoothingLoss
+from espnet_ext.train.model import LoRAConfig, NonFiniteLossError, build_full_model, build_lora_model
 
 LANGS = ("hi", "pa", "te", "it")
 
@@ -110,3 +112,37 @@ def test_pad_to_30s_feeds_the_full_window(_tiny):
 def test_lora_conf_errors(conf, message):
     with pytest.raises(ValueError, match=message):
         LoRAConfig.from_dict(conf)
+
+
+@pytest.fixture
+def full(_tiny):
+    """The tiny model wrapped for full fine-tuning, from a copy whose weights were all frozen."""
+    asr_model = copy.deepcopy(_tiny.asr_model).requires_grad_(False)
+    return build_full_model(asr_model, False).eval()
+
+
+def test_full_model_trains_every_weight_with_the_token_loss(full):
+    """--finetune full: nothing stays frozen, no bank is injected, the loss is the LoRA model's fast one."""
+    assert all(p.requires_grad for p in full.parameters()) and not banks(full.model)
+    assert isinstance(full.model.criterion_att, TokenLabelSmoothingLoss)
+    n = sum(p.numel() for p in full.parameters())
+    assert full.trainable_report() == f"trainable parameters: {n:,} of {n:,} (100.0%)"
+
+
+def test_full_model_state_is_the_whole_model_and_lang_does_not_route(full, _tiny):
+    """Checkpoints must hold every weight; the lang file ESPnet still passes changes nothing."""
+    assert set(full.state_dict()) == {f"model.{key}" for key in _tiny.asr_model.state_dict()}
+    data = batch()
+    with torch.no_grad():
+        wrapped, _, _ = full(**data)
+        shuffled, _, _ = full(**{**data, "lang": data["lang"].flip(0)})
+        direct, _, _ = full.model(data["speech"], data["speech_lengths"], data["text"], data["text_lengths"])
+    assert torch.equal(wrapped, shuffled) and torch.equal(wrapped, direct)
+
+
+def test_full_model_stops_on_a_non_finite_loss(full):
+    """The NaN guard is shared: a bad batch never reaches the (here: all) trained weights."""
+    data = batch()
+    data["speech"][1] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite audio samples in: \['utt1'\]"):
+        full(**data)

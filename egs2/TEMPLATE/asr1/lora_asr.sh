@@ -4,8 +4,9 @@
 # --force true. The logic lives in Python (espnet_ext.bin.*, local/*.py); this file only sequences it.
 #
 # Stages (fixed for the whole pipeline):
-#   1 data prep   2 (reserved: features/stats)   3 LoRA training (then dev WER)   4 LID training
-#   5 routed decoding   6 scoring   7 analysis/report
+#   1 data prep   2 (reserved: features/stats)   3 LoRA training, or with --finetune full the full
+#   fine-tuning reference system (then dev WER)   4 LID training   5 routed decoding   6 scoring
+#   7 analysis/report
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}) $*"; }
@@ -26,17 +27,19 @@ expdir=exp
 corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
 tts_utts_per_split=    # empty: local/prepare_tts_corpus.py's default size (dev and test; train too unless:)
 tts_train_utts=        # training utterances per language (empty: tts_utts_per_split)
-# Stage 3: LoRA training (exp/<model>_<lang>_r<rank>[_<tag>])
+# Stage 3: training (exp/<model>_<lang>_r<rank>[_<tag>]; with finetune=full exp/<model>_<lang>_full[_<tag>])
+finetune=lora          # lora: per-language adapters; full: every base weight (the reference system)
 lora_rank=16           # 8|16|32|64: picks conf/tuning/train_lora_<model>_r<rank>.yaml
-train_config=          # empty: conf/tuning/train_lora_<model>_r<lora_rank>.yaml
+train_config=          # empty: conf/tuning/train_lora_<model>_r<lora_rank>.yaml (full: train_full_<model>.yaml)
 train_args=            # extra options for espnet_ext.bin.train_lora (any ESPnet option too)
-tag=                   # optional suffix of the LoRA experiment name
+tag=                   # optional suffix of the experiment name
 # Stage 5: decoding
 routings="none oracle" # none: zero-shot base (exp/<model>_zeroshot); oracle: adapter of utt2lang's
-                       # language; hard: adapter of the language the model detects
+                       # language (finetune=full: the fine-tuned model, utt2lang's language forced);
+                       # hard: adapter of the language the model detects (LoRA only)
 decode_language=oracle # with routing none: oracle forces utt2lang's language; detect: the model's own LID
 zeroshot_decode_config=conf/decode_zeroshot.yaml  # base model: the 30 s window it was trained on
-lora_decode_config=conf/decode_lora.yaml          # adapters: the real length they were trained on
+lora_decode_config=conf/decode_lora.yaml          # adapters and full fine-tuning: the real length trained on
 decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_size 4"
 test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang>
 
@@ -52,8 +55,19 @@ langs=$(python -m espnet_ext.bin.recipe_info langs --lang "${lang}")
 if [ -z "${test_sets}" ]; then
     test_sets=$(for l in ${langs}; do echo -n "test_${l} "; done)
 fi
-lora_exp=${expdir}/${model}_${lang}_r${lora_rank}${tag:+_${tag}}
-train_config=${train_config:-conf/tuning/train_lora_${model}_r${lora_rank}.yaml}
+case ${finetune} in  # the trained system's exp dir, default config and exported dir
+    lora) train_exp=${expdir}/${model}_${lang}_r${lora_rank}${tag:+_${tag}}
+          train_config=${train_config:-conf/tuning/train_lora_${model}_r${lora_rank}.yaml}
+          exported=adapters ;;
+    full) train_exp=${expdir}/${model}_${lang}_full${tag:+_${tag}}
+          train_config=${train_config:-conf/tuning/train_full_${model}.yaml}
+          exported=full_model ;;
+    *) log "unknown --finetune ${finetune} (lora|full)"; exit 1 ;;
+esac
+if [ "${finetune}" = full ] && [[ " ${routings} " = *" hard "* ]]; then
+    log "--routings hard routes adapters; a --finetune full model has none (use --routings \"none oracle\")"
+    exit 1
+fi
 threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
 
 done_or_force() { [ -f "$1" ] && [ "${force}" != true ]; }
@@ -63,15 +77,20 @@ decode_dir_of() {  # data set, routing -> decode dir
     if [ "$2" = none ]; then
         echo "${expdir}/${model}_zeroshot/decode_$(basename "$1")_none${suffix}"
     else
-        echo "${lora_exp}/decode_$(basename "$1")_$2"
+        echo "${train_exp}/decode_$(basename "$1")_$2"
     fi
 }
 data_dir_of() {  # a name under data/ or a path
     if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
 }
 decode_set() {  # data dir, decode dir, routing: nj parallel jobs, then their merge (skipped when done)
-    local data=$1 dir=$2 routing=$3 config=${lora_decode_config}
+    local data=$1 dir=$2 routing=$3 config=${lora_decode_config} language=${decode_language}
+    local system=(--routing "${routing}" --adapter_dir "${train_exp}/adapters")
     [ "${routing}" = none ] && config=${zeroshot_decode_config}
+    if [ "${finetune}" = full ] && [ "${routing}" = oracle ]; then  # the fine-tuned model, utt2lang's language
+        system=(--routing none --finetuned_dir "${train_exp}/full_model")
+        language=oracle
+    fi
     if done_or_force "${dir}/.done"; then
         log "${dir} already decoded; --force true to redo"
         return
@@ -80,8 +99,7 @@ decode_set() {  # data dir, decode dir, routing: nj parallel jobs, then their me
     ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
         python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
             --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
-            --ngpu "${ngpu}" --config "${config}" --language "${decode_language}" \
-            --routing "${routing}" --adapter_dir "${lora_exp}/adapters" ${decode_args}
+            --ngpu "${ngpu}" --config "${config}" --language "${language}" "${system[@]}" ${decode_args}
     python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
     touch "${dir}/.done"
 }
@@ -118,20 +136,20 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
-    if done_or_force "${lora_exp}/adapters/.done"; then
-        log "stage 3: ${lora_exp}/adapters already trained; --force true reruns it (it resumes from its last checkpoint; delete the dir to start over)"
+    if done_or_force "${train_exp}/${exported}/.done"; then
+        log "stage 3: ${train_exp}/${exported} already trained; --force true reruns it (it resumes from its last checkpoint; delete the dir to start over)"
     else
-        log "stage 3: LoRA training (${train_config}) on $(data_dir_of "train_${lang}") -> ${lora_exp} (log: ${lora_exp}/log/train.log)"
+        log "stage 3: ${finetune} training (${train_config}) on $(data_dir_of "train_${lang}") -> ${train_exp} (log: ${train_exp}/log/train.log)"
         ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${ngpu:+--gpu "${ngpu}"} \
-            "${lora_exp}/log/train.log" \
+            "${train_exp}/log/train.log" \
             python -m espnet_ext.bin.train_lora --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --train_dir "$(data_dir_of "train_${lang}")" --valid_dir "$(data_dir_of "dev_${lang}")" \
-                --exp_dir "${lora_exp}" --config "${train_config}" --ngpu "${ngpu}" --resume true \
-                --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${train_args}
-        touch "${lora_exp}/adapters/.done"
+                --exp_dir "${train_exp}" --config "${train_config}" --finetune "${finetune}" --ngpu "${ngpu}" \
+                --resume true --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${train_args}
+        touch "${train_exp}/${exported}/.done"
     fi
     # dev WER after training, on the unseen-voice dev set that early stopping watched
-    dev_dir=${lora_exp}/decode_dev_${lang}_oracle
+    dev_dir=${train_exp}/decode_dev_${lang}_oracle
     decode_set "$(data_dir_of "dev_${lang}")" "${dev_dir}" oracle
     score_set "${dev_dir}" "$(data_dir_of "dev_${lang}")"
     log "stage 3: dev WER/CER after training (${dev_dir}/result.txt):"
