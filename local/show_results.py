@@ -8,7 +8,7 @@ Two tables:
 
 - Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stage 3
   after training): targets, rank, trainable parameters per language (counted in the exported
-  adapter files), training size, epochs, training time (ESPnet's per-epoch train + valid times, so a
+  adapter files; for `--finetune full`, every weight of the model), training size, epochs, training time (ESPnet's per-epoch train + valid times, so a
   resumed run counts every epoch once) and dev WER / CER per language. This is the table the rank,
   targets and augmentation ablations are read from.
 - Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
@@ -19,7 +19,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
@@ -63,21 +63,31 @@ def _training_minutes(exp: Path) -> float:
     return seconds / 60
 
 
-def experiment_row(scores_path: Path) -> List[str]:
-    """One trained exp dir: its adapters' provenance and its dev scores per language."""
-    exp = scores_path.parent.parent
+def _system(exp: Path) -> Tuple[Dict, str, str, int]:
+    """(provenance config, targets, rank, trainable parameters per language) of a trained exp dir."""
     configs = sorted(exp.glob("adapters/*/adapter_config.json"))
-    if not configs:
-        raise SystemExit(f"show_results.py: {exp} has a dev decode but no adapters/*/adapter_config.json")
-    config = json.loads(configs[0].read_text(encoding="utf-8"))
+    if configs:
+        config = json.loads(configs[0].read_text(encoding="utf-8"))
+        return config, ", ".join(config["targets"]), str(config["rank"]), _adapter_parameters(configs[0].parent)
+    full = exp / "full_model" / "model_config.json"
+    if full.is_file():
+        config = json.loads(full.read_text(encoding="utf-8"))
+        return config, "full fine-tuning (every weight)", "-", config["parameters"]
+    raise SystemExit(f"show_results.py: {exp} has a dev decode but neither adapters/*/adapter_config.json nor "
+                     "full_model/model_config.json")
+
+
+def experiment_row(scores_path: Path, langs: List[str]) -> List[str]:
+    """One trained exp dir: its provenance and its dev scores for `langs` (blank where not decoded)."""
+    exp = scores_path.parent.parent
+    config, targets, rank, parameters = _system(exp)
     scores = json.loads(scores_path.read_text(encoding="utf-8"))["scores"]
     utts = config["train_data"]["utterances"]
-    cells = [exp.name, ", ".join(config["targets"]), str(config["rank"]),
-             f"{_adapter_parameters(configs[0].parent) / 1e6:.2f}M",
+    cells = [exp.name, targets, rank, f"{parameters / 1e6:.2f}M",
              "/".join(sorted({str(n) for n in utts.values()})),
              f"{config['checkpoint']['epoch']}/{config['checkpoint']['epochs_trained']}",
              f"{_training_minutes(exp):.0f}"]
-    for lang in [code for code in LANGUAGES if code in scores] + ["all"]:
+    for lang in langs + ["all"]:
         cells.append(f"{format_rate(scores[lang]['wer'])} / {format_rate(scores[lang]['cer'])}"
                      if lang in scores else "")
     return cells
@@ -96,7 +106,7 @@ def experiments_table(exp_dir: Path) -> List[str]:
         "",
         "| " + " | ".join(columns) + " |",
         "|---|---|" + "---:|" * (len(columns) - 2),
-        *("| " + " | ".join(experiment_row(path)) + " |" for path in paths),
+        *("| " + " | ".join(experiment_row(path, langs)) + " |" for path in paths),
         "",
     ]
 

@@ -25,8 +25,8 @@ datadir=data
 expdir=exp
 # Stage 1: data
 corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
-tts_utts_per_split=    # empty: local/prepare_tts_corpus.py's default size (dev and test; train too unless:)
-tts_train_utts=        # training utterances per language (empty: tts_utts_per_split)
+tts_utts_per_split=    # dev/test utterances per language (empty: local/prepare_tts_corpus.py's default, 100)
+tts_train_utts=        # training utterances per language (empty: 4 x the dev/test size)
 # Stage 3: training (exp/<model>_<lang>_r<rank>[_<tag>]; with finetune=full exp/<model>_<lang>_full[_<tag>])
 finetune=lora          # lora: per-language adapters; full: every base weight (the reference system)
 lora_rank=16           # 8|16|32|64: picks conf/tuning/train_lora_<model>_r<rank>.yaml
