@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import safetensors.torch
-from safetensors import SafetensorError
 from torch import nn
 
-from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text
+from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text, read_format_config, read_safetensors
 from espnet_ext.lora.inject import (
     adapter_state_dict,
     bank_info,
@@ -72,33 +71,16 @@ def save_adapter(model: nn.Module, name: str, out_dir: PathLike, meta: Mapping[s
 
 def read_adapter_config(adapter_dir: PathLike) -> Dict[str, Any]:
     """The parsed, checked `adapter_config.json` of `adapter_dir`."""
-    path = Path(adapter_dir) / CONFIG_NAME
-    if not path.is_file():
-        raise AdapterFileError(
-            f"{path} does not exist; an adapter directory holds {CONFIG_NAME} and {WEIGHTS_NAME} as "
-            "written by espnet_ext.lora.adapter_files.save_adapter (is the path or language right?)"
-        )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AdapterFileError(f"{path} is not valid JSON ({e}); re-save the adapter") from None
-    absent = [k for k in _REQUIRED_META + _FROM_MODEL if k not in config]
-    if absent or config["format"] != FORMAT:
-        raise AdapterFileError(
-            f"{path} is not an espnet_ext adapter config (format {config.get('format')!r}, expected "
-            f"{FORMAT!r}; missing keys {absent}); re-save it with save_adapter"
-        )
-    return config
+    return read_format_config(
+        Path(adapter_dir) / CONFIG_NAME, FORMAT, "adapter", _REQUIRED_META + _FROM_MODEL, AdapterFileError,
+        f"an adapter directory holds {CONFIG_NAME} and {WEIGHTS_NAME} as written by "
+        "espnet_ext.lora.adapter_files.save_adapter (is the path or language right?)",
+        "re-save it with save_adapter",
+    )
 
 
 def _read_weights(adapter_dir: Path) -> Dict[str, Any]:
-    path = adapter_dir / WEIGHTS_NAME
-    if not path.is_file():
-        raise AdapterFileError(f"{path} is missing although {CONFIG_NAME} exists; re-save the adapter")
-    try:
-        return safetensors.torch.load(path.read_bytes())
-    except SafetensorError as e:
-        raise AdapterFileError(f"{path} is not a readable safetensors file ({e}); re-save the adapter") from None
+    return read_safetensors(adapter_dir / WEIGHTS_NAME, CONFIG_NAME, AdapterFileError, "re-save the adapter")
 
 
 def check_base(config: Mapping[str, Any], adapter_dir: PathLike, base_name: str, base_fingerprint: str) -> None:

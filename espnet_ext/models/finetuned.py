@@ -22,10 +22,9 @@ from typing import Any, Dict, Mapping, Tuple
 
 import safetensors.torch
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
-from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text
+from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text, read_format_config, read_safetensors
 
 CONFIG_NAME = "model_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -77,21 +76,12 @@ def save_finetuned(model: nn.Module, out_dir: PathLike, meta: Mapping[str, Any])
 
 def read_finetuned_config(model_dir: PathLike) -> Dict[str, Any]:
     """The parsed, checked `model_config.json` of `model_dir`."""
-    path = Path(model_dir) / CONFIG_NAME
-    if not path.is_file():
-        raise FinetunedFileError(
-            f"{path} does not exist; a fine-tuned model directory holds {CONFIG_NAME} and {WEIGHTS_NAME} as "
-            "written by training with --finetune full (<exp>/full_model); is the path right, has stage 3 run?"
-        )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise FinetunedFileError(f"{path} is not valid JSON ({e}); export the model again") from None
-    absent = [k for k in _REQUIRED_META + _FROM_MODEL if k not in config]
-    if absent or config["format"] != FORMAT:
-        raise FinetunedFileError(f"{path} is not an espnet_ext fine-tuned model config (format "
-                                 f"{config.get('format')!r}, expected {FORMAT!r}; missing keys {absent})")
-    return config
+    return read_format_config(
+        Path(model_dir) / CONFIG_NAME, FORMAT, "fine-tuned model", _REQUIRED_META + _FROM_MODEL, FinetunedFileError,
+        f"a fine-tuned model directory holds {CONFIG_NAME} and {WEIGHTS_NAME} as written by training with "
+        "--finetune full (<exp>/full_model); is the path right, has stage 3 run?",
+        "export the model again",
+    )
 
 
 def _check_base(config: Mapping[str, Any], model_dir: Path, base_name: str, base_fingerprint: str) -> None:
@@ -106,13 +96,7 @@ def _check_base(config: Mapping[str, Any], model_dir: Path, base_name: str, base
 
 
 def _read_weights(model_dir: Path) -> Dict[str, torch.Tensor]:
-    path = model_dir / WEIGHTS_NAME
-    if not path.is_file():
-        raise FinetunedFileError(f"{path} is missing although {CONFIG_NAME} exists; export the model again")
-    try:
-        return safetensors.torch.load_file(path)
-    except SafetensorError as e:
-        raise FinetunedFileError(f"{path} is not a readable safetensors file ({e}); export the model again") from None
+    return read_safetensors(model_dir / WEIGHTS_NAME, CONFIG_NAME, FinetunedFileError, "export the model again")
 
 
 def load_finetuned(model: nn.Module, model_dir: PathLike, base_name: str, base_fingerprint: str) -> Dict[str, Any]:

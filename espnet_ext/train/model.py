@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from espnet_ext.data.audio import SAMPLE_RATE
 from espnet_ext.languages import LANGUAGES, get_language
 from espnet_ext.lora.inject import banks, inject, routing
+from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.train.augment import AugmentConfig, WaveformAugment
 from espnet_ext.train.loss import TokenLabelSmoothingLoss
-from espnet_ext.models.espnet_import import import_espnet_module
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE  # the 30 s window Whisper and OWSM were trained on
 FINETUNE_CHOICES = ("lora", "full")  # --finetune: LoRARoutedModel or FullFinetuneModel
