@@ -6,8 +6,8 @@
 
 Two tables:
 
-- Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stage 3
-  after training): targets, rank, trainable parameters per language (counted in the exported
+- Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stages 5
+  and 6): targets, rank, trainable parameters per language (counted in the exported
   adapter files; for `--finetune full`, every weight of the model), training size, epochs, training time (ESPnet's per-epoch train + valid times, so a
   resumed run counts every epoch once) and dev WER / CER per language. This is the table the rank,
   targets and augmentation ablations are read from.

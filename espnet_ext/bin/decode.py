@@ -17,6 +17,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
@@ -47,8 +48,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetuned_dir", type=Path, default=None,
                    help="<exp>/full_model of a --finetune full training, holding model_config.json and "
                         "model.safetensors: decode that model instead of the base (with --routing none)")
-    p.add_argument("--pad_to_30s", type=str2bool, default=True,
-                   help="encode the 30 s window Whisper was trained on (zero-shot) or the real length")
+    p.add_argument("--pad_to_30s", type=str2bool, default=None,
+                   help="encode the 30 s window or the real length; default: what the adapters or the "
+                        "fine-tuned model were trained on (their config's pad_to_30s), and for the base "
+                        "model alone the 30 s window it was trained on")
     p.add_argument("--beam_size", type=int, default=1, help="1 = greedy")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--max_tokens", type=int, default=SearchConfig.max_tokens)
@@ -57,8 +60,8 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_adapters(model, adapter_dir) -> None:
-    """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`."""
+def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
+    """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`; their configs."""
     from espnet_ext.lora.adapter_files import CONFIG_NAME, load_adapter_bank
 
     if adapter_dir is None:
@@ -66,19 +69,39 @@ def load_adapters(model, adapter_dir) -> None:
     langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}"))
     if not langs:
         raise SystemExit(f"decode.py: no adapters in {adapter_dir} (expected <lang>/{CONFIG_NAME}); run stage 3 first")
-    load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
+    configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
     log.info("loaded LoRA adapters %s from %s", ", ".join(langs), adapter_dir)
+    return list(configs.values())
 
 
-def load_finetuned_model(model, finetuned_dir: Path) -> None:
-    """Load the fully fine-tuned weights in `finetuned_dir` over the registry base `model`."""
+def load_finetuned_model(model, finetuned_dir: Path) -> Dict[str, Any]:
+    """Load the fully fine-tuned weights in `finetuned_dir` over the registry base `model`; their config."""
     from espnet_ext.models.finetuned import FinetunedFileError, load_finetuned
 
     try:
-        load_finetuned(model.asr_model, finetuned_dir, model.name, model.fingerprint)
+        config = load_finetuned(model.asr_model, finetuned_dir, model.name, model.fingerprint)
     except FinetunedFileError as e:
         raise SystemExit(f"decode.py: {e}") from None
     log.info("loaded the fine-tuned weights of %s from %s", model.name, finetuned_dir)
+    return config
+
+
+def input_window(requested: Optional[bool], trained_configs: Sequence[Mapping[str, Any]]) -> bool:
+    """pad_to_30s for decoding: `requested`, or else the input length the loaded weights were trained on.
+
+    Adapters trained on the real length and decoded on the 30 s window (or the reverse) lose much of
+    what they learned, so the default follows their training record; a deliberate mismatch is logged.
+    """
+    trained = {bool(c["pad_to_30s"]) for c in trained_configs if "pad_to_30s" in c}
+    if len(trained) > 1:
+        raise SystemExit("decode.py: the adapters were trained on different input lengths (pad_to_30s true and "
+                         "false in their adapter_config.json); decode them separately")
+    if requested is None:
+        return trained.pop() if trained else True
+    if trained and requested not in trained:
+        log.warning("decoding with pad_to_30s %s, but the weights were trained with pad_to_30s %s",
+                    requested, not requested)
+    return requested
 
 
 def main(argv=None) -> None:
@@ -101,10 +124,12 @@ def main(argv=None) -> None:
     start = time.time()
     device = "cuda" if args.ngpu > 0 else "cpu"
     model = load_model(args.model, device=device, model_path=args.model_path)
+    trained_configs = []
     if args.routing != "none":
-        load_adapters(model, args.adapter_dir)
+        trained_configs += load_adapters(model, args.adapter_dir)
     if args.finetuned_dir is not None:
-        load_finetuned_model(model, args.finetuned_dir)
+        trained_configs.append(load_finetuned_model(model, args.finetuned_dir))
+    args.pad_to_30s = input_window(args.pad_to_30s, trained_configs)
     model.asr_model.eval()
     log.info("loaded %s in %.1f s", args.model, time.time() - start)
     options = DecodeOptions(

@@ -1,5 +1,5 @@
 """The recipe end to end on a tiny corpus, as ESPnet's mini_an4 CI does: data prep, one epoch of joint
-LoRA training with its dev WER, decoding of the real converted Whisper base zero-shot and with the adapters, sclite
+LoRA training, its dev WER, decoding of the real converted Whisper base zero-shot and with the adapters, sclite
 scoring, RESULTS.md; then a rerun skips every finished stage. Also stage 3 of the full fine-tuning reference
 system (--finetune full) on the tiny random Whisper."""
 import json
@@ -92,17 +92,19 @@ def test_finetune_full_refuses_hard_routing(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_full_trains_and_decodes_the_dev_set_with_the_full_model(tmp_path):
-    """Stage 3 with --finetune full on the tiny model: full_model/ is trained, marked done, and the dev WER
-    comes from decoding that model (routing none, utt2lang's language) under decode_dev_all_oracle."""
-    for name in ("train_all", "dev_all"):
+    """Stage 3 with --finetune full on the tiny model: full_model/ is trained and marked done; stages 5-6
+    decode the dev set with that model (routing none, utt2lang's language) into decode_dev_all_oracle."""
+    for name in ("train_all", "dev_all", "test_all"):
         make_corpus(tmp_path / "data", name)
     done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--finetune", "full", "--stage", "3",
-                      "--stop_stage", "3", "--nj", "1", "--train_config", str(TINY_CONFIG),
-                      "--train_args", "--max_epoch 1")
+                      "--stop_stage", "6", "--nj", "1", "--train_config", str(TINY_CONFIG),
+                      "--train_args", "--max_epoch 1", "--routings", "oracle", "--test_sets", "test_all")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp" / "whisper_tiny_random_all_full"
     assert (exp / "full_model" / ".done").is_file() and (exp / "full_model" / "model.safetensors").is_file()
+    assert f"stage 6: dev WER/CER of {tmp_path / 'exp' / 'whisper_tiny_random_all_full'}" in done.stdout
     dev = exp / "decode_dev_all_oracle"
     args = yaml.safe_load((dev / "decode_args.yaml").read_text(encoding="utf-8"))
     assert (args["routing"], args["language"], args["finetuned_dir"]) == ("none", "oracle", str(exp / "full_model"))
+    assert args["pad_to_30s"] is False  # from model_config.json: the tiny config trains on the real length
     assert json.loads((dev / "scores.json").read_text(encoding="utf-8"))["scores"]["all"]["utterances"] == 8

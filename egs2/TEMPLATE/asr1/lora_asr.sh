@@ -5,8 +5,8 @@
 #
 # Stages (fixed for the whole pipeline):
 #   1 data prep   2 (reserved: features/stats)   3 LoRA training, or with --finetune full the full
-#   fine-tuning reference system (then dev WER)   4 LID training   5 routed decoding   6 scoring
-#   7 analysis/report
+#   fine-tuning reference system   4 LID training   5 routed decoding (and the trained system's dev set)
+#   6 scoring (and dev WER)   7 analysis/report
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}) $*"; }
@@ -69,6 +69,7 @@ if [ "${finetune}" = full ] && [[ " ${routings} " = *" hard "* ]]; then
     exit 1
 fi
 threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
+dev_decode_dir=${train_exp}/decode_dev_${lang}_oracle  # dev WER of the trained system (stages 5 and 6)
 
 done_or_force() { [ -f "$1" ] && [ "${force}" != true ]; }
 decode_dir_of() {  # data set, routing -> decode dir
@@ -148,12 +149,6 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
                 --resume true --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${train_args}
         touch "${train_exp}/${exported}/.done"
     fi
-    # dev WER after training, on the unseen-voice dev set that early stopping watched
-    dev_dir=${train_exp}/decode_dev_${lang}_oracle
-    decode_set "$(data_dir_of "dev_${lang}")" "${dev_dir}" oracle
-    score_set "${dev_dir}" "$(data_dir_of "dev_${lang}")"
-    log "stage 3: dev WER/CER after training (${dev_dir}/result.txt):"
-    sed -n '/^lang /,/^all /p' "${dev_dir}/result.txt"
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
@@ -161,6 +156,9 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    # the trained system on the unseen-voice dev set that early stopping watched, as asr.sh decodes its
+    # valid set in the inference stage: stage 3 stays training only
+    decode_set "$(data_dir_of "dev_${lang}")" "${dev_decode_dir}" oracle
     for routing in ${routings}; do
         for dset in ${test_sets}; do
             decode_set "$(data_dir_of "${dset}")" "$(decode_dir_of "${dset}" "${routing}")" "${routing}"
@@ -174,6 +172,9 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
             score_set "$(decode_dir_of "${dset}" "${routing}")" "$(data_dir_of "${dset}")"
         done
     done
+    score_set "${dev_decode_dir}" "$(data_dir_of "dev_${lang}")"
+    log "stage 6: dev WER/CER of ${train_exp} (${dev_decode_dir}/result.txt):"
+    sed -n '/^lang /,/^all /p' "${dev_decode_dir}/result.txt"
     python local/show_results.py "${expdir}" --output "${expdir}/RESULTS.md"
     log "stage 6: results (${expdir}/RESULTS.md):"
     cat "${expdir}/RESULTS.md"
