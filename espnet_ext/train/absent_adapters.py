@@ -1,4 +1,4 @@
-"""Keep an optimizer step from moving the adapters of languages absent from its batch.
+"""Optionally keep an optimizer step from moving the adapters of languages absent from its batch.
 
 A LoRA bank stacks its K adapters in one parameter per matrix (`lora_A: [K, r, in]`), so in joint
 training an adapter whose language had no utterance in the batch gets an all-zero gradient slice
@@ -16,6 +16,11 @@ no micro-batch on any rank used it.
 
 An adapter that was used always has a nonzero B gradient, even on the first step when B is still
 zero (only A's gradient vanishes then), so it is never held by mistake.
+
+It is opt-in (`--hold_absent_adapters true`): on the default corpus, where length-sorted batches
+leave about one language in four out of each batch, holding made the joint run learn more slowly
+(dev loss after 3 of 4 epochs 25.6 instead of 18.9). The momentum steps an absent adapter takes point
+along its own language's recent gradients, not the others', so plain AdamW is the default.
 """
 from typing import Dict, List, Tuple
 

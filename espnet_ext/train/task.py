@@ -17,6 +17,8 @@ only the model differs:
 - Augmentation is training-only, so it is not part of the architecture: ESPnet's own `specaug` /
   `specaug_conf` options attach ESPnet's SpecAug where the model computes its features, and
   `--augment_conf` adds on-the-fly speed perturbation and noise (augment.py).
+- `--hold_absent_adapters true` hooks the optimizer so that a step leaves the adapters of languages
+  absent from its batch untouched (absent_adapters.py); off by default, as measured.
 
 Data files (see prep.py): speech (sound), text (text_int with the prompt), lang (text_int), and for
 OWSM text_prev/text_ctc. `--use_preprocessor false`: the text is tokenised already.
@@ -24,11 +26,14 @@ OWSM text_prev/text_ctc. `--use_preprocessor false`: the text is tokenised alrea
 import argparse
 import logging
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
+
+import torch
 
 from espnet_ext.lora.inject import trainable_report
 from espnet_ext.models.espnet_import import asr_task, import_espnet_module
 from espnet_ext.models.registry import LoadedModel, load_model
+from espnet_ext.train.absent_adapters import hold_absent_adapters
 from espnet_ext.train.augment import AugmentConfig, attach_specaug
 from espnet_ext.train.checkpointing import enable_gradient_checkpointing
 from espnet_ext.train.model import (
@@ -74,6 +79,19 @@ class LoRAASRTask(asr_task()):
                                 "e.g. --augment_conf noise_prob=0.5")
         group.add_argument("--gradient_checkpointing", type=_types.str2bool, default=False,
                            help="recompute each transformer block's activations in backward (GPU memory)")
+        group.add_argument("--hold_absent_adapters", type=_types.str2bool, default=False,
+                           help="joint training: an optimizer step leaves the adapters of languages absent "
+                                "from its batch untouched, Adam moments included (sparse-Adam semantics; "
+                                "espnet_ext/train/absent_adapters.py). Off: plain AdamW, which the default "
+                                "corpus trains better with (README, Stage 3 ablations)")
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module) -> List[torch.optim.Optimizer]:
+        optimizers = super().build_optimizers(args, model)
+        if args.hold_absent_adapters:
+            for optimizer in optimizers:
+                hold_absent_adapters(optimizer, model)
+        return optimizers
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:

@@ -1,5 +1,4 @@
-"""ESPnet's Trainer, with checkpoints that a killed run can never leave half-written, and optimizer
-steps that leave the adapters of languages absent from the batch alone (`absent_adapters.py`).
+"""ESPnet's Trainer, with checkpoints that a killed run can never leave half-written.
 
 ESPnet 202511 writes `checkpoint.pth`, `<N>epoch.pth` and the n-best averages with a plain
 `torch.save(obj, path)`, straight onto the final name: a run killed while saving leaves a truncated
@@ -26,7 +25,6 @@ import torch
 
 from espnet_ext.fileio import atomic_open
 from espnet_ext.models.espnet_import import import_espnet_module
-from espnet_ext.train.absent_adapters import hold_absent_adapters
 
 _Trainer = import_espnet_module("espnet2.train.trainer").Trainer
 
@@ -64,7 +62,7 @@ def restore_last_epoch_file(output_dir: Path) -> None:
 
 
 class LoRATrainer(_Trainer):
-    """ESPnet's Trainer with atomic checkpoint files and absent adapters held (the module docstring)."""
+    """ESPnet's Trainer with atomic checkpoint files (see the module docstring)."""
 
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
@@ -72,8 +70,6 @@ class LoRATrainer(_Trainer):
         rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
         if trainer_options.resume and rank0:
             restore_last_epoch_file(Path(trainer_options.output_dir))
-        for optimizer in optimizers:
-            hold_absent_adapters(optimizer, model)
         with atomic_torch_save():
             super().run(
                 model=model,
