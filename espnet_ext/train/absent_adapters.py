@@ -4,7 +4,7 @@ A LoRA bank stacks its K adapters in one parameter per matrix (`lora_A: [K, r, i
 training an adapter whose language had no utterance in the batch gets an all-zero gradient slice
 rather than no gradient. Adam and AdamW would still move it: the momentum left from earlier steps
 keeps pushing, weight decay shrinks it, and its moment estimates decay as if it had seen a zero
-gradient. A language that is rare in the mixed batches would drift on the others' steps.
+gradient. So a language keeps moving on the steps of batches that lack it.
 
 `hold_absent_adapters(optimizer, model)` gives the bank the semantics of sparse ("lazy") Adam: just
 before each `optimizer.step()` it finds, per bank layer, the adapters whose A and B gradients are all
@@ -19,7 +19,7 @@ zero (only A's gradient vanishes then), so it is never held by mistake.
 
 It is opt-in (`--hold_absent_adapters true`): on the default corpus, where length-sorted batches
 leave about one language in four out of each batch, holding made the joint run learn more slowly
-(dev loss after 3 of 4 epochs 25.6 instead of 18.9). The momentum steps an absent adapter takes point
+(dev loss after 3 of 4 epochs 25.6 instead of 18.9; Punjabi test WER 62.4 instead of 45.8). The momentum steps an absent adapter takes point
 along its own language's recent gradients, not the others', so plain AdamW is the default.
 """
 from typing import Dict, List, Tuple
