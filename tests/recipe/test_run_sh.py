@@ -108,3 +108,15 @@ def test_finetune_full_trains_and_decodes_the_dev_set_with_the_full_model(tmp_pa
     assert (args["routing"], args["language"], args["finetuned_dir"]) == ("none", "oracle", str(exp / "full_model"))
     assert args["pad_to_30s"] is False  # from model_config.json: the tiny config trains on the real length
     assert json.loads((dev / "scores.json").read_text(encoding="utf-8"))["scores"]["all"]["utterances"] == 8
+
+
+def test_zero_shot_decoding_alone_needs_no_trained_system(tmp_path):
+    """--routings none decodes the base only: no trained exp dir, no dev decode of one."""
+    make_corpus(tmp_path / "data", "test_all")
+    done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--stage", "5", "--stop_stage", "6",
+                      "--nj", "1", "--routings", "none", "--test_sets", "test_all")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    scores = json.loads((tmp_path / "exp" / "whisper_tiny_random_zeroshot" / "decode_test_all_none" / "scores.json")
+                        .read_text(encoding="utf-8"))
+    assert scores["scores"]["all"]["utterances"] == 8
+    assert not (tmp_path / "exp" / "whisper_tiny_random_all_r16").exists()

@@ -70,6 +70,8 @@ if [ "${finetune}" = full ] && [[ " ${routings} " = *" hard "* ]]; then
 fi
 threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
 dev_decode_dir=${train_exp}/decode_dev_${lang}_oracle  # dev WER of the trained system (stages 5 and 6)
+decodes_trained=false  # any routing but none decodes the trained system: then its dev set is decoded too
+for routing in ${routings}; do [ "${routing}" != none ] && decodes_trained=true; done
 
 done_or_force() { [ -f "$1" ] && [ "${force}" != true ]; }
 decode_dir_of() {  # data set, routing -> decode dir
@@ -158,7 +160,9 @@ fi
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     # the trained system on the unseen-voice dev set that early stopping watched, as asr.sh decodes its
     # valid set in the inference stage: stage 3 stays training only
-    decode_set "$(data_dir_of "dev_${lang}")" "${dev_decode_dir}" oracle
+    if ${decodes_trained}; then
+        decode_set "$(data_dir_of "dev_${lang}")" "${dev_decode_dir}" oracle
+    fi
     for routing in ${routings}; do
         for dset in ${test_sets}; do
             decode_set "$(data_dir_of "${dset}")" "$(decode_dir_of "${dset}" "${routing}")" "${routing}"
@@ -172,9 +176,11 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
             score_set "$(decode_dir_of "${dset}" "${routing}")" "$(data_dir_of "${dset}")"
         done
     done
-    score_set "${dev_decode_dir}" "$(data_dir_of "dev_${lang}")"
-    log "stage 6: dev WER/CER of ${train_exp} (${dev_decode_dir}/result.txt):"
-    sed -n '/^lang /,/^all /p' "${dev_decode_dir}/result.txt"
+    if ${decodes_trained}; then
+        score_set "${dev_decode_dir}" "$(data_dir_of "dev_${lang}")"
+        log "stage 6: dev WER/CER of ${train_exp} (${dev_decode_dir}/result.txt):"
+        sed -n '/^lang /,/^all /p' "${dev_decode_dir}/result.txt"
+    fi
     python local/show_results.py "${expdir}" --output "${expdir}/RESULTS.md"
     log "stage 6: results (${expdir}/RESULTS.md):"
     cat "${expdir}/RESULTS.md"
