@@ -19,8 +19,9 @@ zero (only A's gradient vanishes then), so it is never held by mistake.
 
 It is opt-in (`--hold_absent_adapters true`): on the default corpus, where length-sorted batches
 leave about one language in four out of each batch, holding made the joint run learn more slowly
-(dev loss after 3 of 4 epochs 25.6 instead of 18.9; Punjabi test WER 62.4 instead of 45.8). The momentum steps an absent adapter takes point
-along its own language's recent gradients, not the others', so plain AdamW is the default.
+(dev loss after 3 of 4 epochs 25.6 instead of 18.9; Punjabi test WER 62.4 instead of 45.8). The
+momentum steps an absent adapter takes point along its own language's recent gradients, not the
+others', so plain AdamW is the default.
 """
 from typing import Dict, List, Tuple
 
@@ -29,7 +30,8 @@ from torch import nn
 
 from espnet_ext.lora.inject import banks
 
-Held = List[Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]]
+# (parameter, absent rows, their weights, their optimizer-state slices by state key)
+Held = List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]]
 
 
 def absent_adapters(bank: nn.Module) -> torch.Tensor:
@@ -57,15 +59,14 @@ def hold_absent_adapters(optimizer: torch.optim.Optimizer, model: nn.Module) -> 
             for param in (bank.lora_A, bank.lora_B):
                 state = {key: value.index_select(0, rows) for key, value in opt.state.get(param, {}).items()
                          if torch.is_tensor(value) and value.shape == param.shape}
-                held.append((param, rows, {"": param.detach().index_select(0, rows), **state}))
+                held.append((param, rows, param.detach().index_select(0, rows), state))
 
     @torch.no_grad()
     def restore_rows(opt, _args, _kwargs) -> None:
-        for param, rows, saved in held:
-            param.index_copy_(0, rows, saved[""])
-            for key, value in saved.items():
-                if key:
-                    opt.state[param][key].index_copy_(0, rows, value)
+        for param, rows, weights, state in held:
+            param.index_copy_(0, rows, weights)
+            for key, value in state.items():
+                opt.state[param][key].index_copy_(0, rows, value)
         held.clear()
 
     optimizer.register_step_pre_hook(save_rows)
