@@ -9,9 +9,7 @@ from typing import List, Optional, Sequence
 import torch
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
-from espnet_ext.languages import LANGUAGES
-
-OWSM_SAMPLES = 30 * 16000  # OWSM v3/v4 are trained on 30 s windows, like Whisper
+from espnet_ext.models.whisper_forward import EncoderOutput
 
 
 def _is_special(token: str) -> bool:
@@ -22,10 +20,14 @@ def _is_special(token: str) -> bool:
 class OwsmCachedState:
     """A `DecoderState` over ESPnet's TransformerDecoder; a context manager for symmetry with Whisper."""
 
-    def __init__(self, decoder: torch.nn.Module, memory: torch.Tensor):
+    def __init__(self, decoder: torch.nn.Module, encoded: EncoderOutput):
         self.decoder = decoder
-        self.memory = memory
+        self.memory = encoded.features  # the whole 30 s window: no padded frames to mask
         self.reset()
+
+    @property
+    def batch_size(self) -> int:
+        return self.memory.size(0)
 
     def reset(self) -> None:
         """Forget the generated prefix."""
@@ -55,38 +57,33 @@ class OwsmCachedState:
 
 
 class OwsmBackend:
-    """Everything the generic decoding loop needs from an ESPnet S2T (OWSM) model."""
+    """Everything the generic decoding loop needs from a registry OWSM model (`LoadedModel`)."""
 
-    def __init__(self, s2t_model: torch.nn.Module, tokenizer):
+    def __init__(self, loaded):
+        s2t_model = loaded.asr_model
+        self.family = loaded.family
         self.model = s2t_model
-        self.tokenizer = tokenizer
-        token_id = {tok: i for i, tok in enumerate(s2t_model.token_list)}
-        missing = [t for t in ("<asr>", "<notimestamps>") if t not in token_id]
-        if missing:
-            raise ValueError(f"OWSM token list lacks {missing}: not an OWSM v3/v4 model")
-        self.asr, self.no_timestamps = token_id["<asr>"], token_id["<notimestamps>"]
-        self.language_ids = {c: token_id[l.owsm_token] for c, l in LANGUAGES.items() if l.owsm_token in token_id}
+        self.tokenizer = loaded.tokenizer
+        self.pad_to_30s = True
         self.eot = s2t_model.eos
         self.suppress = torch.tensor([_is_special(tok) and i != self.eot for i, tok in enumerate(s2t_model.token_list)])
 
-    def encode(self, speech: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode(self, speech: torch.Tensor, lengths: torch.Tensor, tap=None, pad_to_30s=None) -> EncoderOutput:
         """OWSM always sees the 30 s window it was trained on (ESPnet's s2t_inference does the same)."""
-        speech = torch.nn.functional.pad(speech, (0, max(0, OWSM_SAMPLES - speech.size(1))))[:, :OWSM_SAMPLES]
-        features, _ = self.model.encode(speech, torch.full_like(lengths, OWSM_SAMPLES))
-        return features
+        return self.family.encode(self.model, speech, lengths, True, tap)
 
     def prompt(self, lang: str) -> List[int]:
-        return [self.model.sos, self.language_ids[lang], self.asr, self.no_timestamps]
+        return self.family.prompt(self.tokenizer, lang)
 
     def language_posteriors(self, state: OwsmCachedState, candidates: Sequence[str]) -> torch.Tensor:
         """OWSM's language token after <sos>, restricted to `candidates`; resets `state` afterwards."""
-        logp = state.step(torch.full((state.memory.size(0), 1), self.model.sos, dtype=torch.long))
+        logp = state.step(torch.full((state.batch_size, 1), self.model.sos, dtype=torch.long))
         state.reset()
-        ids = torch.tensor([self.language_ids[c] for c in candidates])
+        ids = torch.tensor([self.prompt(c)[1] for c in candidates])
         return torch.softmax(logp[:, ids], dim=-1)
 
-    def state(self, features: torch.Tensor) -> OwsmCachedState:
-        return OwsmCachedState(self.model.decoder, features)
+    def state(self, encoded: EncoderOutput) -> OwsmCachedState:
+        return OwsmCachedState(self.model.decoder, encoded)
 
     def decode_text(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens)).strip()

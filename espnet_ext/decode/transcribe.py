@@ -1,14 +1,23 @@
 """Batched transcription of audio and of whole Kaldi data dirs with an ESPnet Whisper/OWSM model.
 
-One batch = one encoder pass, optional language detection from the same encoder output, then one
-batched beam search. Utterances are sorted by duration before batching so that real-length batches
-carry little padding.
+One batch = one encoder pass, then one batched beam search. Utterances are sorted by duration before
+batching so that real-length batches carry little padding (the forward masks it, so a transcript never
+depends on its batch). With LoRA adapters loaded, each utterance goes through the adapter(s) of its
+language, decided in one of three ways, recorded per utterance in lid.json ("source"):
+
+- forced (`utt2lang`, oracle routing): the routing is set before the pass;
+- a language-ID head on the encoder's tap (`lid`, anything with `layer`, `languages` and
+  `__call__(hidden, lengths) -> posteriors`): with a bank of layout above_tap or shared_below it
+  decides inside the pass, between encoder block k and k+1; with per_language it needs a bare pass of
+  the first k blocks first (those blocks hold adapters too);
+- Whisper's (or OWSM's) own language token, the baseline: a bare-base pass on the 30 s window, where
+  the base is at its best, then the routed pass at the length the adapters were trained on.
 """
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,7 +28,17 @@ from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
-from espnet_ext.lora.inject import banks, one_hot_weights, reorder_routing_weights, set_routing_weights
+from espnet_ext.lora.inject import (
+    adapter_names,
+    bank_info,
+    banks,
+    one_hot_weights,
+    reorder_routing_weights,
+    set_language_routing,
+    set_routing_weights,
+    set_shared_adapter,
+)
+from espnet_ext.models.whisper_forward import EncoderOutput, Tap
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +56,12 @@ class Hypothesis:
     text: str
     lang: str
     lang_posteriors: Dict[str, float]
+    source: str  # where `lang` and the posteriors came from
 
 
 def make_backend(model, pad_to_30s: bool):
-    """The decoding backend for a registry `LoadedModel` (Whisper or OWSM)."""
-    if model.family == "whisper":
-        from espnet_ext.decode.whisper_backend import WhisperBackend
-
-        return WhisperBackend(model.asr_model, model.tokenizer, pad_to_30s)
-    if model.family == "owsm":
-        from espnet_ext.decode.owsm_backend import OwsmBackend
-
-        return OwsmBackend(model.asr_model, model.tokenizer)
-    raise ValueError(f"no decoding backend for model family {model.family!r}")
+    """The decoding backend of a registry `LoadedModel` (its family's)."""
+    return model.family.backend(model, pad_to_30s)
 
 
 def _pad_batch(audios: Sequence[np.ndarray]):
@@ -74,38 +86,97 @@ class _RoutedState:
         reorder_routing_weights(self.model, index)
 
 
-@torch.no_grad()
-def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Optional[str]], config: SearchConfig) -> List[Hypothesis]:
-    """Transcribe one batch; `langs[i]` forces utterance i's language, None lets the model detect it.
+def _own_language_id(backend, encoded: EncoderOutput, candidates: Sequence[str]) -> torch.Tensor:
+    with backend.state(encoded) as state:
+        return backend.language_posteriors(state, candidates)
 
-    With LoRA adapters loaded, each utterance goes through the adapter of the language it is decoded
-    in. Forced languages route before the encoder; detected ones need a base-model pass first.
-    """
+
+def _forced(backend, speech, lengths, langs) -> Tuple[EncoderOutput, torch.Tensor, List[str], str]:
+    model = backend.model
+    if banks(model):
+        set_routing_weights(model, one_hot_weights(model, langs))
+    encoded = backend.encode(speech, lengths)
+    posteriors = _own_language_id(backend, encoded, list(LANGUAGES))
+    return encoded, posteriors, list(langs), "utt2lang (posteriors: the model's own language token, same pass)"
+
+
+def _by_language_token(backend, speech, lengths) -> Tuple[EncoderOutput, torch.Tensor, List[str], str]:
+    """The model's own language token; with adapters, on a bare-base 30 s pass before the routed one."""
+    model, candidates = backend.model, list(LANGUAGES)
+    if not banks(model):
+        encoded = backend.encode(speech, lengths)
+        posteriors = _own_language_id(backend, encoded, candidates)
+        window = "30 s window" if backend.pad_to_30s else "real length"
+        return encoded, posteriors, _argmax(posteriors, candidates), f"the model's own language token ({window})"
+    set_routing_weights(model, None)
+    posteriors = _own_language_id(backend, backend.encode(speech, lengths, pad_to_30s=True), candidates)
+    chosen = _argmax(posteriors, candidates)
+    set_routing_weights(model, one_hot_weights(model, chosen))
+    source = "the bare base's own language token on the 30 s window (a separate pass), argmax"
+    return backend.encode(speech, lengths), posteriors, chosen, source
+
+
+def _by_tap(backend, speech, lengths, lid) -> Tuple[EncoderOutput, torch.Tensor, List[str], str]:
+    """A LID head on encoder block `lid.layer`'s states routes the blocks above and the decoder (argmax)."""
+    model = backend.model
+    layout = bank_info(model).layout
+    if list(lid.languages) != list(adapter_names(model)):
+        raise ValueError(f"the LID head's languages {list(lid.languages)} are not the bank's adapters "
+                         f"{list(adapter_names(model))}")
+    decided = {}
+
+    def route(hidden: torch.Tensor, frames: torch.Tensor) -> None:
+        decided["posteriors"] = lid(hidden, frames)
+        decided["chosen"] = _argmax(decided["posteriors"], lid.languages)
+        set_language_routing(model, one_hot_weights(model, decided["chosen"]))
+
+    set_language_routing(model, None)
+    if layout.kind == "per_language":  # the blocks below the tap are routed too: decide on a bare pass
+        set_shared_adapter(model, False)
+        backend.encode(speech, lengths, tap=Tap(lid.layer, route, stop=True))
+        source = f"LID head on encoder layer {lid.layer} of a bare pass (layout per_language), argmax"
+        return backend.encode(speech, lengths), decided["posteriors"], decided["chosen"], source
+    if lid.layer != layout.tap_layer:
+        raise ValueError(f"the LID head reads encoder layer {lid.layer} but the bank's layout {layout.kind} "
+                         f"taps layer {layout.tap_layer}")
+    set_shared_adapter(model, True)
+    encoded = backend.encode(speech, lengths, tap=Tap(lid.layer, route))
+    source = f"LID head on encoder layer {lid.layer}, inside the pass (layout {layout.kind}), argmax"
+    return encoded, decided["posteriors"], decided["chosen"], source
+
+
+def _argmax(posteriors: torch.Tensor, candidates: Sequence[str]) -> List[str]:
+    return [candidates[i] for i in posteriors.argmax(-1).tolist()]
+
+
+@torch.no_grad()
+def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Optional[str]], config: SearchConfig,
+                     lid=None) -> List[Hypothesis]:
+    """Transcribe one batch; `langs[i]` forces utterance i's language; None for all lets `lid` (a head
+    on the tap) or else the model's own language token decide (module docstring)."""
     speech, lengths = _pad_batch(audios)
     device = next(backend.model.parameters()).device
     speech, lengths = speech.to(device), lengths.to(device)
-    candidates = list(LANGUAGES)
+    if all(langs):
+        encoded, posteriors, chosen, source = _forced(backend, speech, lengths, langs)
+    elif any(langs):
+        raise ValueError("force every utterance's language of a batch or none of them")
+    elif lid is not None:
+        encoded, posteriors, chosen, source = _by_tap(backend, speech, lengths, lid)
+    else:
+        encoded, posteriors, chosen, source = _by_language_token(backend, speech, lengths)
+    candidates = list(lid.languages) if lid is not None and not all(langs) else list(LANGUAGES)
     routed = bool(banks(backend.model))
-    known = all(langs)
-    if routed:
-        set_routing_weights(backend.model, one_hot_weights(backend.model, langs) if known else None)
-    features = backend.encode(speech, lengths)
-    with backend.state(features) as state:
-        posteriors = backend.language_posteriors(state, candidates)
-    chosen = [lang or candidates[i] for lang, i in zip(langs, posteriors.argmax(-1).tolist())]
-    if routed and not known:
-        set_routing_weights(backend.model, one_hot_weights(backend.model, chosen))
-        features = backend.encode(speech, lengths)
     budgets = token_budget([n / SAMPLE_RATE for n in lengths.tolist()], config)
-    with backend.state(features) as state:
+    with backend.state(encoded) as state:
         search_state = _RoutedState(state, backend.model) if routed else state
         if config.beam_size > 1:
             search_state.reorder(torch.arange(len(audios)).repeat_interleave(config.beam_size))
         prompts = [backend.prompt(lang) for lang in chosen]
         tokens = beam_search(search_state, prompts, backend.eot, backend.suppress, budgets, config)
     return [
-        Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)))
-        for t, lang, p in zip(tokens, chosen, posteriors.cpu().tolist())
+        Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)), source)
+        for t, lang, p in zip(tokens, chosen, posteriors.float().cpu().tolist())
     ]
 
 
@@ -117,24 +188,26 @@ def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> List[str]:
     return list(utt_ids[bounds[job - 1] : bounds[job]])
 
 
-def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions, job: int = 1, nj: int = 1) -> int:
+def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions, job: int = 1, nj: int = 1,
+                    lid=None) -> int:
     """Decode this job's share of `data_dir` into `out_dir/{text,lid.json}`; returns #utterances."""
     utterances = {u.utt_id: u for u in read_data_dir(data_dir)}
     utt_ids = job_slice(sorted(utterances), job, nj)
     utt_ids.sort(key=lambda u: -utterances[u].duration)
     backend = make_backend(model, options.pad_to_30s)
-    texts, lid = {}, {}
+    texts, decisions = {}, {}
     batches = [utt_ids[i : i + options.batch_size] for i in range(0, len(utt_ids), options.batch_size)]
     for batch in tqdm(batches, desc=f"decode {data_dir.name} job {job}/{nj}", unit="batch"):
         utts = [utterances[u] for u in batch]
         audios = [utterance_audio(u) for u in utts]
         langs = [None if options.detect_language else u.lang for u in utts]
-        for utt, hyp in zip(batch, transcribe_batch(backend, audios, langs, options.search)):
+        for utt, hyp in zip(batch, transcribe_batch(backend, audios, langs, options.search, lid)):
             texts[utt] = hyp.text
-            lid[utt] = {"lang": hyp.lang, "posteriors": hyp.lang_posteriors}
+            decisions[utt] = {"lang": hyp.lang, "posteriors": hyp.lang_posteriors, "source": hyp.source}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "text", "".join(f"{u} {texts[u]}\n" for u in sorted(texts)))
-    atomic_write_text(out_dir / "lid.json", json.dumps({u: lid[u] for u in sorted(lid)}, ensure_ascii=False, indent=1))
+    atomic_write_text(out_dir / "lid.json", json.dumps({u: decisions[u] for u in sorted(decisions)},
+                                                       ensure_ascii=False, indent=1))
     return len(texts)
 
 

@@ -3,7 +3,11 @@
 The config names the base model and a fingerprint of its weights, so an adapter trained on one base
 is never silently applied to another (the deltas would be meaningless there); it also records rank,
 alpha, dropout, the target patterns and the exact module list, so a loader can rebuild the bank or
-check that an existing one fits. The safetensors file holds only that adapter's tensors,
+check that an existing one fits, and the bank layout it belongs to (`layout`: per_language, above_tap
+or shared_below with the tap layer; see espnet_ext.lora.inject), so that an adapter trained without
+layers below the tap is never loaded into a bank that routes them. A bank of layout shared_below has
+one more directory, `shared/`, holding the language-independent adapter of the layers below the tap
+(its `language` is "shared"). The safetensors file holds only that adapter's tensors,
 `<module>.lora_A` [r, in] and `<module>.lora_B` [out, r].
 
 Writing order: weights first, config second, each atomically; a directory with a config always has
@@ -18,11 +22,13 @@ from torch import nn
 
 from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text, read_format_config, read_safetensors
 from espnet_ext.lora.inject import (
+    SHARED,
+    BankLayout,
     adapter_state_dict,
     bank_info,
     banks,
-    inject,
     load_adapter_state_dict,
+    wrap_modules,
 )
 
 CONFIG_NAME = "adapter_config.json"
@@ -30,6 +36,7 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 FORMAT = "espnet_ext.lora_bank_adapter/1"
 _REQUIRED_META = ("base_model", "base_fingerprint")
 _FROM_MODEL = ("format", "language", "rank", "alpha", "dropout", "targets", "modules")
+_LAYOUT_OF_OLD_FILES = BankLayout().describe()  # written before bank layouts: every layer per language
 
 
 class AdapterFileError(ValueError):
@@ -58,7 +65,8 @@ def save_adapter(model: nn.Module, name: str, out_dir: PathLike, meta: Mapping[s
         "alpha": info.alpha,
         "dropout": info.dropout,
         "targets": list(info.targets),
-        "modules": list(info.modules),
+        "layout": info.layout.describe(),
+        "modules": list(info.shared_modules if name == SHARED else info.modules),
     }
     out_dir = Path(out_dir)
     tensors = adapter_state_dict(model, name)
@@ -93,22 +101,45 @@ def check_base(config: Mapping[str, Any], adapter_dir: PathLike, base_name: str,
         )
 
 
+def _layout(config: Mapping[str, Any]) -> BankLayout:
+    return BankLayout.from_record(config.get("layout", _LAYOUT_OF_OLD_FILES))
+
+
+def _describe(layout: BankLayout) -> str:
+    return layout.kind + (f" (tap layer {layout.tap_layer})" if layout.kind != "per_language" else "")
+
+
 def _check_fits(model: nn.Module, config: Mapping[str, Any], adapter_dir: PathLike, slot: str) -> None:
     info = bank_info(model)
+    layout = _layout(config)
+    if layout != info.layout:
+        raise AdapterFileError(
+            f"adapter {adapter_dir} belongs to a bank of layout {_describe(layout)} but the model's LoRA bank has "
+            f"layout {_describe(info.layout)}; load it into a bank of its own layout (decode its exp dir's "
+            "adapters/ as a whole), or retrain it with the bank's layout"
+        )
     problems = []
     if config["rank"] != info.rank or config["alpha"] != info.alpha:
         problems.append(f"rank/alpha {config['rank']}/{config['alpha']:g} vs the bank's {info.rank}/{info.alpha:g}")
-    if list(config["modules"]) != list(info.modules):
-        only_file = sorted(set(config["modules"]) - set(info.modules))
-        only_bank = sorted(set(info.modules) - set(config["modules"]))
+    modules = info.shared_modules if slot == SHARED else info.modules
+    if list(config["modules"]) != list(modules):
+        only_file = sorted(set(config["modules"]) - set(modules))
+        only_bank = sorted(set(modules) - set(config["modules"]))
         problems.append(
             f"targets {config['targets']} vs the bank's {list(info.targets)} (modules only in the adapter: "
             f"{only_file[:4]}, only in the bank: {only_bank[:4]})"
         )
-    if slot not in info.names:
+    if slot != SHARED and slot not in info.names:
         problems.append(f"no slot {slot!r} among the bank's adapters {list(info.names)}")
     if problems:
         raise AdapterFileError(f"adapter {adapter_dir} does not fit the model's LoRA bank: " + "; ".join(problems))
+
+
+def _wrap_for(model: nn.Module, config: Mapping[str, Any], languages: Sequence[str],
+              shared: Optional[Mapping[str, Any]] = None) -> None:
+    """Inject the bank an adapter config describes (the language banks, and the shared ones)."""
+    wrap_modules(model, config["modules"], shared["modules"] if shared else [], config["rank"], config["alpha"],
+                 languages, config["dropout"], config["targets"], _layout(config))
 
 
 def load_adapter(
@@ -121,7 +152,7 @@ def load_adapter(
     """Load the adapter in `adapter_dir` into slot `name` (default: its language); returns its config.
 
     Injects a one-adapter bank as the config describes when the model has none yet; otherwise the
-    existing bank must match its rank, alpha and module list and have the slot.
+    existing bank must match its layout, rank, alpha and module list and have the slot.
     """
     adapter_dir = Path(adapter_dir)
     config = read_adapter_config(adapter_dir)
@@ -129,12 +160,26 @@ def load_adapter(
     state = _read_weights(adapter_dir)
     slot = name or config["language"]
     if not banks(model):
-        inject(model, config["targets"], config["rank"], config["alpha"], [slot], config["dropout"])
+        if slot == SHARED:
+            raise AdapterFileError(f"{adapter_dir} is the shared adapter of a bank; load the whole bank "
+                                   "(load_adapter_bank on its adapters/ directory)")
+        _wrap_for(model, config, [slot])
     _check_fits(model, config, adapter_dir, slot)
     try:
         load_adapter_state_dict(model, slot, state)
     except ValueError as e:
         raise AdapterFileError(f"{adapter_dir / WEIGHTS_NAME}: {e}") from None
+    return config
+
+
+def _read_bank_member(root: Path, name: str, base_name: str, base_fingerprint: str) -> Dict[str, Any]:
+    if not (root / name).is_dir():
+        present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise AdapterFileError(f"no adapter directory {root / name}; {root} holds {present}")
+    config = read_adapter_config(root / name)
+    check_base(config, root / name, base_name, base_fingerprint)
+    if config["language"] != name:
+        raise AdapterFileError(f"{root / name / CONFIG_NAME} is an adapter for {config['language']!r}, not {name!r}")
     return config
 
 
@@ -145,33 +190,27 @@ def load_adapter_bank(
     base_name: str,
     base_fingerprint: str,
 ) -> Dict[str, Dict[str, Any]]:
-    """Load `adapters_root/<lang>/` for every language into one bank (injected if the model has none).
+    """Load `adapters_root/<lang>/` for every language into one bank (injected if the model has none),
+    and `adapters_root/shared/` when their layout has a shared adapter; returns the configs by name.
 
     Every directory is checked before anything is injected, so a bad one leaves the model untouched.
     """
     if not languages:
         raise ValueError("load_adapter_bank needs at least one language")
     root = Path(adapters_root)
-    configs = {}
-    for lang in languages:
-        if not (root / lang).is_dir():
-            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-            raise AdapterFileError(f"no adapter directory {root / lang}; {root} holds {present}")
-        configs[lang] = read_adapter_config(root / lang)
-        check_base(configs[lang], root / lang, base_name, base_fingerprint)
-        if configs[lang]["language"] != lang:
-            raise AdapterFileError(
-                f"{root / lang / CONFIG_NAME} is an adapter for {configs[lang]['language']!r}, not {lang!r}"
-            )
-    layouts = {lang: (c["rank"], c["alpha"], tuple(c["modules"])) for lang, c in configs.items()}
+    configs = {lang: _read_bank_member(root, lang, base_name, base_fingerprint) for lang in languages}
+    layouts = {lang: (c["rank"], c["alpha"], tuple(c["modules"]), _layout(c)) for lang, c in configs.items()}
     if len(set(layouts.values())) > 1:
         raise AdapterFileError(
-            f"the adapters under {root} cannot share one bank: rank, alpha or module lists differ "
-            f"({ {lang: (r, a, len(m)) for lang, (r, a, m) in layouts.items()} }); train them with one config"
+            f"the adapters under {root} cannot share one bank: rank, alpha, layout or module lists differ "
+            f"({ {lang: (r, a, len(m), _describe(k)) for lang, (r, a, m, k) in layouts.items()} }); train them "
+            "with one config"
         )
+    first = configs[languages[0]]
+    if _layout(first).kind == "shared_below":
+        configs[SHARED] = _read_bank_member(root, SHARED, base_name, base_fingerprint)
     if not banks(model):
-        first = configs[languages[0]]
-        inject(model, first["targets"], first["rank"], first["alpha"], list(languages), first["dropout"])
-    for lang in languages:
-        load_adapter(model, root / lang, base_name, base_fingerprint, name=lang)
+        _wrap_for(model, first, languages, configs.get(SHARED))
+    for name in configs:
+        load_adapter(model, root / name, base_name, base_fingerprint, name=name)
     return configs

@@ -7,8 +7,8 @@ routing, sparse for top-K. ESPnet's LoRA (loralib) and PEFT hold one active adap
 batch mixing languages would need one forward per language; here all adapters live in stacked
 parameters (`lora_A: [K, r, in]`, `lora_B: [K, out, r]`) and a mixed batch costs one pass.
 
-The weights are analysed once per batch into a `RoutingPlan` (shared by every bank layer of a model,
-see `espnet_ext.lora.inject.set_routing_weights`), which picks the cheapest exact computation:
+The weights are analysed once per batch into a `RoutingPlan` (shared by the bank layers it routes, see
+`espnet_ext.lora.inject.set_language_routing`), which picks the cheapest exact computation:
 
 - "single":  every sample uses the same adapter with weight 1 -> one adapter's two matmuls;
 - "per_row": every sample uses at most one adapter -> gather that adapter per sample (batched matmul),
@@ -85,6 +85,7 @@ class LoRABankLinear(nn.Module):
         alpha: float,
         dropout: float = 0.0,
         targets: Sequence[str] = (),
+        layout: Optional[dict] = None,
     ):
         super().__init__()
         if not isinstance(base, nn.Linear):
@@ -98,6 +99,7 @@ class LoRABankLinear(nn.Module):
         self.rank, self.alpha, self.scaling = rank, float(alpha), float(alpha) / rank
         self.dropout_p = float(dropout)
         self.targets = tuple(targets)  # the injection patterns, recorded for adapter files
+        self.layout = dict(layout or {"kind": "per_language", "tap_layer": 0})  # the model's BankLayout, recorded too
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         # Adapters train in at least float32 even on a half-precision base (as PEFT's autocast does).
         like = dict(device=base.weight.device, dtype=torch.promote_types(base.weight.dtype, torch.float32))

@@ -10,14 +10,25 @@ Target patterns are matched against the qualified names of the model's `nn.Linea
   `attn.query` patterns silently pick up `cross_attn.query` as well.
 - regex: a pattern starting with `re:` is a Python regular expression matched with `fullmatch`.
 
-Every bank in a model shares one adapter list (the routing weights' column order) and one rank/alpha;
-`inject` runs once per model with every language the bank should hold.
+Bank layouts (`BankLayout`) say which layers hold which adapters, relative to the encoder layer k where
+a language-ID tap decides the routing in the same pass (espnet_ext.models.whisper_forward.Tap):
+
+- `per_language` (a): every targeted layer holds the per-language adapters; LID on the tap's states
+  then needs a bare pass of the layers below k first, since those layers would be routed too;
+- `above_tap` (b): the layers of the encoder blocks below k hold no adapter (they run bare, so the
+  tap sees the base's features), the layers above and the decoder hold the per-language adapters;
+- `shared_below` (c): as (b), but the layers below k hold one adapter named `shared`, trained on every
+  language and always on while the model is adapted.
+
+Every language bank of a model shares one adapter list (the routing weights' column order) and one
+rank/alpha; `inject` runs once per model with every language the bank should hold. Routing weights
+reach the language banks only; shared banks are on whenever the model is routed at all.
 """
 import contextlib
 import difflib
 import re
-from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -25,6 +36,48 @@ from torch import nn
 from espnet_ext.lora.bank import LoRABankLinear, RoutingPlan, plan_routing, single_adapter_plan
 
 _WHISPER_ATTN = ("query", "key", "value", "out")
+SHARED = "shared"  # the name of the language-independent adapter of layout shared_below
+LAYOUTS = ("per_language", "above_tap", "shared_below")
+
+
+@dataclass(frozen=True)
+class BankLayout:
+    """Which targeted layers hold which adapters (module docstring); `lower` names the encoder blocks
+    below the tap (module-name prefixes, bottom first: the model family knows them)."""
+
+    kind: str = "per_language"
+    tap_layer: int = 0
+    lower: Tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if self.kind not in LAYOUTS:
+            raise ValueError(f"bank layout {self.kind!r} is not one of {LAYOUTS}")
+        if self.kind != "per_language" and self.tap_layer < 1:
+            raise ValueError(f"bank layout {self.kind} needs tap_layer >= 1 (the encoder blocks below it hold "
+                             f"{'no adapter' if self.kind == 'above_tap' else 'the shared adapter'}), got {self.tap_layer}")
+
+    def describe(self) -> Dict[str, Any]:
+        """What adapter files record (`lower` is implied by the module lists)."""
+        return {"kind": self.kind, "tap_layer": self.tap_layer}
+
+    @classmethod
+    def from_record(cls, record: Optional[Mapping[str, Any]]) -> "BankLayout":
+        """The layout an adapter file records; files older than layouts are per_language."""
+        return cls(**(record or {}))
+
+    def is_lower(self, module: str) -> bool:
+        return any(module == p or module.startswith(p + ".") for p in self.lower)
+
+    def split(self, modules: Sequence[str]) -> Tuple[List[str], List[str]]:
+        """(modules with the language adapters, modules with the shared adapter) of the targeted ones."""
+        if self.kind == "per_language":
+            return list(modules), []
+        upper = [m for m in modules if not self.is_lower(m)]
+        if not upper or len(upper) == len(modules):
+            raise ValueError(f"tap layer {self.tap_layer} leaves {'no' if not upper else 'every'} targeted layer above "
+                             "it; choose a tap inside the encoder")
+        lower = [m for m in modules if self.is_lower(m)]
+        return upper, lower if self.kind == "shared_below" else []
 
 
 def _whisper(side: str, attention: str, projections: Sequence[str]) -> List[str]:
@@ -124,27 +177,47 @@ def inject(
     alpha: float,
     languages: Sequence[str],
     dropout: float = 0.0,
+    layout: BankLayout = BankLayout(),
 ) -> List[str]:
-    """Wrap every nn.Linear matched by `targets` in a LoRABankLinear with one adapter per language.
+    """Wrap every nn.Linear matched by `targets` in a LoRABankLinear, as `layout` assigns them: one
+    adapter per language, the shared adapter, or none (module docstring).
 
     Then freeze everything but the adapters, so an optimiser over `requires_grad` parameters trains
     exactly the bank. Returns the wrapped module names.
     """
+    _refuse_second_bank(model)
+    language_modules, shared_modules = layout.split(match_linear_modules(model, targets))
+    return wrap_modules(model, language_modules, shared_modules, rank, alpha, languages, dropout, targets, layout)
+
+
+def _refuse_second_bank(model: nn.Module) -> None:
     existing = banks(model)
     if existing:
         raise ValueError(
             f"model already holds LoRA banks (e.g. {next(iter(existing))}); inject once with every "
             "language the bank should hold"
         )
-    names = match_linear_modules(model, targets)
-    for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        base = getattr(parent, child)
-        bank = LoRABankLinear(base, languages, rank, alpha, dropout, targets)
-        setattr(parent, child, bank.train(base.training))  # an eval() model stays in eval (no dropout)
+
+
+def wrap_modules(model: nn.Module, language_modules: Sequence[str], shared_modules: Sequence[str], rank: int,
+                 alpha: float, languages: Sequence[str], dropout: float = 0.0, targets: Sequence[str] = (),
+                 layout: BankLayout = BankLayout()) -> List[str]:
+    """Wrap the named linears (language banks, shared banks) and freeze all but the adapters.
+
+    `inject` chooses the modules from target patterns; adapter files name them exactly.
+    """
+    _refuse_second_bank(model)
+    if SHARED in languages:
+        raise ValueError(f"{SHARED!r} is the shared adapter's name, not a language")
+    for names, modules in ((tuple(languages), language_modules), ((SHARED,), shared_modules)):
+        for name in modules:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name)
+            base = getattr(parent, child)
+            bank = LoRABankLinear(base, names, rank, alpha, dropout, targets, layout.describe())
+            setattr(parent, child, bank.train(base.training))  # an eval() model stays in eval (no dropout)
     freeze_all_but_adapters(model)
-    return names
+    return [*language_modules, *shared_modules]
 
 
 def freeze_all_but_adapters(model: nn.Module) -> None:
@@ -155,48 +228,91 @@ def freeze_all_but_adapters(model: nn.Module) -> None:
         bank.lora_B.requires_grad_(True)
 
 
+def is_shared(bank: LoRABankLinear) -> bool:
+    return bank.names == (SHARED,)
+
+
+def language_banks(model: nn.Module) -> Dict[str, LoRABankLinear]:
+    """The banks that hold the per-language adapters (routed by the weights), by qualified name."""
+    return {name: b for name, b in _require_banks(model).items() if not is_shared(b)}
+
+
+def shared_banks(model: nn.Module) -> Dict[str, LoRABankLinear]:
+    """The banks that hold the shared adapter (layout shared_below), by qualified name."""
+    return {name: b for name, b in banks(model).items() if is_shared(b)}
+
+
 @dataclass(frozen=True)
 class BankInfo:
-    """What every bank of a model shares, as adapter files record it."""
+    """What every language bank of a model shares, as adapter files record it."""
 
     names: Tuple[str, ...]
     rank: int
     alpha: float
     dropout: float
     targets: Tuple[str, ...]
-    modules: Tuple[str, ...]
+    modules: Tuple[str, ...]  # the language banks
+    layout: BankLayout
+    shared_modules: Tuple[str, ...] = ()  # the shared banks
 
 
 def bank_info(model: nn.Module) -> BankInfo:
     """The model's bank layout; an error if its banks disagree (they were not injected by one call)."""
-    found = _require_banks(model)
-    layouts = {(b.names, b.rank, b.alpha, b.dropout_p, b.targets) for b in found.values()}
-    if len(layouts) > 1:
-        raise ValueError(f"the model's LoRA banks disagree on adapters/rank/alpha/targets: {sorted(layouts)}")
-    names, rank, alpha, dropout, targets = layouts.pop()
-    return BankInfo(names, rank, alpha, dropout, targets, tuple(found))
+    routed, shared = language_banks(model), shared_banks(model)
+    if not routed:
+        raise ValueError(f"{type(model).__name__} holds only shared LoRA banks; inject the language adapters too")
+    shapes = {(b.rank, b.alpha, b.dropout_p, b.targets, tuple(sorted(b.layout.items())))
+              for b in [*routed.values(), *shared.values()]}
+    names = {b.names for b in routed.values()}
+    if len(shapes) > 1 or len(names) > 1:
+        raise ValueError(f"the model's LoRA banks disagree on adapters/rank/alpha/targets/layout: "
+                         f"{sorted(names)}, {sorted(shapes, key=str)}")
+    first = next(iter(routed.values()))
+    return BankInfo(first.names, first.rank, first.alpha, first.dropout_p, first.targets, tuple(routed),
+                    BankLayout.from_record(first.layout), tuple(shared))
 
 
 def adapter_names(model: nn.Module) -> Tuple[str, ...]:
-    """The adapters in routing-weight column order."""
+    """The language adapters, in routing-weight column order."""
     return bank_info(model).names
 
 
-def _set_plan(model: nn.Module, plan: Optional[RoutingPlan]) -> None:
-    for bank in _require_banks(model).values():
+def _set_plan(bank_map: Mapping[str, LoRABankLinear], plan: Optional[RoutingPlan]) -> None:
+    for bank in bank_map.values():
         bank.routing = plan
 
 
-def set_routing_weights(model: nn.Module, weights: Optional[torch.Tensor]) -> None:
-    """Route every bank by `weights` ([batch, K], columns in `adapter_names` order); None = base model.
+def set_language_routing(model: nn.Module, weights: Optional[torch.Tensor],
+                         modules: Optional[Iterable[str]] = None) -> None:
+    """Route the language banks (only those named in `modules`, when given) by `weights` ([batch, K],
+    columns in `adapter_names` order; None: their base layers). Shared banks are left as they are.
 
-    The weights are analysed once here (one device sync) and the plan is shared by all layers.
+    The weights are analysed once here (one device sync) and the plan is shared by those layers. A
+    language-ID tap calls this in the middle of an encoder pass, for the layers above it.
     """
+    routed = language_banks(model)
+    if modules is not None:
+        wanted = set(modules)
+        unknown = sorted(wanted - set(routed))
+        if unknown:
+            raise KeyError(f"no language bank at {unknown[:4]}; the model's are {list(routed)[:4]}...")
+        routed = {name: b for name, b in routed.items() if name in wanted}
     if weights is None:
-        _set_plan(model, None)
+        _set_plan(routed, None)
         return
-    first = next(iter(_require_banks(model).values()))
-    _set_plan(model, plan_routing(weights.to(first.lora_A.device), len(adapter_names(model))))
+    first = next(iter(routed.values()))
+    _set_plan(routed, plan_routing(weights.to(first.lora_A.device), len(adapter_names(model))))
+
+
+def set_shared_adapter(model: nn.Module, active: bool) -> None:
+    """Turn the shared adapter (layout shared_below) on or off; a no-op for the other layouts."""
+    _set_plan(shared_banks(model), single_adapter_plan(0) if active else None)
+
+
+def set_routing_weights(model: nn.Module, weights: Optional[torch.Tensor]) -> None:
+    """Route the model: language banks by `weights`, the shared adapter on; None = the base model."""
+    set_language_routing(model, weights)
+    set_shared_adapter(model, weights is not None)
 
 
 def _adapter_index(model: nn.Module, name: str) -> int:
@@ -207,8 +323,11 @@ def _adapter_index(model: nn.Module, name: str) -> int:
 
 
 def set_active_adapter(model: nn.Module, name: Optional[str]) -> None:
-    """Every sample through adapter `name` with weight 1, whatever the batch size (None = base model)."""
-    _set_plan(model, None if name is None else single_adapter_plan(_adapter_index(model, name)))
+    """Every sample through adapter `name` with weight 1 (and the shared adapter), whatever the batch
+    size; None = the base model."""
+    plan = None if name is None else single_adapter_plan(_adapter_index(model, name))
+    _set_plan(language_banks(model), plan)
+    set_shared_adapter(model, name is not None)
 
 
 def one_hot_weights(model: nn.Module, names: Sequence[str]) -> torch.Tensor:
@@ -243,9 +362,11 @@ def reorder_routing_weights(model: nn.Module, index: torch.Tensor) -> None:
 
 
 def merge_adapter(model: nn.Module, name: str) -> None:
-    """Fold adapter `name` into every bank's base weight (routing is ignored while merged)."""
+    """Fold adapter `name` into every language bank's base weight, and the shared adapter into the
+    shared banks': the model as `name` sees it, at the base's cost (routing is ignored while merged)."""
+    _adapter_index(model, name)
     for bank in _require_banks(model).values():
-        bank.merge(name)
+        bank.merge(SHARED if is_shared(bank) else name)
 
 
 def unmerge_all(model: nn.Module) -> None:
@@ -254,10 +375,19 @@ def unmerge_all(model: nn.Module) -> None:
         bank.unmerge()
 
 
+def _holding(model: nn.Module, name: str) -> Dict[str, LoRABankLinear]:
+    found = {module: bank for module, bank in _require_banks(model).items() if name in bank.names}
+    if not found:
+        raise KeyError(f"no adapter {name!r} in the model's LoRA banks; they hold "
+                       f"{sorted({n for b in banks(model).values() for n in b.names})}")
+    return found
+
+
 def adapter_state_dict(model: nn.Module, name: str) -> Dict[str, torch.Tensor]:
-    """Adapter `name` alone: `<module>.lora_A` [r, in] and `<module>.lora_B` [out, r] per bank (copies)."""
+    """Adapter `name` alone: `<module>.lora_A` [r, in] and `<module>.lora_B` [out, r] per bank that
+    holds it (copies)."""
     state = {}
-    for module, bank in _require_banks(model).items():
+    for module, bank in _holding(model, name).items():
         k = bank.index(name)
         state[f"{module}.lora_A"] = bank.lora_A[k].detach().clone().contiguous()
         state[f"{module}.lora_B"] = bank.lora_B[k].detach().clone().contiguous()
@@ -279,23 +409,26 @@ def load_adapter_state_dict(model: nn.Module, name: str, state: Dict[str, torch.
     if bad:
         raise ValueError(f"adapter state for {name!r} has wrong shapes (rank or base mismatch): {bad[:4]}")
     with torch.no_grad():
-        for module, bank in banks(model).items():
+        for module, bank in _holding(model, name).items():
             k = bank.index(name)
             bank.lora_A[k].copy_(state[f"{module}.lora_A"])
             bank.lora_B[k].copy_(state[f"{module}.lora_B"])
 
 
 def parameter_counts(model: nn.Module) -> Dict[str, int]:
-    """base: every non-adapter parameter; adapters: all lora_A/lora_B; per_adapter: one adapter's share;
-    trainable: parameters with requires_grad (equal to `adapters` right after `inject`)."""
-    adapter_ids = {id(p) for b in banks(model).values() for p in (b.lora_A, b.lora_B)}
+    """base: every non-adapter parameter; adapters: all lora_A/lora_B; per_adapter: one language
+    adapter's share; shared: the shared adapter's; trainable: parameters with requires_grad (equal to
+    `adapters` right after `inject`)."""
+    found = banks(model)
+    adapter_ids = {id(p) for b in found.values() for p in (b.lora_A, b.lora_B)}
     params = list(model.parameters())
     adapters = sum(p.numel() for p in params if id(p) in adapter_ids)
-    per_adapter = sum(b.rank * (b.in_features + b.out_features) for b in banks(model).values())
+    share = lambda bs: sum(b.rank * (b.in_features + b.out_features) for b in bs)  # noqa: E731
     return {
         "base": sum(p.numel() for p in params if id(p) not in adapter_ids),
         "adapters": adapters,
-        "per_adapter": per_adapter,
+        "per_adapter": share(b for b in found.values() if not is_shared(b)),
+        "shared": share(b for b in found.values() if is_shared(b)),
         "trainable": sum(p.numel() for p in params if p.requires_grad),
     }
 
@@ -304,11 +437,17 @@ def trainable_report(model: nn.Module) -> str:
     """Lines for the training log: layers wrapped, trainable count and its share of the base model."""
     info, counts = bank_info(model), parameter_counts(model)
     base = counts["base"]
-    return "\n".join([
+    layout = info.layout
+    lines = [
         f"LoRA bank: {len(info.modules)} layers, adapters {', '.join(info.names)}, rank {info.rank}, "
-        f"alpha {info.alpha:g}, dropout {info.dropout:g}",
+        f"alpha {info.alpha:g}, dropout {info.dropout:g}; layout {layout.kind}"
+        + (f" (tap after encoder block {layout.tap_layer})" if layout.kind != "per_language" else ""),
         f"trainable parameters: {counts['trainable']:,} ({100 * counts['trainable'] / base:.3f}% of "
         f"{base:,} base parameters)",
         f"per adapter: {counts['per_adapter']:,} ({100 * counts['per_adapter'] / base:.3f}%) each for "
         f"{', '.join(info.names)}",
-    ])
+    ]
+    if info.shared_modules:
+        lines.append(f"shared adapter: {counts['shared']:,} ({100 * counts['shared'] / base:.3f}%) in "
+                     f"{len(info.shared_modules)} layers below the tap, trained on every language")
+    return "\n".join(lines)

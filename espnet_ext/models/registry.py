@@ -28,6 +28,7 @@ import torch
 from espnet_ext.fileio import atomic_open
 from espnet_ext.models import ctranslate2_convert as ct2
 from espnet_ext.models import owsm
+from espnet_ext.models.family import OWSM, WHISPER, ModelFamily
 from espnet_ext.models import whisper as whisper_models
 
 TINY_WHISPER_SEED = 1234
@@ -66,7 +67,7 @@ class LoadedModel:
     """A base model ready for adaptation: the ESPnet model, its tokenizer and identity."""
 
     name: str
-    family: str  # "whisper" | "owsm"
+    family: ModelFamily  # WHISPER | OWSM: prompt, window, blocks, forward, decoding backend
     asr_model: torch.nn.Module  # ESPnetASRModel (whisper) or ESPnetS2TModel (owsm)
     tokenizer: Any  # whisper.tokenizer.Tokenizer or owsm.OwsmTokenizer
     fingerprint: str  # short sha256 of the base weights
@@ -232,7 +233,7 @@ def _load_whisper(name: str, checkpoint: Path) -> LoadedModel:
     model = whisper_models.build_whisper_asr_model(checkpoint, config["token_list"])
     return LoadedModel(
         name=name,
-        family="whisper",
+        family=WHISPER,
         asr_model=model,
         tokenizer=whisper.tokenizer.get_tokenizer(multilingual=True),
         fingerprint=weights_fingerprint(model),
@@ -267,7 +268,7 @@ def _load_owsm(name: str, model_path: Optional[Path]) -> LoadedModel:
         model, config, tokenizer, checkpoint = owsm.load_owsm_dir(_owsm_dir(name, model_path))
     return LoadedModel(
         name=name,
-        family="owsm",
+        family=OWSM,
         asr_model=model,
         tokenizer=tokenizer,
         fingerprint=weights_fingerprint(model),
@@ -281,14 +282,14 @@ def _load_owsm(name: str, model_path: Optional[Path]) -> LoadedModel:
 
 
 _FAMILIES = {
-    "whisper_tiny_random": "whisper",
-    "whisper_base": "whisper",
-    "whisper_small": "whisper",
-    "whisper_medium": "whisper",
-    "whisper_large": "whisper",
-    "owsm_tiny_random": "owsm",
-    "owsm_v4_small": "owsm",
-    "owsm_v4_medium": "owsm",
+    "whisper_tiny_random": WHISPER,
+    "whisper_base": WHISPER,
+    "whisper_small": WHISPER,
+    "whisper_medium": WHISPER,
+    "whisper_large": WHISPER,
+    "owsm_tiny_random": OWSM,
+    "owsm_v4_small": OWSM,
+    "owsm_v4_medium": OWSM,
 }
 _GENERATED = ("whisper_tiny_random", "owsm_tiny_random")
 
@@ -305,7 +306,7 @@ def load_model(name: str, device: str = "cpu", model_path: Optional[str] = None)
     if model_path and name in _GENERATED:
         raise ValueError(f"{name} is generated from a fixed seed; model_path does not apply to it")
     path = Path(model_path).expanduser() if model_path else None
-    if _FAMILIES[name] == "whisper":
+    if _FAMILIES[name] is WHISPER:
         loaded = _load_whisper(name, whisper_checkpoint(name, path))
     else:
         loaded = _load_owsm(name, path)

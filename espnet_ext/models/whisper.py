@@ -5,9 +5,10 @@ ESPnet's `OpenAIWhisperEncoder` / `OpenAIWhisperDecoder` accept only names from
 offline from checkpoints it converted itself (see ctranslate2_convert.py), so `LocalWhisperEncoder` /
 `LocalWhisperDecoder` take `whisper_checkpoint` (a path) and otherwise are ESPnet's classes: same
 attributes (`.encoders` is whisper's AudioEncoder, `.decoders` its TextDecoder), same forward, same
-`do_pad_trim`, same handling of a changed vocabulary size. Besides the constructors, only the decoder's
-training forward differs: it computes the vocabulary projection at target positions only (padding rows
-get zero logits, which ESPnet's loss and accuracy ignore), the same logits there for less work.
+`do_pad_trim`, same handling of a changed vocabulary size. Besides the constructors, the forwards
+differ: both run the masked forward of whisper_forward.py (padded frames excluded, fused attention),
+and the decoder's computes the vocabulary projection at target positions only (padding rows get zero
+logits, which ESPnet's loss and accuracy ignore), the same logits there for less work.
 
 `register_whisper_choices()` (run when this module is imported) adds both classes to the encoder and
 decoder ClassChoices of ESPnet's ASRTask and S2TTask under the name `espnet_ext_whisper`, so a config
@@ -19,6 +20,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from typeguard import typechecked
 
+from espnet_ext.models import whisper_forward
 from espnet_ext.models.espnet_import import asr_task, import_espnet_module, s2t_task, task_args
 
 CHOICE_NAME = "espnet_ext_whisper"
@@ -176,9 +178,19 @@ class LocalWhisperEncoder(_espnet_encoder.OpenAIWhisperEncoder):
         self.dropout = torch.nn.Dropout(dropout_rate)
         self.encoders = encoders
         self.encoders.train()
+        whisper_forward.use_masked_blocks(encoders.blocks)
         self.specaug = self._build_specaug(use_specaug, specaug_conf)
         self.do_pad_trim = do_pad_trim
         self.pad_samples = N_SAMPLES
+
+    def forward(self, xs_pad: torch.Tensor, ilens: torch.Tensor,
+                prev_states: torch.Tensor = None) -> Tuple[torch.Tensor, torch.Tensor, None]:
+        """ESPnet's (features, lengths, None), through the masked forward (whisper_forward.encode)."""
+        if self.do_pad_trim:
+            xs_pad = self.pad_or_trim(xs_pad, self.pad_samples)
+            ilens = torch.full_like(ilens, self.pad_samples)
+        out = whisper_forward.encode(self, xs_pad, ilens)
+        return out.features, out.lengths, None
 
     @staticmethod
     def _build_specaug(use_specaug: bool, specaug_conf: Optional[dict]):
@@ -211,6 +223,7 @@ class LocalWhisperDecoder(_espnet_decoder.OpenAIWhisperDecoder):
         if vocab_size != self.decoders.token_embedding.num_embeddings:
             self.decoders.token_embedding = self._resized_embedding(vocab_size)
         self.decoders.train()
+        whisper_forward.use_masked_blocks(self.decoders.blocks)
 
     def forward(self, hs_pad: torch.Tensor, hlens: torch.Tensor, ys_in_pad: torch.Tensor,
                 ys_in_lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -218,16 +231,11 @@ class LocalWhisperDecoder(_espnet_decoder.OpenAIWhisperDecoder):
 
         The projection onto the 51,865-token vocabulary is the largest matmul of a training step, and a
         mixed-language batch is mostly padding (Italian ~17 tokens, Telugu ~80): the padding rows are
-        left at zero instead of being computed and then ignored by the loss.
+        left at zero instead of being computed and then ignored by the loss. Cross-attention sees the
+        `hlens` valid frames of each utterance only.
         """
         decoders = self.decoders
-        x = decoders.token_embedding(ys_in_pad) + decoders.positional_embedding[: ys_in_pad.size(1)]
-        x = self.dropout(x).to(hs_pad.dtype)
-        for layer, block in enumerate(decoders.blocks):
-            x = block(x, hs_pad, mask=decoders.mask)
-            if layer < len(decoders.blocks) - 1:
-                x = self.dropout(x)
-        x = decoders.ln(x)
+        x = whisper_forward.decoder_states(decoders, hs_pad, hlens, ys_in_pad, self.dropout)
         positions = torch.arange(x.size(1), device=x.device)
         targets = positions[None, :] < ys_in_lens.to(x.device)[:, None]
         weight = decoders.token_embedding.weight

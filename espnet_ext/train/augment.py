@@ -11,8 +11,8 @@ Augmentation widens the voices the adapters see at no extra data-prep cost:
 - additive Gaussian noise at a signal-to-noise ratio drawn from `noise_snr_db`, with probability
   `noise_prob` per utterance (no noise corpus is needed offline);
 - SpecAugment on the log-mel features: ESPnet's own `SpecAug`, configured with ESPnet's usual
-  `specaug: specaug` / `specaug_conf:` options and attached where the model computes its features
-  (see `attach_specaug`).
+  `specaug: specaug` / `specaug_conf:` options and attached where the model family applies it to
+  features (`espnet_ext.models.family.ModelFamily.set_specaug`).
 
 Randomness comes from torch's global generator, which ESPnet's trainer reseeds at every epoch
 (seed + epoch), so a resumed run draws the same augmentation as an uninterrupted one.
@@ -78,18 +78,3 @@ class WaveformAugment(nn.Module):
             power = wave.pow(2).mean().clamp_min(1e-10)
             wave = wave + torch.randn_like(wave) * torch.sqrt(power / 10 ** (snr_db / 10))
         return wave
-
-
-def attach_specaug(asr_model: nn.Module, family: str, specaug: nn.Module) -> None:
-    """Put ESPnet's SpecAug where the model applies it to features during training.
-
-    Whisper computes its log-mel inside the encoder, so ESPnet's Whisper encoder holds its own
-    `specaug` (the model-level one would mask raw samples); OWSM's ESPnetS2TModel applies
-    `model.specaug` to its frontend's features.
-    """
-    if family == "whisper":
-        asr_model.encoder.specaug = specaug
-    elif family == "owsm":
-        asr_model.specaug = specaug
-    else:
-        raise ValueError(f"no SpecAugment placement for model family {family!r}")

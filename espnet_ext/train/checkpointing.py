@@ -12,22 +12,13 @@ forward while it is recomputed.
 """
 import contextlib
 import functools
-from typing import Iterator, List
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from espnet_ext.lora.bank import LoRABankLinear
-
-
-def transformer_blocks(asr_model: nn.Module, family: str) -> List[nn.Module]:
-    """The encoder and decoder blocks of a registry model, in order."""
-    if family == "whisper":
-        return [*asr_model.encoder.encoders.blocks, *asr_model.decoder.decoders.blocks]
-    if family == "owsm":
-        return [*asr_model.encoder.encoders, *asr_model.decoder.decoders]
-    raise ValueError(f"no gradient checkpointing for model family {family!r}")
 
 
 def _checkpointed(block: nn.Module, forward, *args, **kwargs):
@@ -51,9 +42,9 @@ def _checkpointed(block: nn.Module, forward, *args, **kwargs):
                       context_fn=lambda: (contextlib.nullcontext(), forward_routing()), **kwargs)
 
 
-def enable_gradient_checkpointing(asr_model: nn.Module, family: str) -> int:
-    """Checkpoint every block of `asr_model`; returns how many blocks were wrapped."""
-    blocks = transformer_blocks(asr_model, family)
+def enable_gradient_checkpointing(asr_model: nn.Module, family) -> int:
+    """Checkpoint every block of `asr_model` (a model of `family`); returns how many blocks were wrapped."""
+    blocks = family.blocks(asr_model)
     for block in blocks:
         block.forward = functools.partial(_checkpointed, block, block.forward)
     return len(blocks)

@@ -1,6 +1,7 @@
 """Export a finished training: one PEFT-like directory per language, or the fully fine-tuned model.
 
     <exp>/adapters/<lang>/{adapter_config.json, adapter_model.safetensors}   (--finetune lora)
+    <exp>/adapters/shared/...    the shared adapter below the tap, for lora_conf.layout shared_below
     <exp>/full_model/{model_config.json, model.safetensors}                  (--finetune full)
 
 The epoch to export is read from the reporter inside checkpoint.pth, not from ESPnet's symlinks
@@ -24,6 +25,7 @@ import torch
 import yaml
 
 from espnet_ext.lora.adapter_files import save_adapter
+from espnet_ext.lora.inject import SHARED, shared_banks
 from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.models.finetuned import save_finetuned
 from espnet_ext.train.model import FullFinetuneModel, LoRARoutedModel, TrainingModel
@@ -99,13 +101,15 @@ def _load_checkpoint(exp_dir: Path, model: TrainingModel, base_name: str, base_f
 
 def export_adapters(exp_dir: Path, model: LoRARoutedModel, base_name: str, base_fingerprint: str,
                     which: str, data: Mapping[str, Any]) -> Dict[str, Path]:
-    """Load the chosen checkpoint into `model` and write every language's adapter directory."""
+    """Load the chosen checkpoint into `model` and write every language's adapter directory, and the
+    shared adapter's (`adapters/shared`) when the bank's layout has one."""
     exp_dir = Path(exp_dir)
     meta = _load_checkpoint(exp_dir, model, base_name, base_fingerprint, which, data)
+    names = [*model.languages, *([SHARED] if shared_banks(model.model) else [])]
     written = {}
-    for lang in model.languages:
-        save_adapter(model.model, lang, exp_dir / "adapters" / lang, meta)
-        written[lang] = exp_dir / "adapters" / lang
+    for name in names:
+        save_adapter(model.model, name, exp_dir / "adapters" / name, meta)
+        written[name] = exp_dir / "adapters" / name
     return written
 
 

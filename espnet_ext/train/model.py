@@ -24,14 +24,12 @@ from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from espnet_ext.data.audio import SAMPLE_RATE
 from espnet_ext.languages import LANGUAGES, get_language
-from espnet_ext.lora.inject import banks, inject, routing
+from espnet_ext.lora.inject import BankLayout, banks, inject, routing
 from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.train.augment import AugmentConfig, WaveformAugment
 from espnet_ext.train.loss import TokenLabelSmoothingLoss
 
-WINDOW_SAMPLES = 30 * SAMPLE_RATE  # the 30 s window Whisper and OWSM were trained on
 FINETUNE_CHOICES = ("lora", "full")  # --finetune: LoRARoutedModel or FullFinetuneModel
 _AbsESPnetModel = import_espnet_module("espnet2.train.abs_espnet_model").AbsESPnetModel
 
@@ -49,6 +47,8 @@ class LoRAConfig:
     alpha: float = 32.0
     dropout: float = 0.0
     targets: Tuple[str, ...] = ("whisper_attn_qv",)
+    layout: str = "per_language"  # per_language | above_tap | shared_below (espnet_ext.lora.inject)
+    tap_layer: int = 0  # encoder blocks below the language-ID tap (above_tap, shared_below)
 
     @classmethod
     def from_dict(cls, conf: Mapping[str, Any]) -> "LoRAConfig":
@@ -70,15 +70,27 @@ class LoRAConfig:
             raise ValueError(f"lora_conf.languages has duplicates: {list(config.languages)}")
         if config.rank < 1 or config.alpha <= 0 or not 0 <= config.dropout < 1:
             raise ValueError(f"lora_conf: need rank >= 1, alpha > 0, 0 <= dropout < 1; got {config}")
+        try:
+            BankLayout(config.layout, config.tap_layer)
+        except ValueError as e:
+            raise ValueError(f"lora_conf: {e}") from None
         return config
+
+    def bank_layout(self, family, asr_model: torch.nn.Module) -> BankLayout:
+        """The layout on `asr_model`: the encoder blocks below the tap are the family's first k."""
+        blocks = family.encoder_block_names(asr_model)
+        if self.tap_layer > len(blocks):
+            raise ValueError(f"lora_conf.tap_layer {self.tap_layer}: the encoder has only {len(blocks)} blocks")
+        return BankLayout(self.layout, self.tap_layer, tuple(blocks[: self.tap_layer]))
 
 
 class TrainingModel(_AbsESPnetModel):
     """A registry model as ESPnet trains it: augmentation, the 30 s window, the NaN guard (module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, pad_to_30s: bool, augment: AugmentConfig = AugmentConfig()):
+    def __init__(self, model: torch.nn.Module, family, pad_to_30s: bool, augment: AugmentConfig = AugmentConfig()):
         super().__init__()
         self.model = model
+        self.family = family  # the registry model's family (espnet_ext.models.family): its window
         self.pad_to_30s = pad_to_30s
         self.augment = WaveformAugment(augment)  # the identity unless training with an active config
 
@@ -89,7 +101,7 @@ class TrainingModel(_AbsESPnetModel):
         context = self._forward_context(lang, utt_id)
         speech, speech_lengths = self.augment(speech, speech_lengths)
         if self.pad_to_30s:
-            speech, speech_lengths = _pad_to_window(speech, speech_lengths)
+            speech, speech_lengths = self.family.pad_to_window(speech, speech_lengths)
         with context:
             loss, stats, weight = self.model(speech, speech_lengths, text, text_lengths, **kwargs)
         if not torch.isfinite(loss).all():
@@ -118,9 +130,9 @@ class TrainingModel(_AbsESPnetModel):
 class LoRARoutedModel(TrainingModel):
     """A LoRA-banked ESPnet model routed per utterance by the `lang` data file (module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool,
+    def __init__(self, model: torch.nn.Module, family, languages: Sequence[str], pad_to_30s: bool,
                  augment: AugmentConfig = AugmentConfig()):
-        super().__init__(model, pad_to_30s, augment)
+        super().__init__(model, family, pad_to_30s, augment)
         self.languages = tuple(languages)
         self._adapter_keys = frozenset(
             f"model.{name}.{matrix}" for name in banks(model) for matrix in ("lora_A", "lora_B")
@@ -178,28 +190,25 @@ class FullFinetuneModel(TrainingModel):
         return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.1f}%)"
 
 
-def _pad_to_window(speech: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad to the 30 s window with full-window lengths, as decoding does with pad_to_30s."""
-    speech = F.pad(speech, (0, max(0, WINDOW_SAMPLES - speech.size(1))))[:, :WINDOW_SAMPLES]
-    return speech, torch.full_like(lengths, WINDOW_SAMPLES)
-
-
 def _use_token_loss(asr_model: torch.nn.Module) -> None:
     """ESPnet's attention-decoder loss, same value, computed on the target rows only (loss.py)."""
     asr_model.criterion_att = TokenLabelSmoothingLoss.like(asr_model.criterion_att)
 
 
-def build_lora_model(asr_model: torch.nn.Module, conf: LoRAConfig, pad_to_30s: bool,
+def build_lora_model(asr_model: torch.nn.Module, family, conf: LoRAConfig, pad_to_30s: bool,
                      augment: AugmentConfig = AugmentConfig()) -> LoRARoutedModel:
-    """Inject `conf`'s bank into `asr_model` (everything else frozen) and wrap it for routed training."""
-    inject(asr_model, conf.targets, conf.rank, conf.alpha, conf.languages, conf.dropout)
+    """Inject `conf`'s bank into `asr_model` (a registry model of `family`; everything else frozen) and
+    wrap it for routed training."""
+    inject(asr_model, conf.targets, conf.rank, conf.alpha, conf.languages, conf.dropout,
+           conf.bank_layout(family, asr_model))
     _use_token_loss(asr_model)
-    return LoRARoutedModel(asr_model, conf.languages, pad_to_30s, augment)
+    return LoRARoutedModel(asr_model, family, conf.languages, pad_to_30s, augment)
 
 
-def build_full_model(asr_model: torch.nn.Module, pad_to_30s: bool,
+def build_full_model(asr_model: torch.nn.Module, family, pad_to_30s: bool,
                      augment: AugmentConfig = AugmentConfig()) -> FullFinetuneModel:
-    """Make every weight of `asr_model` trainable and wrap it for training (the reference system)."""
+    """Make every weight of `asr_model` (a registry model of `family`) trainable and wrap it for training
+    (the reference system)."""
     asr_model.requires_grad_(True)
     _use_token_loss(asr_model)
-    return FullFinetuneModel(asr_model, pad_to_30s, augment)
+    return FullFinetuneModel(asr_model, family, pad_to_30s, augment)

@@ -154,7 +154,7 @@ def _export(options: TrainOptions, loaded: LoadedModel, data: Dict[str, dict]) -
     """Export what ESPnet trained, as its config.yaml describes it, onto the unmodified base `loaded`."""
     exp, trained = options.exp_dir, read_training_config(options.exp_dir)
     if trained["finetune"] == "full":
-        model = build_full_model(loaded.asr_model, trained["pad_to_30s"])
+        model = build_full_model(loaded.asr_model, loaded.family, trained["pad_to_30s"])
         return {"full_model": export_full_model(exp, model, loaded.name, loaded.fingerprint, options.export, data)}
-    model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(trained["lora_conf"]), trained["pad_to_30s"])
+    model = build_lora_model(loaded.asr_model, loaded.family, LoRAConfig.from_dict(trained["lora_conf"]), trained["pad_to_30s"])
     return export_adapters(exp, model, loaded.name, loaded.fingerprint, options.export, data)

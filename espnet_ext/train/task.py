@@ -34,7 +34,7 @@ from espnet_ext.lora.inject import trainable_report
 from espnet_ext.models.espnet_import import asr_task, import_espnet_module
 from espnet_ext.models.registry import LoadedModel, load_model
 from espnet_ext.train.absent_adapters import hold_absent_adapters
-from espnet_ext.train.augment import AugmentConfig, attach_specaug
+from espnet_ext.train.augment import AugmentConfig
 from espnet_ext.train.checkpointing import enable_gradient_checkpointing
 from espnet_ext.train.model import (
     FINETUNE_CHOICES,
@@ -113,12 +113,12 @@ class LoRAASRTask(asr_task()):
         args.base_fingerprint = loaded.fingerprint
         _check_token_list(args, loaded)
         _adopt_registry_architecture(cls, args, loaded)
-        if loaded.family == "owsm" and not args.pad_to_30s:
-            raise ValueError("OWSM is decoded on the 30 s window (espnet_ext/decode/owsm_backend.py); train it "
-                             "the same way: set pad_to_30s: true in the config")
+        if not loaded.family.real_length and not args.pad_to_30s:
+            raise ValueError(f"{loaded.name} is decoded on its 30 s window ({loaded.family.name} has no real-length "
+                             "mode); train it the same way: set pad_to_30s: true in the config")
         if args.specaug is not None:
             specaug_class = next(c for c in cls.class_choices_list if c.name == "specaug").get_class(args.specaug)
-            attach_specaug(loaded.asr_model, loaded.family, specaug_class(**args.specaug_conf))
+            loaded.family.set_specaug(loaded.asr_model, specaug_class(**args.specaug_conf))
         model = _build_training_model(args, loaded)
         if args.gradient_checkpointing:
             blocks = enable_gradient_checkpointing(loaded.asr_model, loaded.family)
@@ -137,13 +137,13 @@ def _build_training_model(args: argparse.Namespace, loaded: LoadedModel) -> Trai
     """The LoRA-routed or the fully fine-tuned model, with a log line of what trains."""
     augment = AugmentConfig.from_dict(args.augment_conf)
     if finetune_mode(args) == "full":
-        model = build_full_model(loaded.asr_model, args.pad_to_30s, augment)
+        model = build_full_model(loaded.asr_model, loaded.family, args.pad_to_30s, augment)
         if args.lora_conf:
             logging.info("finetune full: lora_conf %s is ignored (no adapters)", args.lora_conf)
         logging.info("full fine-tuning of %s (fingerprint %s): %s", loaded.name, loaded.fingerprint,
                      model.trainable_report())
         return model
-    model = build_lora_model(loaded.asr_model, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s, augment)
+    model = build_lora_model(loaded.asr_model, loaded.family, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s, augment)
     logging.info("LoRA on %s (fingerprint %s):\n%s", loaded.name, loaded.fingerprint, trainable_report(model.model))
     return model
 

@@ -41,12 +41,12 @@ def test_cached_equals_uncached(tiny, beam):
     backend = make_backend(tiny, pad_to_30s=True)
     rng = np.random.default_rng(0)
     speech = torch.from_numpy(rng.normal(0, 0.1, (2, 16000)).astype(np.float32))
-    features = backend.encode(speech, torch.tensor([16000, 12000])).repeat_interleave(beam, 0)
+    encoded = backend.encode(speech, torch.tensor([16000, 12000])).repeat(beam)
     prompts = [backend.prompt("hi"), backend.prompt("it")]
     config = SearchConfig(beam_size=beam, max_tokens=10)
-    with backend.state(features) as state:
+    with backend.state(encoded) as state:
         cached = beam_search(state, prompts, backend.eot, backend.suppress, [10, 10], config)
-    uncached = beam_search(UncachedState(tiny.asr_model.decoder, features), prompts, backend.eot,
+    uncached = beam_search(UncachedState(tiny.asr_model.decoder, encoded), prompts, backend.eot,
                            backend.suppress, [10, 10], config)
     assert cached == uncached
 

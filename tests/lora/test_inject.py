@@ -160,7 +160,7 @@ def test_trainable_report_counts(whisper_tiny):
     per_adapter = sum(4 * (shapes[n][0] + shapes[n][1]) for n in names)
     counts = parameter_counts(model)
     assert counts == {"base": base_total, "adapters": 4 * per_adapter, "per_adapter": per_adapter,
-                      "trainable": 4 * per_adapter}
+                      "shared": 0, "trainable": 4 * per_adapter}
     report = trainable_report(model)
     assert f"{4 * per_adapter:,} ({100 * 4 * per_adapter / base_total:.3f}% of {base_total:,}" in report
     assert f"per adapter: {per_adapter:,}" in report and f"{len(names)} layers" in report

@@ -52,7 +52,7 @@ def test_unknown_name_lists_the_known_ones():
 @torch.no_grad()
 def test_tiny_whisper_forward_shapes(tiny_whisper):
     model = tiny_whisper.asr_model.eval()
-    assert (tiny_whisper.family, type(model).__name__) == ("whisper", "ESPnetASRModel")
+    assert (tiny_whisper.family.name, type(model).__name__) == ("whisper", "ESPnetASRModel")
     speech, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 8000])
     features, feature_lengths, _ = model.encoder(speech, lengths)
     assert features.shape == (2, 50, 64) and feature_lengths.tolist() == [50, 25]
@@ -65,7 +65,7 @@ def test_tiny_whisper_forward_shapes(tiny_whisper):
 @torch.no_grad()
 def test_tiny_owsm_forward_shapes_and_tokenizer(tiny_owsm):
     model, tokenizer = tiny_owsm.asr_model.eval(), tiny_owsm.tokenizer
-    assert (tiny_owsm.family, type(model).__name__) == ("owsm", "ESPnetS2TModel")
+    assert (tiny_owsm.family.name, type(model).__name__) == ("owsm", "ESPnetS2TModel")
     speech, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 8000])
     features, feature_lengths = model.encode(speech, lengths)
     assert features.shape[0] == 2 and features.shape[2] == 64 and feature_lengths[0] > feature_lengths[1]

@@ -9,7 +9,8 @@ import yaml
 from espnet_ext.bin import train_lora
 from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.models.registry import load_model
-from espnet_ext.train.augment import AugmentConfig, WaveformAugment, attach_specaug
+from espnet_ext.models.family import WHISPER
+from espnet_ext.train.augment import AugmentConfig, WaveformAugment
 from train_helpers import train_command
 
 SpecAug = import_espnet_module("espnet2.asr.specaug.specaug").SpecAug
@@ -80,7 +81,7 @@ def test_specaug_acts_on_whisper_features_in_training_only():
     model = copy.deepcopy(load_model("whisper_tiny_random").asr_model)
     speech, lengths = torch.randn(1, 16000) * 0.1, torch.tensor([16000])
     clean = model.eval().encoder(speech, lengths)[0]
-    attach_specaug(model, "whisper", SpecAug(apply_time_warp=False, freq_mask_width_range=(30, 40),
+    WHISPER.set_specaug(model, SpecAug(apply_time_warp=False, freq_mask_width_range=(30, 40),
                                              num_freq_mask=1, apply_time_mask=False))
     torch.testing.assert_close(model.eval().encoder(speech, lengths)[0], clean)
     assert not torch.allclose(model.train().encoder(speech, lengths)[0], clean)

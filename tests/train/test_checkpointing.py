@@ -37,7 +37,7 @@ def loss_and_gradients(routed, loaded):
 def test_checkpointed_blocks_give_the_same_loss_and_gradients(name, targets):
     loaded = load_model(name)
     conf = LoRAConfig(languages=LANGS, rank=2, alpha=4, dropout=0.2, targets=tuple(targets))
-    plain = build_lora_model(copy.deepcopy(loaded.asr_model), conf, pad_to_30s=name.startswith("owsm")).train()
+    plain = build_lora_model(copy.deepcopy(loaded.asr_model), loaded.family, conf, pad_to_30s=name.startswith("owsm")).train()
     with torch.no_grad():
         for parameter in plain.parameters():
             if parameter.requires_grad:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from espnet_ext.lora.inject import banks, set_active_adapter
+from espnet_ext.models.family import WHISPER
 from espnet_ext.models.registry import load_model
 from espnet_ext.train.loss import TokenLabelSmoothingLoss
 from espnet_ext.train.model import LoRAConfig, NonFiniteLossError, build_full_model, build_lora_model
@@ -21,7 +22,7 @@ def _tiny():
 @pytest.fixture
 def routed(_tiny):
     """A tiny routed model whose four adapters are different, nonzero deltas."""
-    model = build_lora_model(copy.deepcopy(_tiny.asr_model), LoRAConfig(languages=LANGS, rank=2, alpha=4), False)
+    model = build_lora_model(copy.deepcopy(_tiny.asr_model), _tiny.family, LoRAConfig(languages=LANGS, rank=2, alpha=4), False)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for bank in banks(model.model).values():
@@ -63,7 +64,7 @@ def test_state_dict_holds_only_the_adapters_and_round_trips(routed, _tiny):
     state = routed.state_dict()
     assert state and all(k.endswith((".lora_A", ".lora_B")) for k in state)
     assert len(state) == 2 * len(banks(routed.model))
-    fresh = build_lora_model(copy.deepcopy(_tiny.asr_model), LoRAConfig(languages=LANGS, rank=2, alpha=4), False)
+    fresh = build_lora_model(copy.deepcopy(_tiny.asr_model), _tiny.family, LoRAConfig(languages=LANGS, rank=2, alpha=4), False)
     result = fresh.load_state_dict(state)
     assert result.missing_keys == [] and result.unexpected_keys == []
     for key, value in fresh.state_dict().items():
@@ -93,7 +94,7 @@ def test_language_index_outside_the_bank_is_an_error(routed):
 
 
 def test_pad_to_30s_feeds_the_full_window(_tiny):
-    model = build_lora_model(copy.deepcopy(_tiny.asr_model), LoRAConfig(languages=LANGS, rank=2), True).eval()
+    model = build_lora_model(copy.deepcopy(_tiny.asr_model), _tiny.family, LoRAConfig(languages=LANGS, rank=2), True).eval()
     seen = {}
     model.model.encoder.register_forward_pre_hook(lambda _m, args: seen.update(shape=args[0].shape))
     with torch.no_grad():
@@ -118,7 +119,7 @@ def test_lora_conf_errors(conf, message):
 def full(_tiny):
     """The tiny model wrapped for full fine-tuning, from a copy whose weights were all frozen."""
     asr_model = copy.deepcopy(_tiny.asr_model).requires_grad_(False)
-    return build_full_model(asr_model, False).eval()
+    return build_full_model(asr_model, WHISPER, False).eval()
 
 
 def test_full_model_trains_every_weight_with_the_token_loss(full):
