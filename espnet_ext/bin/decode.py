@@ -41,8 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="with --routing none: force each utterance's language from utt2lang, or let the "
                         "model detect it")
     p.add_argument("--routing", choices=["none", "oracle", "hard"], default="none",
-                   help="none: base model only; oracle: the adapter of utt2lang's language; hard: the "
-                        "adapter of the language the model detects (argmax)")
+                   help="none: base model only; oracle: the adapter of utt2lang's language; hard (baseline): the "
+                        "adapter of the language the bare base's own language token picks on the 30 s window "
+                        "(argmax; lid.json records the source)")
     p.add_argument("--adapter_dir", type=Path, default=None,
                    help="<exp>/adapters holding <lang>/{adapter_config.json,adapter_model.safetensors}")
     p.add_argument("--finetuned_dir", type=Path, default=None,
@@ -63,14 +64,19 @@ def get_parser() -> argparse.ArgumentParser:
 def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
     """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`; their configs."""
     from espnet_ext.lora.adapter_files import CONFIG_NAME, load_adapter_bank
+    from espnet_ext.lora.inject import SHARED
 
     if adapter_dir is None:
         raise SystemExit("decode.py: --routing other than none needs --adapter_dir (run stage 3 first)")
-    langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}"))
+    langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}") if p.parent.name != SHARED)
     if not langs:
         raise SystemExit(f"decode.py: no adapters in {adapter_dir} (expected <lang>/{CONFIG_NAME}); run stage 3 first")
-    configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
-    log.info("loaded LoRA adapters %s from %s", ", ".join(langs), adapter_dir)
+    try:
+        configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
+    except ValueError as e:  # AdapterFileError: the file and the fix are in the message
+        raise SystemExit(f"decode.py: {e}") from None
+    layout = configs[langs[0]].get("layout", {}).get("kind", "per_language")
+    log.info("loaded LoRA adapters %s from %s (layout %s)", ", ".join(configs), adapter_dir, layout)
     return list(configs.values())
 
 
