@@ -46,7 +46,8 @@ from espnet_ext.lora.inject import banks
 from espnet_ext.models.registry import load_model
 from espnet_ext.models.whisper import read_whisper_checkpoint
 from espnet_ext.train import targets as train_targets
-from espnet_ext.train.model import WINDOW_SAMPLES, LoRAConfig, build_lora_model
+from espnet_ext.models.family import WHISPER, WINDOW_SAMPLES
+from espnet_ext.train.model import LoRAConfig, build_lora_model
 from espnet_ext.train.prep import _too_long
 
 RANK, ALPHA, DROPOUT = 16, 32.0, 0.05  # conf/tuning/train_lora_whisper_base_r16.yaml
@@ -243,7 +244,7 @@ def ours(base: torch.nn.Module, languages: Sequence[str], pad_to_30s: bool = Fal
     """A fresh copy of the frozen base with the recipe's LoRA bank, as stage 3 builds it."""
     conf = LoRAConfig(languages=tuple(languages), rank=RANK, alpha=ALPHA, dropout=DROPOUT,
                       targets=("whisper_attn_qv",))
-    return build_lora_model(copy.deepcopy(base), conf, pad_to_30s=pad_to_30s)
+    return build_lora_model(copy.deepcopy(base), WHISPER, conf, pad_to_30s=pad_to_30s)
 
 
 def time_joint(base, clips: List[Clip], langs: Sequence[str], batch_size: int, pad_to_30s: bool = False) -> float:

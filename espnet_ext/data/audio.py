@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -44,6 +44,17 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+
+def pad_batch(audios: "Sequence[np.ndarray]"):
+    """Float32 torch tensors (speech [batch, samples] zero-padded, lengths [batch]) of 16 kHz clips."""
+    import torch
+
+    lengths = torch.tensor([len(a) for a in audios])
+    speech = torch.zeros(len(audios), int(lengths.max()))
+    for i, audio in enumerate(audios):
+        speech[i, : len(audio)] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+    return speech, lengths
 
 
 def _read_with_pyav(path: Path) -> Tuple[np.ndarray, int]:

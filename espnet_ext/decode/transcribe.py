@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext.data.audio import SAMPLE_RATE, utterance_audio
+from espnet_ext.data.audio import SAMPLE_RATE, pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.fileio import atomic_write_text
@@ -62,14 +62,6 @@ class Hypothesis:
 def make_backend(model, pad_to_30s: bool):
     """The decoding backend of a registry `LoadedModel` (its family's)."""
     return model.family.backend(model, pad_to_30s)
-
-
-def _pad_batch(audios: Sequence[np.ndarray]):
-    lengths = torch.tensor([len(a) for a in audios])
-    speech = torch.zeros(len(audios), int(lengths.max()))
-    for i, audio in enumerate(audios):
-        speech[i, : len(audio)] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
-    return speech, lengths
 
 
 class _RoutedState:
@@ -154,7 +146,7 @@ def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Opti
                      lid=None) -> List[Hypothesis]:
     """Transcribe one batch; `langs[i]` forces utterance i's language; None for all lets `lid` (a head
     on the tap) or else the model's own language token decide (module docstring)."""
-    speech, lengths = _pad_batch(audios)
+    speech, lengths = pad_batch(audios)
     device = next(backend.model.parameters()).device
     speech, lengths = speech.to(device), lengths.to(device)
     if all(langs):

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext.data.audio import utterance_audio
+from espnet_ext.data.audio import pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.models.whisper_forward import frame_mask
 
 
 def mean_pool(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """[batch, frames, width] -> [batch, width]: the mean over each row's first `lengths` frames."""
-    mask = (torch.arange(hidden.size(1), device=hidden.device)[None, :] < lengths.to(hidden.device)[:, None])
-    mask = mask.to(hidden.dtype)[..., None]
+    mask = frame_mask(lengths.to(hidden.device), hidden.size(1)).to(hidden.dtype)[..., None]
     return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
 
 
@@ -42,11 +42,7 @@ def pooled_layer_features(loaded, data_dir: Path, batch_size: int = 8, pad_to_30
     pooled: Dict[int, List[np.ndarray]] = {}
     for start in tqdm(range(0, len(utterances), batch_size), desc=f"LID features {Path(data_dir).name}", unit="batch"):
         batch = utterances[start : start + batch_size]
-        audios = [utterance_audio(u) for u in batch]
-        lengths = torch.tensor([len(a) for a in audios])
-        speech = torch.zeros(len(audios), int(lengths.max()))
-        for i, audio in enumerate(audios):
-            speech[i, : len(audio)] = torch.from_numpy(np.asarray(audio, dtype=np.float32))
+        speech, lengths = pad_batch([utterance_audio(u) for u in batch])
         out = loaded.family.encode(loaded.asr_model, speech.to(device), lengths.to(device), pad_to_30s, all_hidden=True)
         for layer, hidden in enumerate(out.hidden):
             pooled.setdefault(layer, []).append(mean_pool(hidden, out.lengths).float().cpu().numpy())

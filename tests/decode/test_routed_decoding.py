@@ -1,26 +1,31 @@
 """Decoding with a LoRA bank: a mixed-language batch routed per utterance (greedy and beam) gives what
-each utterance gets alone with its own adapter merged into the base weights."""
+each utterance gets alone with its own adapter merged into the base weights; routing decided by a LID
+head on the tap (inside the pass, or after a bare pass for per_language banks) or by the base's own
+language token gives the oracle's transcripts when the decision is right, and says where it came from."""
 import copy
 import dataclasses
 
 import pytest
 import torch
 
+from espnet_ext.data.audio import pad_batch
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
-from espnet_ext.lora.inject import banks, inject, merge_adapter, unmerge_all
+from espnet_ext.lora.inject import BankLayout, banks, inject, merge_adapter, unmerge_all
 from decode_helpers import random_audio
 
+from espnet_ext.models.family import WHISPER
 from espnet_ext.models.registry import load_model
 
 LANGS = ["hi", "pa", "te", "it"]
 
 
-@pytest.fixture(scope="module")
-def routed_tiny():
+def banked_tiny(kind: str = "per_language", tap_layer: int = 0):
     base = load_model("whisper_tiny_random")
     model = dataclasses.replace(base, asr_model=copy.deepcopy(base.asr_model))
-    inject(model.asr_model, ["whisper_all"], rank=4, alpha=8, languages=LANGS)
+    lower = tuple(WHISPER.encoder_block_names(model.asr_model)[:tap_layer])
+    inject(model.asr_model, ["whisper_all"], rank=4, alpha=8, languages=LANGS,
+           layout=BankLayout(kind, tap_layer, lower))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for bank in banks(model.asr_model).values():
@@ -30,12 +35,16 @@ def routed_tiny():
     return model
 
 
+@pytest.fixture(scope="module")
+def routed_tiny():
+    return banked_tiny()
+
 
 @pytest.mark.parametrize("beam", [1, 2])
 @torch.no_grad()
 def test_mixed_batch_equals_merged_single_language(routed_tiny, beam):
     backend = make_backend(routed_tiny, pad_to_30s=False)
-    audios = [random_audio(0.8, i) for i in range(4)]  # equal lengths: real-length batches are not masked
+    audios = [random_audio(s, i) for i, s in enumerate([0.8, 0.5, 1.1, 0.7])]  # padding is masked
     config = SearchConfig(beam_size=beam, max_tokens=8)
     batched = transcribe_batch(backend, audios, LANGS, config)
     for i, lang in enumerate(LANGS):
@@ -55,3 +64,45 @@ def test_adapters_change_the_output(routed_tiny):
     clip = [random_audio(0.8, 7)]
     outputs = {lang: transcribe_batch(backend, clip, [lang], SearchConfig(max_tokens=8))[0].text for lang in LANGS}
     assert len(set(outputs.values())) > 1
+
+
+class RightHead:
+    """A LID head that knows the answer: one-hot posteriors of `truth`; records the states it saw."""
+
+    def __init__(self, layer, truth):
+        self.layer, self.languages, self.truth, self.seen = layer, tuple(LANGS), truth, []
+
+    def __call__(self, hidden, lengths):
+        self.seen.append(hidden)
+        return torch.nn.functional.one_hot(torch.tensor([LANGS.index(t) for t in self.truth]), len(LANGS)).float()
+
+
+@pytest.mark.parametrize("kind, tap_layer, where", [("per_language", 0, "bare pass"),
+                                                    ("above_tap", 1, "inside the pass"),
+                                                    ("shared_below", 1, "inside the pass")])
+@torch.no_grad()
+def test_routing_by_a_head_on_the_tap_equals_oracle_when_the_head_is_right(kind, tap_layer, where):
+    model = banked_tiny(kind, tap_layer)
+    backend = make_backend(model, pad_to_30s=False)
+    audios = [random_audio(s, 20 + i) for i, s in enumerate([0.9, 0.4, 1.2, 0.6])]
+    truth = ["te", "hi", "it", "pa"]
+    config = SearchConfig(max_tokens=8)
+    oracle = transcribe_batch(backend, audios, truth, config)
+    head = RightHead(1, truth)
+    routed = transcribe_batch(backend, audios, [None] * 4, config, lid=head)
+    assert [h.text for h in routed] == [h.text for h in oracle]
+    assert [h.lang for h in routed] == truth
+    assert where in routed[0].source and "utt2lang" in oracle[0].source
+    assert len(head.seen) == 1
+    if kind != "shared_below":  # nothing below the tap is adapted: the head sees the bare base's states
+        bare = load_model("whisper_tiny_random").asr_model.eval()
+        expected = WHISPER.encode(bare, *pad_batch(audios), False, all_hidden=True).hidden[1]
+        torch.testing.assert_close(head.seen[0], expected, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_the_language_token_baseline_decides_on_the_bare_30s_window_and_says_so(routed_tiny):
+    backend = make_backend(routed_tiny, pad_to_30s=False)
+    hyp = transcribe_batch(backend, [random_audio(0.7, 30)], [None], SearchConfig(max_tokens=4))[0]
+    assert "bare base" in hyp.source and "30 s window" in hyp.source
+    assert hyp.lang == max(hyp.lang_posteriors, key=hyp.lang_posteriors.get)

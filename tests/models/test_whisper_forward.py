@@ -7,6 +7,7 @@ import pytest
 import torch
 from whisper.model import ResidualAttentionBlock
 
+from espnet_ext.data.audio import pad_batch
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.models.espnet_import import import_espnet_module
@@ -40,20 +41,12 @@ def audio(seconds: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 0.1, int(16000 * seconds)).astype(np.float32)
 
 
-def padded(audios):
-    lengths = torch.tensor([len(a) for a in audios])
-    speech = torch.zeros(len(audios), int(lengths.max()))
-    for i, a in enumerate(audios):
-        speech[i, : len(a)] = torch.from_numpy(a)
-    return speech, lengths
-
-
 @pytest.mark.parametrize("pad_to_30s", [False, True])
 @torch.no_grad()
 def test_shared_forward_equals_espnet_on_unpadded_input(tiny, pad_to_30s):
     """Equal lengths (nothing to mask): encoder outputs and decoder logits within 1e-4 of ESPnet's."""
     reference = espnet_reference(tiny.asr_model)
-    speech, lengths = padded([audio(1.3, 1), audio(1.3, 2)])
+    speech, lengths = pad_batch([audio(1.3, 1), audio(1.3, 2)])
     reference.encoder.do_pad_trim = pad_to_30s
     expected, expected_lengths, _ = reference.encoder(speech, lengths)
     got = WHISPER.encode(tiny.asr_model, speech, lengths, pad_to_30s)
@@ -69,7 +62,7 @@ def test_shared_forward_equals_espnet_on_unpadded_input(tiny, pad_to_30s):
 def test_training_loss_equals_espnet_on_unpadded_input(tiny):
     """ESPnetASRModel.forward (the training loss and its gradient path) through both forwards, to 1e-5."""
     reference = espnet_reference(tiny.asr_model)
-    speech, lengths = padded([audio(1.0, 3), audio(1.0, 4)])
+    speech, lengths = pad_batch([audio(1.0, 3), audio(1.0, 4)])
     text = torch.randint(0, 50000, (2, 5), generator=torch.Generator().manual_seed(1))
     text_lengths = torch.tensor([5, 3])
     text[1, 3:] = -1  # ESPnet pads targets with ignore_id
@@ -83,9 +76,9 @@ def test_batched_equals_alone_with_three_times_longer_neighbours(tiny):
     """An utterance padded to 3x its length in a batch: encoder outputs within 1e-4 on its frames, the
     same greedy tokens, as decoded alone (the unmasked forward fails both: see the control)."""
     short, long_a, long_b = audio(0.8, 5), audio(2.4, 6), audio(2.4, 7)
-    speech, lengths = padded([long_a, short, long_b])
+    speech, lengths = pad_batch([long_a, short, long_b])
     batched = WHISPER.encode(tiny.asr_model, speech, lengths, False)
-    alone = WHISPER.encode(tiny.asr_model, *padded([short]), False)
+    alone = WHISPER.encode(tiny.asr_model, *pad_batch([short]), False)
     n = int(alone.lengths[0])
     assert int(batched.lengths[1]) == n == 40
     torch.testing.assert_close(batched.features[1, :n], alone.features[0], atol=1e-4, rtol=1e-4)
@@ -101,7 +94,7 @@ def test_batched_equals_alone_with_three_times_longer_neighbours(tiny):
 
 @torch.no_grad()
 def test_tap_hands_the_states_after_block_k_and_changes_nothing_by_itself(tiny):
-    speech, lengths = padded([audio(1.0, 8), audio(0.6, 9)])
+    speech, lengths = pad_batch([audio(1.0, 8), audio(0.6, 9)])
     plain = WHISPER.encode(tiny.asr_model, speech, lengths, False, all_hidden=True)
     seen = []
     tapped = WHISPER.encode(tiny.asr_model, speech, lengths, False, tap=Tap(1, lambda h, n: seen.append((h, n))))
@@ -119,7 +112,7 @@ def test_tap_hands_the_states_after_block_k_and_changes_nothing_by_itself(tiny):
 def test_owsm_tap_matches_its_plain_forward():
     owsm = load_model("owsm_tiny_random")
     owsm.asr_model.eval()
-    speech, lengths = padded([audio(1.0, 10), audio(0.5, 11)])
+    speech, lengths = pad_batch([audio(1.0, 10), audio(0.5, 11)])
     plain = OWSM.encode(owsm.asr_model, speech, lengths, True, all_hidden=True)
     seen = []
     tapped = OWSM.encode(owsm.asr_model, speech, lengths, True, tap=Tap(1, lambda h, n: seen.append(h)))
