@@ -1,4 +1,6 @@
-"""Base models: the registry (registry.py), the CTranslate2 -> openai-whisper converter, ESPnet's Whisper
-classes for local checkpoints (whisper.py) and OWSM S2T models (owsm.py), and the file format of a fully
-fine-tuned registry model (finetuned.py). ESPnet is imported only through espnet_import.py, which
-silences its offline import noise."""
+"""Base models: the registry (registry.py), the model families that own each family's prompt, window,
+blocks, forward and decoding backend (family.py), the one masked Whisper forward with its language-ID
+tap (whisper_forward.py), the CTranslate2 -> openai-whisper converter, ESPnet's Whisper classes for local
+checkpoints (whisper.py) and OWSM S2T models (owsm.py), and the file format of a fully fine-tuned
+registry model (finetuned.py). ESPnet is imported only through espnet_import.py, which silences its
+offline import noise."""

@@ -151,3 +151,27 @@ def test_the_tap_routes_the_layers_above_it_in_the_same_pass(model):
     torch.testing.assert_close(got.features, expected.features, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(seen[0], bare.hidden[1], atol=0, rtol=0)
     assert not torch.allclose(got.features, bare.features, atol=1e-4)
+
+
+@torch.no_grad()
+def test_with_no_adapter_active_the_tapped_forward_is_the_plain_forward(model, whisper_tiny):
+    inject(model, ["whisper_all"], 2, 4, LANGS, layout=layout(model, "shared_below"))
+    randomize_adapters(model)
+    set_routing_weights(model, None)
+    speech, lengths, _ = whisper_inputs(batch=2)
+    lengths = torch.tensor([8000, 3000])
+    plain = WHISPER.encode(whisper_tiny.asr_model, speech, lengths, False)
+    tapped = WHISPER.encode(model, speech, lengths, False, tap=Tap(1, lambda h, n: set_language_routing(model, None)))
+    torch.testing.assert_close(tapped.features, plain.features, atol=0, rtol=0)
+
+
+def test_owsm_layouts_cut_at_its_encoder_blocks(owsm_tiny):
+    from espnet_ext.models.family import OWSM
+
+    model = owsm_tiny.asr_model
+    lower = tuple(OWSM.encoder_block_names(model)[:1])
+    assert lower == ("encoder.encoders.0",)
+    inject(model, ["owsm_attn"], 2, 4, LANGS, layout=BankLayout("shared_below", 1, lower))
+    assert shared_banks(model) and all(n.startswith("encoder.encoders.0.") for n in shared_banks(model))
+    assert any(n.startswith("encoder.encoders.1.") for n in language_banks(model))
+    assert any(n.startswith("decoder.") for n in language_banks(model))
