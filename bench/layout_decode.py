@@ -13,13 +13,12 @@ Prints per system: ms per utterance of both (median of --repeats after one warm-
 the tap row against system (a)'s tap row (the first --system), and how often the probe's decision was
 the utterance's language on these clips.
 
-Usage (after stages 1 and 3 of the recipe for the three layouts, and lid_probe on (a)'s base and (c)'s
-shared adapter):
+Usage (after stage 3 of the default (c) and of the per_language study config (a), and lid_probe on the
+bare base and on (c)'s shared adapter; README, "Bank layouts"):
     E=egs2/multilingual_lora/asr1/exp
-    .venv/bin/python bench/layout_decode.py --data_root egs2/multilingual_lora/asr1/data --per_lang 8 \
-        --system a=$E/whisper_base_all_r16:$E/whisper_base_lid_probe/layer3 \
-        --system b=$E/whisper_base_all_r16_above_tap:$E/whisper_base_lid_probe/layer3 \
-        --system c=$E/whisper_base_all_r16_shared_below:$E/whisper_base_all_r16_shared_below/lid_probe/layer3
+    .venv/bin/python bench/layout_decode.py --data_root egs2/multilingual_lora/asr1/data --per_lang 4 \
+        --system a=$E/whisper_base_all_r16_per_language:$E/whisper_base_lid_probe/layer3 \
+        --system c=$E/whisper_base_all_r16:$E/whisper_base_all_r16/lid_probe/layer3
 """
 import argparse
 import statistics

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from espnet_ext.fileio import atomic_open, atomic_write_text
+from espnet_ext.languages import LANGUAGES
 from espnet_ext.lid.features import PooledFeatures, label_indices, pooled_layer_features
 from espnet_ext.lid.probe import LinearProbe, choose_layer, scan_layers
 
@@ -103,7 +104,7 @@ def main(argv=None) -> None:
     if tap_layer is not None:
         for features in splits.values():
             features.layers = {tap_layer: features.layers[tap_layer]}
-    languages = sorted(set(splits["train"].langs), key=splits["train"].langs.index)
+    languages = [code for code in LANGUAGES if code in set(splits["train"].langs)]  # the table's order
     results = scan_layers(splits["train"], splits["dev"], splits["test"], languages, args.steps)
     chosen = choose_layer(results)
     table = _table(results, chosen)

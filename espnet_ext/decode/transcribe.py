@@ -112,13 +112,13 @@ def _by_tap(backend, speech, lengths, lid) -> Tuple[EncoderOutput, torch.Tensor,
     """A LID head on encoder block `lid.layer`'s states routes the blocks above and the decoder (argmax)."""
     model = backend.model
     layout = bank_info(model).layout
-    if list(lid.languages) != list(adapter_names(model)):
+    if sorted(lid.languages) != sorted(adapter_names(model)):
         raise ValueError(f"the LID head's languages {list(lid.languages)} are not the bank's adapters "
                          f"{list(adapter_names(model))}")
     decided = {}
 
     def route(hidden: torch.Tensor, frames: torch.Tensor) -> None:
-        decided["posteriors"] = lid(hidden, frames)
+        decided["posteriors"] = lid(hidden, frames)  # columns in the head's language order
         decided["chosen"] = _argmax(decided["posteriors"], lid.languages)
         set_language_routing(model, one_hot_weights(model, decided["chosen"]))
 

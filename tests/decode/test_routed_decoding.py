@@ -67,14 +67,16 @@ def test_adapters_change_the_output(routed_tiny):
 
 
 class RightHead:
-    """A LID head that knows the answer: one-hot posteriors of `truth`; records the states it saw."""
+    """A LID head that knows the answer: one-hot posteriors of `truth`; records the states it saw. Its
+    classes are in another order than the bank's adapters: routing maps them by name."""
 
     def __init__(self, layer, truth):
-        self.layer, self.languages, self.truth, self.seen = layer, tuple(LANGS), truth, []
+        self.layer, self.languages, self.truth, self.seen = layer, tuple(reversed(LANGS)), truth, []
 
     def __call__(self, hidden, lengths):
         self.seen.append(hidden)
-        return torch.nn.functional.one_hot(torch.tensor([LANGS.index(t) for t in self.truth]), len(LANGS)).float()
+        index = torch.tensor([self.languages.index(t) for t in self.truth])
+        return torch.nn.functional.one_hot(index, len(LANGS)).float()
 
 
 @pytest.mark.parametrize("kind, tap_layer, where", [("per_language", 0, "bare pass"),
