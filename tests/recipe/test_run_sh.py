@@ -35,6 +35,10 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     for lang in LANGS:
         config = json.loads((lora_exp / "adapters" / lang / "adapter_config.json").read_text(encoding="utf-8"))
         assert config["base_model"] == "whisper_base" and config["rank"] == 16
+        assert config["layout"] == {"kind": "shared_below", "tap_layer": 3}  # the default bank layout
+    shared = json.loads((lora_exp / "adapters" / "shared" / "adapter_config.json").read_text(encoding="utf-8"))
+    assert shared["language"] == "shared" and all(".blocks.0." in m or ".blocks.1." in m or ".blocks.2." in m
+                                                   for m in shared["modules"])
     for decode_dir in decode_dirs:
         lang = decode_dir.name.split("_")[2]
         hyps = (decode_dir / "text").read_text(encoding="utf-8").splitlines()
@@ -51,8 +55,9 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     assert it_scores["scores"]["it"]["cer"]["rate"] < 40  # Whisper base already reads espeak Italian fairly well
     results = (tmp_path / "exp" / "RESULTS.md").read_text(encoding="utf-8")
     assert all(f"| decode_test_{lang}_{routing} |" in results for lang in LANGS for routing in ("none", "oracle"))
-    # the experiments table: rank 16 on every attention projection and MLP of Whisper base is 2.16M per language
-    assert "| whisper_base_all_r16 | whisper_all | 16 | 2.16M | 8 | 1/1 |" in results
+    # the experiments table: rank 16 on every attention projection and MLP of Whisper base above the tap
+    # (encoder blocks 4-6 and the decoder) is 1.72M per language
+    assert "| whisper_base_all_r16 | whisper_all | 16 | 1.72M | 8 | 1/1 |" in results
 
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0
