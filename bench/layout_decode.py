@@ -35,7 +35,7 @@ from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.languages import LANGUAGES
-from espnet_ext.lid.probe import load_probe
+from espnet_ext.lid.heads import load_head
 from espnet_ext.lora.inject import bank_info
 from espnet_ext.models.registry import load_model
 
@@ -91,7 +91,7 @@ def main() -> None:
         model = load_model("whisper_base")
         load_adapters(model, Path(exp_dir) / "adapters")
         model.asr_model.eval()
-        lid = load_probe(lid_dir, model.name, model.fingerprint)
+        lid = load_head(lid_dir, model.name, model.fingerprint)
         backend = make_backend(model, pad_to_30s=False)
         oracle, _ = median_time(backend, clips, args.batch_size, None, args.repeats)
         tapped, chosen = median_time(backend, clips, args.batch_size, lid, args.repeats)

@@ -4,25 +4,33 @@
     local/show_results.py exp                # writes exp/RESULTS.md and prints it
     local/show_results.py exp --output RESULTS.md
 
-Two tables:
+Three tables:
 
 - Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stages 5
   and 6): targets, rank, trainable parameters per language (counted in the exported
   adapter files; for `--finetune full`, every weight of the model), training size, epochs, training time (ESPnet's per-epoch train + valid times, so a
   resumed run counts every epoch once) and dev WER / CER per language. This is the table the rank,
   targets and augmentation ablations are read from.
+- Routing: per trained exp dir and test set, one row per routing decoded there (and the zero-shot base
+  on the same set): WER / CER per language, the relative WER change against oracle routing with a
+  bootstrap 95% confidence interval (utterances resampled, both systems paired), the share of
+  utterances routed to their true language, and decode milliseconds per utterance (the decode jobs'
+  own time over their utterances, one thread each).
 - Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
   CER in percent and the counts behind them, so it can be checked against the decode dirs' result.txt.
 """
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
+from espnet_ext.routing.routers import ROUTINGS
+from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
 from espnet_ext.scoring.report import format_rate
 
 TEXT_COLUMNS = ("model", "decode", "test set", "lang")
@@ -111,6 +119,71 @@ def experiments_table(exp_dir: Path) -> List[str]:
     ]
 
 
+def _decode_ms_per_utt(decode_dir: Path) -> Optional[float]:
+    """Sum over the decode jobs' logs of "decoded N utterances in S s": 1000 S / N."""
+    utts = seconds = 0.0
+    for log_file in decode_dir.glob("log/decode.*.log"):
+        for match in re.finditer(r"decoded (\d+) utterances in ([\d.]+) s", log_file.read_text(encoding="utf-8")):
+            utts, seconds = utts + int(match.group(1)), seconds + float(match.group(2))
+    return 1000 * seconds / utts if utts else None
+
+
+def _routing_accuracy(decode_dir: Path, scores: Dict) -> Optional[float]:
+    """Share of utterances whose routed language (lid.json) is their true one (utt2lang)."""
+    lid_file = decode_dir / "lid.json"
+    if not lid_file.is_file() or "utterances" not in scores:
+        return None
+    lid = json.loads(lid_file.read_text(encoding="utf-8"))
+    truth = {u: v["lang"] for u, v in scores["utterances"].items()}
+    return sum(lid[u]["lang"] == lang for u, lang in truth.items() if u in lid) / max(1, len(truth))
+
+
+def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str]) -> List[str]:
+    rows = []
+    for name, decode_dir in systems:
+        scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))
+        cells = [name]
+        for lang in langs + ["all"]:
+            s = scores["scores"].get(lang)
+            if s is None:
+                cells += ["", ""]
+                continue
+            cells.append(f"{format_rate(s['wer'])} / {format_rate(s['cer'])}")
+            if name == "oracle" or "utterances" not in scores or "utterances" not in oracle:
+                cells.append("")
+                continue
+            change, low, high = bootstrap_relative_change(
+                *paired_errors(scores["utterances"], oracle["utterances"], None if lang == "all" else lang))
+            cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
+        accuracy, ms = _routing_accuracy(decode_dir, scores), _decode_ms_per_utt(decode_dir)
+        cells += ["" if accuracy is None else f"{100 * accuracy:.1f}", "" if ms is None else f"{ms:.0f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def routing_table(exp_dir: Path) -> List[str]:
+    """The Routing tables (module docstring), one per trained exp dir and test set with an oracle decode."""
+    lines = []
+    order = {name: i for i, name in enumerate(ROUTINGS)}
+    for oracle_dir in sorted(exp_dir.glob("*/decode_test_*_oracle")):
+        if not (oracle_dir / "scores.json").is_file():
+            continue
+        test_set = oracle_dir.name[len("decode_"):-len("_oracle")]
+        oracle = json.loads((oracle_dir / "scores.json").read_text(encoding="utf-8"))
+        systems = [(d.name[len(f"decode_{test_set}_"):], d) for d in oracle_dir.parent.glob(f"decode_{test_set}_*")
+                   if (d / "scores.json").is_file() and d.name[len(f"decode_{test_set}_"):] in ROUTINGS]
+        systems.sort(key=lambda system: order[system[0]])
+        zeroshot = sorted(exp_dir.glob(f"*_zeroshot/decode_{test_set}_none"))
+        systems = [("none (zero-shot)", d) for d in zeroshot if (d / "scores.json").is_file()] + systems
+        langs = [lang for lang in oracle["scores"] if lang != "all"]
+        columns = ["routing"] + [c for lang in langs + ["all"] for c in (f"{lang} WER / CER", f"{lang} WER vs oracle")]
+        lines += [f"## Routing: {oracle_dir.parent.name} on {test_set}", "",
+                  "| " + " | ".join(columns + ["routed to true lang %", "ms/utt"]) + " |",
+                  "|---|" + "---:|" * (len(columns) + 1),
+                  *_routing_rows(oracle, systems, langs), ""]
+    return lines
+
+
 def markdown(exp_dir: Path) -> str:
     """RESULTS.md for every scored decode dir under `exp_dir`, sorted by model then decode dir."""
     paths = sorted(exp_dir.glob("*/decode_*/scores.json"))
@@ -123,6 +196,7 @@ def markdown(exp_dir: Path) -> str:
         "espnet_ext.scoring.normalize; details in each decode dir's result.txt).",
         "",
         *experiments_table(exp_dir),
+        *routing_table(exp_dir),
         "## Every decode",
         "",
         "| " + " | ".join(TEXT_COLUMNS + NUMBER_COLUMNS) + " |",

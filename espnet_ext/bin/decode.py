@@ -24,6 +24,7 @@ import torch
 from espnet_ext.bin.cli import parse_args_with_config, save_resolved_args, str2bool
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, merge_jobs
+from espnet_ext.routing.routers import ROUTINGS, make_router
 
 log = logging.getLogger("decode")
 
@@ -40,12 +41,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=["oracle", "detect"], default="oracle",
                    help="with --routing none: force each utterance's language from utt2lang, or let the "
                         "model detect it")
-    p.add_argument("--routing", choices=["none", "oracle", "hard"], default="none",
-                   help="none: base model only; oracle: the adapter of utt2lang's language; hard (baseline): the "
-                        "adapter of the language the bare base's own language token picks on the 30 s window "
-                        "(argmax; lid.json records the source)")
+    p.add_argument("--routing", choices=list(ROUTINGS), default="none",
+                   help="; ".join(f"{k.name}: {k.help}" for k in ROUTINGS.values()) + " (lid.json records the source)")
     p.add_argument("--adapter_dir", type=Path, default=None,
                    help="<exp>/adapters holding <lang>/{adapter_config.json,adapter_model.safetensors}")
+    p.add_argument("--lid_dir", type=Path, default=None,
+                   help="a LID head (lid_config.json + lid_model.safetensors, stage 4) for the routings that "
+                        "read the tap: " + ", ".join(k.name for k in ROUTINGS.values() if k.source == "lid_head"))
+    p.add_argument("--temperature", type=float, default=1.0, help="soft routing: w = softmax(log p / T)")
+    p.add_argument("--tau", type=float, default=0.9, help="threshold routing: hard when the top posterior >= tau")
+    p.add_argument("--top_k", type=int, default=2, help="threshold routing: adapters mixed below tau")
+    p.add_argument("--min_confidence", type=float, default=0.0,
+                   help="LID routings: below this top posterior, decode with the base model (0: never)")
     p.add_argument("--finetuned_dir", type=Path, default=None,
                    help="<exp>/full_model of a --finetune full training, holding model_config.json and "
                         "model.safetensors: decode that model instead of the base (with --routing none)")
@@ -78,6 +85,21 @@ def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
     layout = configs[langs[0]].get("layout", {}).get("kind", "per_language")
     log.info("loaded LoRA adapters %s from %s (layout %s)", ", ".join(configs), adapter_dir, layout)
     return list(configs.values())
+
+
+def load_lid_head(model, lid_dir: Optional[Path]):
+    """The LID head in `lid_dir`, checked against the base `model`."""
+    from espnet_ext.lid.heads import LIDFileError, load_head
+
+    if lid_dir is None:
+        raise SystemExit("decode.py: this --routing reads a LID head on the tap; give --lid_dir <exp>/lid/<head> "
+                         "(stage 4 trains it)")
+    try:
+        head = load_head(lid_dir, model.name, model.fingerprint)
+    except LIDFileError as e:
+        raise SystemExit(f"decode.py: {e}") from None
+    log.info("loaded LID head %s (%s on encoder layer %d, %s)", lid_dir, head.kind, head.layer, ", ".join(head.languages))
+    return head.to(next(model.asr_model.parameters()).device)
 
 
 def load_finetuned_model(model, finetuned_dir: Path) -> Dict[str, Any]:
@@ -136,18 +158,21 @@ def main(argv=None) -> None:
     if args.finetuned_dir is not None:
         trained_configs.append(load_finetuned_model(model, args.finetuned_dir))
     args.pad_to_30s = input_window(args.pad_to_30s, trained_configs)
+    source = ROUTINGS[args.routing].source
+    lid = load_lid_head(model, args.lid_dir) if source == "lid_head" else None
+    router = make_router(args.routing, args.temperature, args.tau, args.top_k, args.min_confidence)
     model.asr_model.eval()
     log.info("loaded %s in %.1f s", args.model, time.time() - start)
     options = DecodeOptions(
         search=SearchConfig(beam_size=args.beam_size, max_tokens=args.max_tokens),
         batch_size=args.batch_size,
         pad_to_30s=args.pad_to_30s,
-        detect_language=args.routing == "hard" or (args.routing == "none" and args.language == "detect"),
+        detect_language=source in ("language_token", "lid_head") or (source == "none" and args.language == "detect"),
     )
     save_resolved_args(args, args.out_dir / "decode_args.yaml")
     job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
     start = time.time()
-    n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj)
+    n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router)
     log.info("decoded %d utterances in %.1f s -> %s", n, time.time() - start, job_dir)
 
 

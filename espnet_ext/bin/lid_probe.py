@@ -27,7 +27,7 @@ import torch
 from espnet_ext.fileio import atomic_open, atomic_write_text
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.lid.features import PooledFeatures, label_indices, pooled_layer_features
-from espnet_ext.lid.probe import LinearProbe, choose_layer, scan_layers
+from espnet_ext.lid.probe import choose_layer, fit_probe, scan_layers
 
 log = logging.getLogger("lid_probe")
 
@@ -64,15 +64,14 @@ def _tap_layer_of(loaded, adapter_dir: Optional[Path]) -> Optional[int]:
     if adapter_dir is None:
         return None
     from espnet_ext.bin.decode import load_adapters
-    from espnet_ext.lora.inject import bank_info, set_language_routing, set_shared_adapter
+    from espnet_ext.lora.inject import bank_info, route_for_tap
 
     load_adapters(loaded, adapter_dir)
     layout = bank_info(loaded.asr_model).layout
     if layout.kind != "shared_below":
         raise SystemExit(f"lid_probe.py: the bank in {adapter_dir} has layout {layout.kind}; only shared_below "
                          "changes what the tap sees (probe the bare base without --adapter_dir)")
-    set_language_routing(loaded.asr_model, None)
-    set_shared_adapter(loaded.asr_model, True)
+    route_for_tap(loaded.asr_model)
     return layout.tap_layer
 
 
@@ -114,8 +113,7 @@ def main(argv=None) -> None:
          "accuracy": {str(k): v for k, v in sorted(results.items())}}, indent=1) + "\n")
     atomic_write_text(args.out_dir / "scan.md", table)
     x = splits["train"].layers[chosen]
-    probe = LinearProbe(chosen, languages, x.shape[1]).fit(x, label_indices(splits["train"].langs, languages),
-                                                           steps=args.steps)
+    probe = fit_probe(chosen, languages, x, label_indices(splits["train"].langs, languages), steps=args.steps)
     probe.save(args.out_dir / f"layer{chosen}", {"base_model": loaded.name, "base_fingerprint": loaded.fingerprint,
                                                  "adapter_dir": str(args.adapter_dir) if args.adapter_dir else None,
                                                  "train_dir": str(args.train_dir), "steps": args.steps})

@@ -3,11 +3,14 @@
 
     python -m espnet_ext.bin.recipe_info langs --lang all     # -> "hi pa te it"
     python -m espnet_ext.bin.recipe_info threads --nj 2       # torch threads per job on this machine
+    python -m espnet_ext.bin.recipe_info routings --routings "none oracle hard"   # checked; "all" expanded
+    python -m espnet_ext.bin.recipe_info routing_source --routing soft            # -> lid_head
 """
 import argparse
 import os
 
 from espnet_ext.languages import LANGUAGES, get_language
+from espnet_ext.routing.routers import ROUTINGS
 
 
 def langs(lang: str) -> str:
@@ -20,14 +23,32 @@ def threads(nj: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, nj))
 
 
+def routings(names: str) -> str:
+    """The `--routings` list checked against the registry; `all` = every routing, registry order."""
+    wanted = list(ROUTINGS) if names.strip() == "all" else names.split()
+    unknown = [n for n in wanted if n not in ROUTINGS]
+    if unknown:
+        raise ValueError(f"unknown routing(s) {unknown}; the routings are {', '.join(ROUTINGS)} (or all)")
+    return " ".join(wanted)
+
+
+def routing_source(name: str) -> str:
+    """Where routing `name`'s posteriors come from: none | utt2lang | language_token | lid_head."""
+    return ROUTINGS[routings(name)].source
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="question", required=True)
     sub.add_parser("langs").add_argument("--lang", required=True)
     sub.add_parser("threads").add_argument("--nj", type=int, required=True)
+    sub.add_parser("routings").add_argument("--routings", required=True)
+    sub.add_parser("routing_source").add_argument("--routing", required=True)
     args = p.parse_args(argv)
+    answer = {"langs": lambda: langs(args.lang), "threads": lambda: threads(args.nj),
+              "routings": lambda: routings(args.routings), "routing_source": lambda: routing_source(args.routing)}
     try:
-        print(langs(args.lang) if args.question == "langs" else threads(args.nj))
+        print(answer[args.question]())
     except ValueError as e:
         raise SystemExit(f"recipe: {e}")
 

@@ -3,13 +3,15 @@
 One batch = one encoder pass, then one batched beam search. Utterances are sorted by duration before
 batching so that real-length batches carry little padding (the forward masks it, so a transcript never
 depends on its batch). With LoRA adapters loaded, each utterance goes through the adapter(s) of its
-language, decided in one of three ways, recorded per utterance in lid.json ("source"):
+language, decided in one of three ways, recorded per utterance in lid.json ("source", with the
+posteriors and the routing weights):
 
 - forced (`utt2lang`, oracle routing): the routing is set before the pass;
 - a language-ID head on the encoder's tap (`lid`, anything with `layer`, `languages` and
-  `__call__(hidden, lengths) -> posteriors`): with a bank of layout above_tap or shared_below it
-  decides inside the pass, between encoder block k and k+1; with per_language it needs a bare pass of
-  the first k blocks first (those blocks hold adapters too);
+  `__call__(hidden, lengths) -> posteriors`), whose posteriors a router (espnet_ext.routing) turns
+  into weights: with a bank of layout above_tap or shared_below it decides inside the pass, between
+  encoder block k and k+1; with per_language it needs a bare pass of the first k blocks first (those
+  blocks hold adapters too);
 - Whisper's (or OWSM's) own language token, the baseline: a bare-base pass on the 30 s window, where
   the base is at its best, then the routed pass at the length the adapters were trained on.
 """
@@ -32,13 +34,14 @@ from espnet_ext.lora.inject import (
     adapter_names,
     bank_info,
     banks,
-    one_hot_weights,
     reorder_routing_weights,
+    route_for_tap,
     set_language_routing,
     set_routing_weights,
     set_shared_adapter,
 )
 from espnet_ext.models.whisper_forward import EncoderOutput, Tap
+from espnet_ext.routing.routers import HardRouter, Router, Routing, bank_weights
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class Hypothesis:
     text: str
     lang: str
     lang_posteriors: Dict[str, float]
+    weights: Dict[str, float]  # the routing's weight per language (a zero row: the base model)
     source: str  # where `lang` and the posteriors came from
 
 
@@ -83,92 +87,94 @@ def _own_language_id(backend, encoded: EncoderOutput, candidates: Sequence[str])
         return backend.language_posteriors(state, candidates)
 
 
-def _forced(backend, speech, lengths, langs) -> Tuple[EncoderOutput, torch.Tensor, List[str], str]:
-    model = backend.model
+def _forced(backend, speech, lengths, langs) -> Tuple[EncoderOutput, torch.Tensor, Routing, str]:
+    model, candidates = backend.model, list(LANGUAGES)
+    routing = Routing(torch.stack([torch.tensor([float(c == lang) for c in candidates]) for lang in langs]), list(langs))
     if banks(model):
-        set_routing_weights(model, one_hot_weights(model, langs))
+        set_routing_weights(model, bank_weights(routing, candidates, adapter_names(model)))
     encoded = backend.encode(speech, lengths)
-    posteriors = _own_language_id(backend, encoded, list(LANGUAGES))
-    return encoded, posteriors, list(langs), "utt2lang (posteriors: the model's own language token, same pass)"
+    posteriors = _own_language_id(backend, encoded, candidates)
+    return encoded, posteriors, routing, "utt2lang (posteriors: the model's own language token, same pass)"
 
 
-def _by_language_token(backend, speech, lengths) -> Tuple[EncoderOutput, torch.Tensor, List[str], str]:
-    """The model's own language token; with adapters, on a bare-base 30 s pass before the routed one."""
+def _by_language_token(backend, speech, lengths) -> Tuple[EncoderOutput, torch.Tensor, Routing, str]:
+    """The model's own language token, argmax; with adapters, on a bare-base 30 s pass before the routed one."""
     model, candidates = backend.model, list(LANGUAGES)
     if not banks(model):
         encoded = backend.encode(speech, lengths)
         posteriors = _own_language_id(backend, encoded, candidates)
         window = "30 s window" if backend.pad_to_30s else "real length"
-        return encoded, posteriors, _argmax(posteriors, candidates), f"the model's own language token ({window})"
+        return encoded, posteriors, HardRouter()(posteriors, candidates), f"the model's own language token ({window})"
     set_routing_weights(model, None)
     posteriors = _own_language_id(backend, backend.encode(speech, lengths, pad_to_30s=True), candidates)
-    chosen = _argmax(posteriors, candidates)
-    set_routing_weights(model, one_hot_weights(model, chosen))
+    routing = HardRouter()(posteriors, candidates)
+    set_routing_weights(model, bank_weights(routing, candidates, adapter_names(model)))
     source = "the bare base's own language token on the 30 s window (a separate pass), argmax"
-    return backend.encode(speech, lengths), posteriors, chosen, source
+    return backend.encode(speech, lengths), posteriors, routing, source
 
 
-def _by_tap(backend, speech, lengths, lid) -> Tuple[EncoderOutput, torch.Tensor, List[str], str]:
-    """A LID head on encoder block `lid.layer`'s states routes the blocks above and the decoder (argmax)."""
+def _by_tap(backend, speech, lengths, lid, router: Router) -> Tuple[EncoderOutput, torch.Tensor, List[str], str]:
+    """A LID head on encoder block `lid.layer`'s states; `router` turns its posteriors into the weights of
+    the blocks above and the decoder, and the language token."""
     model = backend.model
-    layout = bank_info(model).layout
-    if sorted(lid.languages) != sorted(adapter_names(model)):
-        raise ValueError(f"the LID head's languages {list(lid.languages)} are not the bank's adapters "
-                         f"{list(adapter_names(model))}")
+    layout, bank_languages = bank_info(model).layout, adapter_names(model)
+    missing = sorted(set(bank_languages) - set(lid.languages))
+    if missing:
+        raise ValueError(f"the LID head's languages {list(lid.languages)} lack the bank's adapters {missing}")
     decided = {}
 
     def route(hidden: torch.Tensor, frames: torch.Tensor) -> None:
         decided["posteriors"] = lid(hidden, frames)  # columns in the head's language order
-        decided["chosen"] = _argmax(decided["posteriors"], lid.languages)
-        set_language_routing(model, one_hot_weights(model, decided["chosen"]))
+        decided["routing"] = router(decided["posteriors"], lid.languages)
+        set_language_routing(model, bank_weights(decided["routing"], lid.languages, bank_languages))
 
     set_language_routing(model, None)
+    how = f"LID head on encoder layer {lid.layer}, router {router.name}"
     if layout.kind == "per_language":  # the blocks below the tap are routed too: decide on a bare pass
         set_shared_adapter(model, False)
         backend.encode(speech, lengths, tap=Tap(lid.layer, route, stop=True))
-        source = f"LID head on encoder layer {lid.layer} of a bare pass (layout per_language), argmax"
-        return backend.encode(speech, lengths), decided["posteriors"], decided["chosen"], source
-    if lid.layer != layout.tap_layer:
-        raise ValueError(f"the LID head reads encoder layer {lid.layer} but the bank's layout {layout.kind} "
-                         f"taps layer {layout.tap_layer}")
-    set_shared_adapter(model, True)
-    encoded = backend.encode(speech, lengths, tap=Tap(lid.layer, route))
-    source = f"LID head on encoder layer {lid.layer}, inside the pass (layout {layout.kind}), argmax"
-    return encoded, decided["posteriors"], decided["chosen"], source
-
-
-def _argmax(posteriors: torch.Tensor, candidates: Sequence[str]) -> List[str]:
-    return [candidates[i] for i in posteriors.argmax(-1).tolist()]
+        encoded, source = backend.encode(speech, lengths), f"{how}, on a bare pass first (layout per_language)"
+    else:
+        if lid.layer != layout.tap_layer:
+            raise ValueError(f"the LID head reads encoder layer {lid.layer} but the bank's layout {layout.kind} "
+                             f"taps layer {layout.tap_layer}")
+        route_for_tap(model)
+        encoded = backend.encode(speech, lengths, tap=Tap(lid.layer, route))
+        source = f"{how}, inside the pass (layout {layout.kind})"
+    return encoded, decided["posteriors"], decided["routing"], source
 
 
 @torch.no_grad()
 def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Optional[str]], config: SearchConfig,
-                     lid=None) -> List[Hypothesis]:
+                     lid=None, router: Optional[Router] = None) -> List[Hypothesis]:
     """Transcribe one batch; `langs[i]` forces utterance i's language; None for all lets `lid` (a head
-    on the tap) or else the model's own language token decide (module docstring)."""
+    on the tap, its posteriors turned into weights by `router`, hard by default) or else the model's own
+    language token decide (module docstring)."""
     speech, lengths = pad_batch(audios)
     device = next(backend.model.parameters()).device
     speech, lengths = speech.to(device), lengths.to(device)
+    candidates = list(LANGUAGES)
     if all(langs):
-        encoded, posteriors, chosen, source = _forced(backend, speech, lengths, langs)
+        encoded, posteriors, routing, source = _forced(backend, speech, lengths, langs)
     elif any(langs):
         raise ValueError("force every utterance's language of a batch or none of them")
     elif lid is not None:
-        encoded, posteriors, chosen, source = _by_tap(backend, speech, lengths, lid)
+        encoded, posteriors, routing, source = _by_tap(backend, speech, lengths, lid, router or HardRouter())
+        candidates = list(lid.languages)
     else:
-        encoded, posteriors, chosen, source = _by_language_token(backend, speech, lengths)
-    candidates = list(lid.languages) if lid is not None and not all(langs) else list(LANGUAGES)
+        encoded, posteriors, routing, source = _by_language_token(backend, speech, lengths)
     routed = bool(banks(backend.model))
     budgets = token_budget([n / SAMPLE_RATE for n in lengths.tolist()], config)
     with backend.state(encoded) as state:
         search_state = _RoutedState(state, backend.model) if routed else state
         if config.beam_size > 1:
             search_state.reorder(torch.arange(len(audios)).repeat_interleave(config.beam_size))
-        prompts = [backend.prompt(lang) for lang in chosen]
+        prompts = [backend.prompt(lang) for lang in routing.langs]
         tokens = beam_search(search_state, prompts, backend.eot, backend.suppress, budgets, config)
     return [
-        Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)), source)
-        for t, lang, p in zip(tokens, chosen, posteriors.float().cpu().tolist())
+        Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)), dict(zip(candidates, w)), source)
+        for t, lang, p, w in zip(tokens, routing.langs, posteriors.float().cpu().tolist(),
+                                 routing.weights.float().cpu().tolist())
     ]
 
 
@@ -181,7 +187,7 @@ def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> List[str]:
 
 
 def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions, job: int = 1, nj: int = 1,
-                    lid=None) -> int:
+                    lid=None, router: Optional[Router] = None) -> int:
     """Decode this job's share of `data_dir` into `out_dir/{text,lid.json}`; returns #utterances."""
     utterances = {u.utt_id: u for u in read_data_dir(data_dir)}
     utt_ids = job_slice(sorted(utterances), job, nj)
@@ -193,9 +199,10 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
         utts = [utterances[u] for u in batch]
         audios = [utterance_audio(u) for u in utts]
         langs = [None if options.detect_language else u.lang for u in utts]
-        for utt, hyp in zip(batch, transcribe_batch(backend, audios, langs, options.search, lid)):
+        for utt, hyp in zip(batch, transcribe_batch(backend, audios, langs, options.search, lid, router)):
             texts[utt] = hyp.text
-            decisions[utt] = {"lang": hyp.lang, "posteriors": hyp.lang_posteriors, "source": hyp.source}
+            decisions[utt] = {"lang": hyp.lang, "posteriors": hyp.lang_posteriors, "weights": hyp.weights,
+                              "source": hyp.source}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "text", "".join(f"{u} {texts[u]}\n" for u in sorted(texts)))
     atomic_write_text(out_dir / "lid.json", json.dumps({u: decisions[u] for u in sorted(decisions)},

@@ -1,9 +1,13 @@
 """espnet_ext.lid: language identification on the encoder's tap.
 
-- `features`: an encoder layer's states mean-pooled over each utterance's valid frames (the same masked
-  forward decoding runs);
-- `probe`: a linear probe per encoder layer, which picks the tap layer of a bank layout and is itself a
-  head the tap can route with (saved as lid_config.json + lid_model.safetensors).
+- `features`: an encoder layer's states, mean-pooled per utterance (the layer scan) or frame by frame at
+  the tap (cached as Kaldi matrices), from the same masked forward decoding runs;
+- `heads`: the five heads (linear, mlp, cnn, bilstm, asp) and their files (lid_config.json +
+  lid_model.safetensors);
+- `train`: balanced, cropped training with selection on dev, and the evaluation a report needs;
+- `probe`: a linear probe per encoder layer, which picks the tap layer of a bank layout;
+- `report`: the confusion matrix and reliability plots.
 
-Nothing here knows of adapters: a head maps hidden states to posteriors over its languages.
+Nothing here knows of adapters: a head maps hidden states to posteriors over its languages; turning
+posteriors into adapter weights is espnet_ext.routing's.
 """

@@ -1,4 +1,5 @@
-"""Language-ID features: an encoder's hidden states, mean-pooled over each utterance's valid frames.
+"""Language-ID features: an encoder's hidden states, mean-pooled over each utterance's valid frames (the
+layer scan), or frame by frame at the tap (the heads, cached as Kaldi matrices).
 
 The states come from the model family's one masked forward (espnet_ext.models.family), the pass
 decoding runs, so a head trained on them sees at decoding time exactly what it was trained on; the
@@ -14,7 +15,8 @@ from tqdm import tqdm
 
 from espnet_ext.data.audio import pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
-from espnet_ext.models.whisper_forward import frame_mask
+from espnet_ext.fileio import atomic_write_text
+from espnet_ext.models.whisper_forward import Tap, frame_mask
 
 
 def mean_pool(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -56,3 +58,60 @@ def label_indices(langs: Sequence[str], languages: Sequence[str]) -> np.ndarray:
     if unknown:
         raise ValueError(f"utterances in {unknown}, which the LID head's classes {list(languages)} lack")
     return np.array([list(languages).index(lang) for lang in langs])
+
+
+@dataclass
+class FrameFeatures:
+    """The tap's states, frame by frame, for the utterances of a data dir (what the heads train on)."""
+
+    utt_ids: List[str]
+    langs: List[str]
+    durations: np.ndarray  # seconds of audio behind each utterance (crops are cut in seconds)
+    frames: List[np.ndarray]  # per utterance [valid frames, width] float32
+
+    def subset(self, index: Sequence[int]) -> "FrameFeatures":
+        index = list(index)
+        return FrameFeatures([self.utt_ids[i] for i in index], [self.langs[i] for i in index],
+                             self.durations[index], [self.frames[i] for i in index])
+
+
+@torch.no_grad()
+def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_30s: bool = False) -> FrameFeatures:
+    """The states after encoder block `layer` of `loaded` (in its current routing state: a shared adapter
+    below the tap counts when the caller has turned it on) for every utterance of `data_dir`, valid
+    frames only; each pass stops at the tap."""
+    utterances = sorted(read_data_dir(data_dir), key=lambda u: -u.duration)
+    device = next(loaded.asr_model.parameters()).device
+    frames: List[np.ndarray] = []
+    for start in tqdm(range(0, len(utterances), batch_size), desc=f"LID frames {Path(data_dir).name}", unit="batch"):
+        batch = utterances[start : start + batch_size]
+        speech, lengths = pad_batch([utterance_audio(u) for u in batch])
+        out = loaded.family.encode(loaded.asr_model, speech.to(device), lengths.to(device), pad_to_30s,
+                                   tap=Tap(layer, stop=True))
+        frames += [out.tapped[i, :n].float().cpu().numpy() for i, n in enumerate(out.lengths.tolist())]
+    return FrameFeatures([u.utt_id for u in utterances], [u.lang for u in utterances],
+                         np.array([u.duration for u in utterances]), frames)
+
+
+def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8) -> FrameFeatures:
+    """`tap_frames`, extracted once into `cache_dir/` as Kaldi compressed matrices (kaldiio `feats.ark`,
+    `feats.scp`, written last, so a killed extraction is redone) + `utt2lang` + `utt2dur`; a rerun, and
+    this call itself, read the cache (training sees what every rerun sees)."""
+    import kaldiio
+
+    scp = cache_dir / "feats.scp"
+    if not scp.is_file():
+        features = tap_frames(loaded, data_dir, layer, batch_size)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        kaldiio.save_ark(str(cache_dir / "feats.ark"), dict(zip(features.utt_ids, features.frames)),
+                         scp=str(cache_dir / "feats.scp.tmp"), compression_method=2)
+        atomic_write_text(cache_dir / "utt2lang", "".join(f"{u} {x}\n" for u, x in zip(features.utt_ids, features.langs)))
+        atomic_write_text(cache_dir / "utt2dur", "".join(f"{u} {d:.3f}\n" for u, d in zip(features.utt_ids, features.durations)))
+        (cache_dir / "feats.scp.tmp").rename(scp)
+    table = {name: dict(line.split() for line in (cache_dir / name).read_text(encoding="utf-8").splitlines())
+             for name in ("utt2lang", "utt2dur")}
+    with kaldiio.ReadHelper(f"scp:{scp}") as reader:
+        items = [(utt, np.asarray(matrix, dtype=np.float32)) for utt, matrix in reader]
+    utts = [u for u, _ in items]
+    return FrameFeatures(utts, [table["utt2lang"][u] for u in utts],
+                         np.array([float(table["utt2dur"][u]) for u in utts]), [m for _, m in items])

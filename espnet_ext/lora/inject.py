@@ -315,6 +315,13 @@ def set_routing_weights(model: nn.Module, weights: Optional[torch.Tensor]) -> No
     set_shared_adapter(model, weights is not None)
 
 
+def route_for_tap(model: nn.Module) -> None:
+    """The state the blocks below a LID tap run in while the routing is undecided: language adapters off,
+    the shared adapter (layout shared_below) on. What a head is trained on and what it sees decoding."""
+    set_language_routing(model, None)
+    set_shared_adapter(model, True)
+
+
 def _adapter_index(model: nn.Module, name: str) -> int:
     order = adapter_names(model)
     if name not in order:

@@ -5,7 +5,9 @@ Layout written into the decode dir (word trn files at the top, as the rest of th
     ref.trn, hyp.trn                     normalised words, ids `<speaker>-<uttid>`
     score_wer/result.txt                 sclite's full word report (per-speaker summary, every alignment)
     score_cer/{ref,hyp}.trn, result.txt  the same in characters
-    scores.json                          WER/CER with sub/del/ins/N, overall ("all") and per language
+    scores.json                          WER/CER with sub/del/ins/N, overall ("all") and per language;
+                                         per utterance its language, errors and tokens (for paired
+                                         comparisons between systems)
     result.txt                           the summary table, pointers to the above, and the word
                                          alignment of every utterance with an error, by language
 
@@ -178,6 +180,10 @@ def score_decode_dir(
         "hyp_text": str(hyp_text),
         "missing_hypotheses": missing,
         "scores": _summaries(utts, words, chars),
+        "utterances": {u.uttid: {"lang": u.lang, "word_errors": words.utterances[u.key].errors,
+                                 "words": words.utterances[u.key].ref_tokens,
+                                 "char_errors": chars.utterances[u.key].errors,
+                                 "chars": chars.utterances[u.key].ref_tokens} for u in utts},
     }
     atomic_write_text(decode_dir / "scores.json", json.dumps(scores, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(decode_dir / "result.txt", format_result(scores, utts, words))

@@ -55,3 +55,33 @@ def test_output_option_and_errors(tmp_path):
     (exp / "m/decode_x/scores.json").unlink()
     assert show_results(str(exp), "--output", str(tmp_path / "R.md")).returncode == 0
     assert "| m | decode_y | dev | all | 3 | 10 | 1.00 | 50 | 0.50 |" in (tmp_path / "R.md").read_text()
+
+
+def write_routed(decode_dir: Path, errors: dict, routed: dict, seconds: float):
+    """A scored decode of test_all: per-utterance errors (10 words each), lid.json, one decode log."""
+    truth = {"u1": "hi", "u2": "hi", "u3": "te", "u4": "te"}
+    write_scores(decode_dir, "test_all", {"hi": (2, 0.0, 0.0), "te": (2, 0.0, 0.0), "all": (4, 0.0, 0.0)})
+    scores = json.loads((decode_dir / "scores.json").read_text())
+    scores["utterances"] = {u: {"lang": truth[u], "word_errors": e, "words": 10, "char_errors": e, "chars": 50}
+                            for u, e in errors.items()}
+    (decode_dir / "scores.json").write_text(json.dumps(scores))
+    (decode_dir / "lid.json").write_text(json.dumps({u: {"lang": lang} for u, lang in routed.items()}))
+    (decode_dir / "log").mkdir()
+    (decode_dir / "log/decode.1.log").write_text(f"x decode INFO decoded 4 utterances in {seconds} s -> y\n")
+
+
+def test_routing_table_compares_each_routing_with_oracle(tmp_path):
+    exp = tmp_path / "exp" / "whisper_base_all_r16"
+    truth = {"u1": "hi", "u2": "hi", "u3": "te", "u4": "te"}
+    write_routed(exp / "decode_test_all_oracle", {"u1": 2, "u2": 2, "u3": 1, "u4": 1}, truth, 2.0)
+    write_routed(exp / "decode_test_all_hard", {"u1": 2, "u2": 4, "u3": 1, "u4": 1}, {**truth, "u2": "pa"}, 2.4)
+    out = show_results(str(tmp_path / "exp"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    start = lines.index("## Routing: whisper_base_all_r16 on test_all")
+    header, _, oracle, hard = lines[start + 2 : start + 6]
+    assert header.startswith("| routing | hi WER / CER | hi WER vs oracle |")
+    assert oracle.startswith("| oracle |") and oracle.endswith("| 100.0 | 500 |")
+    assert hard.startswith("| hard |") and hard.endswith("| 75.0 | 600 |")
+    assert "| +50.0% [" in hard  # hi: 6 errors against oracle's 4
+    assert "| +0.0% [+0.0, +0.0] |" in hard  # te: identical

@@ -33,15 +33,21 @@ lora_rank=16           # 8|16|32|64: picks conf/tuning/train_lora_<model>_r<rank
 train_config=          # empty: conf/tuning/train_lora_<model>_r<lora_rank>.yaml (full: train_full_<model>.yaml)
 train_args=            # extra options for espnet_ext.bin.train_lora (any ESPnet option too)
 tag=                   # optional suffix of the experiment name
+# Stage 4: LID heads on the bank's tap (<train_exp>/lid/<head>)
+lid_head=mlp           # the head the LID routings decode with: linear|mlp|cnn|bilstm|asp
+lid_heads=             # heads to train (comma-separated, or all: the five and their comparison); empty: lid_head
+lid_args=              # extra options for espnet_ext.bin.train_lid
 # Stage 5: decoding
-routings="none oracle" # none: zero-shot base (exp/<model>_zeroshot); oracle: adapter of utt2lang's
+routings="none oracle hard" # none: zero-shot base (exp/<model>_zeroshot); oracle: adapter of utt2lang's
                        # language (finetune=full: the fine-tuned model, utt2lang's language forced);
-                       # hard: adapter of the language the model detects (LoRA only)
+                       # hard|soft|threshold|hierarchical: routed by the stage-4 LID head; builtin: by the
+                       # bare base's own language token; all: every one (python -m espnet_ext.bin.decode --help)
 decode_language=oracle # with routing none: oracle forces utt2lang's language; detect: the model's own LID
 zeroshot_decode_config=conf/decode_zeroshot.yaml  # base model: the 30 s window it was trained on
 lora_decode_config=conf/decode_lora.yaml          # adapters and full fine-tuning: the real length trained on
 decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_size 4"
-test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang>
+test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang> (test_all
+                       # for --lang all: languages share batches, result.txt scores each)
 
 help_message="Usage: $0 [options]
   e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
@@ -52,9 +58,8 @@ help_message="Usage: $0 [options]
 
 [ -n "${cmd}" ] && train_cmd=${cmd} && decode_cmd=${cmd}
 langs=$(python -m espnet_ext.bin.recipe_info langs --lang "${lang}")
-if [ -z "${test_sets}" ]; then
-    test_sets=$(for l in ${langs}; do echo -n "test_${l} "; done)
-fi
+test_sets=${test_sets:-test_${lang}}
+routings=$(python -m espnet_ext.bin.recipe_info routings --routings "${routings}")
 case ${finetune} in  # the trained system's exp dir, default config and exported dir
     lora) train_exp=${expdir}/${model}_${lang}_r${lora_rank}${tag:+_${tag}}
           train_config=${train_config:-conf/tuning/train_lora_${model}_r${lora_rank}.yaml}
@@ -64,10 +69,13 @@ case ${finetune} in  # the trained system's exp dir, default config and exported
           exported=full_model ;;
     *) log "unknown --finetune ${finetune} (lora|full)"; exit 1 ;;
 esac
-if [ "${finetune}" = full ] && [[ " ${routings} " = *" hard "* ]]; then
-    log "--routings hard routes adapters; a --finetune full model has none (use --routings \"none oracle\")"
-    exit 1
-fi
+for routing in ${routings}; do
+    source_of=$(python -m espnet_ext.bin.recipe_info routing_source --routing "${routing}")
+    if [ "${finetune}" = full ] && [ "${source_of}" != none ] && [ "${source_of}" != utt2lang ]; then
+        log "--routings ${routing} routes adapters; a --finetune full model has none (use --routings \"none oracle\")"
+        exit 1
+    fi
+done
 threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
 dev_decode_dir=${train_exp}/decode_dev_${lang}_oracle  # dev WER of the trained system (stages 5 and 6)
 decodes_trained=false  # any routing but none decodes the trained system: then its dev set is decoded too
@@ -88,7 +96,7 @@ data_dir_of() {  # a name under data/ or a path
 }
 decode_set() {  # data dir, decode dir, routing: nj parallel jobs, then their merge (skipped when done)
     local data=$1 dir=$2 routing=$3 config=${lora_decode_config} language=${decode_language}
-    local system=(--routing "${routing}" --adapter_dir "${train_exp}/adapters")
+    local system=(--routing "${routing}" --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}")
     [ "${routing}" = none ] && config=${zeroshot_decode_config}
     if [ "${finetune}" = full ] && [ "${routing}" = oracle ]; then  # the fine-tuned model, utt2lang's language
         system=(--routing none --finetuned_dir "${train_exp}/full_model")
@@ -154,7 +162,25 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
-    log "stage 4: LID training is not in this release yet (the routing issue); skipped"
+    heads=${lid_heads:-${lid_head}}
+    marker=${train_exp}/lid/.done_${heads//,/_}
+    if [ "${finetune}" = full ] || [ "${lang}" != all ]; then
+        log "stage 4: nothing to route (--finetune ${finetune}, --lang ${lang}): no LID head to train"
+    elif done_or_force "${marker}"; then
+        log "stage 4: LID heads ${heads} already trained (${marker}); --force true to redo"
+    else
+        log "stage 4: LID heads ${heads} on the tap of ${train_exp}/adapters -> ${train_exp}/lid (log: ${train_exp}/lid/log/train_lid.log)"
+        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
+            "${train_exp}/lid/log/train_lid.log" \
+            python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                --adapter_dir "${train_exp}/adapters" --train_dir "$(data_dir_of "train_${lang}")" \
+                --dev_dir "$(data_dir_of "dev_${lang}")" --test_dir "$(data_dir_of "test_${lang}")" \
+                --out_dir "${train_exp}/lid" --heads "${heads}" \
+                --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${lid_args}
+        touch "${marker}"
+        log "stage 4: LID heads (${train_exp}/lid/heads.md):"
+        cat "${train_exp}/lid/heads.md"
+    fi
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then

@@ -1,0 +1,200 @@
+"""Language-ID heads on the encoder tap's states: five kinds, one file format, one loader.
+
+Every head maps the states after encoder block `layer` (`[batch, frames, width]`, rows padded past
+`lengths`) to logits over `languages`; calling it returns posteriors. The states are first standardised
+per dimension with the training set's frame statistics (the tap's raw scale differs a lot between
+dimensions, and between a bare tap and one under a shared adapter).
+
+- `linear`: mean over frames, one linear layer (also the layer-scan probe of `espnet_ext.lid.probe`);
+- `mlp`: mean over frames, 256 -> 128 hidden units, dropout 0.3 (the project plan's head);
+- `cnn`: two 1-D convolutions over frames (kernel 5), then the mean;
+- `bilstm`: a bidirectional LSTM over frames (128 per direction), then the mean;
+- `asp`: attentive statistics pooling (a learned attention over frames gives a weighted mean and
+  standard deviation, as ECAPA-TDNN pools), then 256 hidden units.
+
+A head is saved like an adapter: `lid_config.json` (kind, its hyperparameters, layer, languages, the
+base it was trained on and the adapters under the tap) + `lid_model.safetensors`.
+"""
+import json
+from pathlib import Path
+from typing import Any, Dict, Mapping, Sequence, Type
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text, read_format_config, read_safetensors
+from espnet_ext.lid.features import mean_pool
+from espnet_ext.models.whisper_forward import frame_mask
+
+CONFIG_NAME = "lid_config.json"
+WEIGHTS_NAME = "lid_model.safetensors"
+FORMAT = "espnet_ext.lid_head/1"
+
+
+class LIDFileError(ValueError):
+    """A LID head directory that is missing, corrupt or was trained on another base."""
+
+
+class LIDHead(nn.Module):
+    """Base of the five heads: standardisation, posteriors, the config a file needs."""
+
+    kind = ""
+
+    def __init__(self, layer: int, languages: Sequence[str], width: int):
+        super().__init__()
+        self.layer = layer
+        self.languages = tuple(languages)
+        self.width = width
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+
+    def hyper(self) -> Dict[str, Any]:
+        """Constructor arguments beyond layer/languages/width (saved in the config)."""
+        return {}
+
+    def standardise(self, hidden: torch.Tensor) -> torch.Tensor:
+        return (hidden.float() - self.mean) / self.std
+
+    def logits(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Posteriors `[batch, languages]`, in eval mode whatever the module's mode."""
+        training = self.training
+        self.eval()
+        try:
+            return torch.softmax(self.logits(hidden, lengths), dim=-1)
+        finally:
+            self.train(training)
+
+    def save(self, out_dir: PathLike, meta: Mapping[str, Any]) -> Path:
+        """Weights, then the config (base_model, base_fingerprint and anything else in `meta`)."""
+        out_dir = Path(out_dir)
+        tensors = {k: v.contiguous() for k, v in self.state_dict().items()}
+        atomic_write_bytes(out_dir / WEIGHTS_NAME, safetensors.torch.save(tensors))
+        config = {"format": FORMAT, **meta, "kind": self.kind, "hyper": self.hyper(), "layer": self.layer,
+                  "languages": list(self.languages), "width": self.width}
+        atomic_write_text(out_dir / CONFIG_NAME, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        return out_dir / CONFIG_NAME
+
+
+class LinearHead(LIDHead):
+    kind = "linear"
+
+    def __init__(self, layer, languages, width):
+        super().__init__(layer, languages, width)
+        self.linear = nn.Linear(width, len(self.languages))
+
+    def logits(self, hidden, lengths):
+        return self.linear(mean_pool(self.standardise(hidden), lengths))
+
+
+class MLPHead(LIDHead):
+    kind = "mlp"
+
+    def __init__(self, layer, languages, width, hidden=(256, 128), dropout=0.3):
+        super().__init__(layer, languages, width)
+        self.hidden, self.dropout = tuple(hidden), dropout
+        sizes, layers = (width, *self.hidden), []
+        for n_in, n_out in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU(), nn.Dropout(dropout)]
+        self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], len(self.languages)))
+
+    def hyper(self):
+        return {"hidden": list(self.hidden), "dropout": self.dropout}
+
+    def logits(self, hidden, lengths):
+        return self.net(mean_pool(self.standardise(hidden), lengths))
+
+
+class CNNHead(LIDHead):
+    kind = "cnn"
+
+    def __init__(self, layer, languages, width, channels=256, kernel=5, dropout=0.3):
+        super().__init__(layer, languages, width)
+        self.channels, self.kernel, self.dropout = channels, kernel, dropout
+        self.conv1 = nn.Conv1d(width, channels, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, len(self.languages)))
+
+    def hyper(self):
+        return {"channels": self.channels, "kernel": self.kernel, "dropout": self.dropout}
+
+    def logits(self, hidden, lengths):
+        mask = frame_mask(lengths.to(hidden.device), hidden.size(1))[:, None, :].float()
+        x = self.standardise(hidden).transpose(1, 2) * mask  # padding zeroed before and after each conv
+        x = torch.relu(self.conv1(x)) * mask
+        x = torch.relu(self.conv2(x)) * mask
+        return self.out(mean_pool(x.transpose(1, 2), lengths))
+
+
+class BiLSTMHead(LIDHead):
+    kind = "bilstm"
+
+    def __init__(self, layer, languages, width, units=128, dropout=0.3):
+        super().__init__(layer, languages, width)
+        self.units, self.dropout = units, dropout
+        self.lstm = nn.LSTM(width, units, batch_first=True, bidirectional=True)
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * units, len(self.languages)))
+
+    def hyper(self):
+        return {"units": self.units, "dropout": self.dropout}
+
+    def logits(self, hidden, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(self.standardise(hidden), lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        states, _ = self.lstm(packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=hidden.size(1))
+        return self.out(mean_pool(states, lengths))
+
+
+class ASPHead(LIDHead):
+    kind = "asp"
+
+    def __init__(self, layer, languages, width, attention=128, hidden=256, dropout=0.3):
+        super().__init__(layer, languages, width)
+        self.attention, self.hidden, self.dropout = attention, hidden, dropout
+        self.score = nn.Sequential(nn.Linear(width, attention), nn.Tanh(), nn.Linear(attention, 1))
+        self.out = nn.Sequential(nn.Linear(2 * width, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, len(self.languages)))
+
+    def hyper(self):
+        return {"attention": self.attention, "hidden": self.hidden, "dropout": self.dropout}
+
+    def logits(self, hidden, lengths):
+        x = self.standardise(hidden)
+        mask = frame_mask(lengths.to(x.device), x.size(1))
+        alpha = torch.softmax(self.score(x).squeeze(-1).masked_fill(~mask, float("-inf")), dim=-1)[..., None]
+        mean = (alpha * x).sum(1)
+        std = ((alpha * (x - mean[:, None]) ** 2).sum(1)).clamp_min(1e-6).sqrt()
+        return self.out(torch.cat([mean, std], dim=-1))
+
+
+HEADS: Dict[str, Type[LIDHead]] = {cls.kind: cls for cls in (LinearHead, MLPHead, CNNHead, BiLSTMHead, ASPHead)}
+
+
+def make_head(kind: str, layer: int, languages: Sequence[str], width: int, **hyper) -> LIDHead:
+    if kind not in HEADS:
+        raise ValueError(f"unknown LID head {kind!r}; the heads are {', '.join(HEADS)}")
+    return HEADS[kind](layer, languages, width, **hyper)
+
+
+def read_head_config(head_dir: PathLike) -> Dict[str, Any]:
+    return read_format_config(Path(head_dir) / CONFIG_NAME, FORMAT, "LID head",
+                              ("base_model", "base_fingerprint", "kind", "hyper", "layer", "languages", "width"),
+                              LIDFileError, "train one with stage 4 (python -m espnet_ext.bin.train_lid)",
+                              "retrain it")
+
+
+def load_head(head_dir: PathLike, base_name: str, base_fingerprint: str) -> LIDHead:
+    """The head saved in `head_dir`; refused when it was trained on another base."""
+    head_dir = Path(head_dir)
+    config = read_head_config(head_dir)
+    if (config["base_model"], config["base_fingerprint"]) != (base_name, base_fingerprint):
+        raise LIDFileError(f"LID head {head_dir} was trained on {config['base_model']} (fingerprint "
+                           f"{config['base_fingerprint']}), not {base_name} ({base_fingerprint}); retrain it")
+    head = make_head(config["kind"], config["layer"], config["languages"], config["width"], **config["hyper"])
+    head.load_state_dict(read_safetensors(head_dir / WEIGHTS_NAME, CONFIG_NAME, LIDFileError, "retrain it"))
+    return head.eval()

@@ -1,0 +1,79 @@
+"""The five LID heads: they learn a separable problem, stay at chance on shuffled labels, round-trip."""
+import numpy as np
+import pytest
+import torch
+
+from espnet_ext.lid.features import FrameFeatures
+from espnet_ext.lid.heads import HEADS, LIDFileError, load_head, make_head
+from espnet_ext.lid.train import HeadTraining, crop, epoch_order, evaluate, expected_calibration_error, fit_head, predict
+
+LANGS = ("hi", "pa", "te", "it")
+
+
+def toy(n: int, seed: int, shuffle: bool = False) -> FrameFeatures:
+    """Utterances of 20-60 frames in 16 dimensions: each has its own random "voice" offset, and, unless
+    `shuffle`, its language's centre (noisy, separable); with `shuffle` the labels are random, so nothing
+    but the training utterances themselves can be learnt."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    centres = np.eye(4, 16) * (0 if shuffle else 5)
+    frames = [(centres[y] + rng.normal(0, 0.5, 16) + rng.normal(0, 1, (rng.integers(20, 61), 16))).astype(np.float32)
+              for y in labels]
+    langs = [LANGS[y] for y in labels]
+    return FrameFeatures([f"u{i}" for i in range(n)], langs, np.array([len(f) / 50 for f in frames]), frames)
+
+
+FAST = HeadTraining(epochs=6, batch_size=16, lr=1e-2, crop=(0.3, 0.8))
+
+
+@pytest.mark.parametrize("kind", list(HEADS))
+def test_each_head_learns_a_separable_problem_and_stays_at_chance_on_shuffled_labels(kind):
+    train, dev, test = toy(120, 0), toy(40, 1), toy(200, 2)
+    head = make_head(kind, 3, LANGS, 16)
+    fit_head(head, train, dev, FAST)
+    assert evaluate(predict(head, test), test, LANGS)["accuracy"] > 0.95
+    shuffled, held_out = make_head(kind, 3, LANGS, 16), toy(400, 3, shuffle=True)
+    fit_head(shuffled, toy(120, 0, shuffle=True), toy(40, 1, shuffle=True), FAST)
+    assert evaluate(predict(shuffled, held_out), held_out, LANGS)["accuracy"] < 0.36  # chance 0.25, sd 0.02
+
+
+@pytest.mark.parametrize("kind", list(HEADS))
+def test_heads_ignore_padding_and_round_trip_their_files(kind, tmp_path):
+    head = make_head(kind, 2, LANGS, 16).eval()
+    x = torch.randn(1, 30, 16)
+    padded = torch.cat([x, torch.full((1, 20, 16), 1e3)], dim=1)
+    torch.testing.assert_close(head(padded, torch.tensor([30])), head(x, torch.tensor([30])), atol=1e-5, rtol=1e-4)
+    head.save(tmp_path / kind, {"base_model": "whisper_tiny_random", "base_fingerprint": "abc"})
+    loaded = load_head(tmp_path / kind, "whisper_tiny_random", "abc")
+    assert (loaded.kind, loaded.layer, loaded.languages) == (kind, 2, LANGS)
+    torch.testing.assert_close(loaded(x, torch.tensor([30])), head(x, torch.tensor([30])))
+    with pytest.raises(LIDFileError, match="trained on whisper_tiny_random .*, not whisper_base"):
+        load_head(tmp_path / kind, "whisper_base", "abc")
+
+
+def test_balanced_epochs_draw_languages_equally_whatever_their_shares():
+    langs = ["hi"] * 900 + ["te"] * 100
+    order = epoch_order(langs, True, np.random.default_rng(0))
+    share_te = np.mean([langs[i] == "te" for i in order])
+    assert len(order) == 1000 and 0.45 < share_te < 0.55
+    assert sorted(epoch_order(langs, False, np.random.default_rng(0))) == list(range(1000))
+
+
+def test_crops_stay_inside_the_utterance_and_within_the_asked_seconds():
+    frames, rng = np.arange(500)[:, None].astype(np.float32), np.random.default_rng(0)
+    for _ in range(50):
+        piece = crop(frames, 10.0, (1.0, 5.0), rng)  # 50 frames per second
+        assert 50 <= len(piece) <= 250 and np.all(np.diff(piece[:, 0]) == 1)
+    assert len(crop(frames[:40], 0.8, (1.0, 5.0), rng)) == 40  # shorter than the crop: whole
+
+
+def test_evaluation_counts_short_utterances_and_calibration():
+    feats = FrameFeatures(["a", "b", "c"], ["hi", "pa", "te"], np.array([1.5, 3.0, 1.0]),
+                          [np.zeros((2, 1), np.float32)] * 3)
+    posteriors = np.array([[0.9, 0.1, 0, 0], [0.6, 0.4, 0, 0], [0, 0, 1.0, 0]])
+    report = evaluate(posteriors, feats, LANGS)
+    assert report["accuracy"] == pytest.approx(2 / 3)
+    assert report["under_2s"] == {"accuracy": 1.0, "n": 2} and report["over_2s"] == {"accuracy": 0.0, "n": 1}
+    assert report["confusion"][1][0] == 1  # pa heard as hi
+    assert expected_calibration_error(np.eye(4)[[0, 1]], np.array([0, 1])) == 0.0
+    assert expected_calibration_error(np.full((2, 4), 0.25), np.array([0, 1])) == pytest.approx(0.25)

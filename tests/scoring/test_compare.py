@@ -1,0 +1,28 @@
+"""The paired bootstrap of a relative WER change."""
+import numpy as np
+import pytest
+
+from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+
+
+def test_identical_systems_change_nothing_and_the_interval_is_a_point():
+    errors = [1, 0, 3, 2]
+    assert bootstrap_relative_change(errors, errors) == (0.0, 0.0, 0.0)
+
+
+def test_interval_brackets_the_change_and_shrinks_with_more_utterances():
+    rng = np.random.default_rng(0)
+    base = rng.poisson(2, 2000)
+    worse = base + rng.binomial(1, 0.2, 2000)  # +0.2 errors per utterance: +10% relative
+    change, low, high = bootstrap_relative_change(worse, base)
+    assert change == pytest.approx(0.1, abs=0.02) and low < change < high and low > 0
+    _, low_small, high_small = bootstrap_relative_change(worse[:100], base[:100])
+    assert high_small - low_small > high - low
+
+
+def test_paired_errors_take_common_utterances_of_a_language():
+    a = {"u1": {"lang": "hi", "word_errors": 3}, "u2": {"lang": "te", "word_errors": 1}, "u3": {"lang": "hi", "word_errors": 5}}
+    b = {"u1": {"lang": "hi", "word_errors": 2}, "u2": {"lang": "te", "word_errors": 1}}
+    errors, base = paired_errors(a, b, "hi")
+    assert errors.tolist() == [3] and base.tolist() == [2]
+    assert paired_errors(a, b, None)[0].tolist() == [3, 1]
