@@ -108,3 +108,52 @@ def test_the_language_token_baseline_decides_on_the_bare_30s_window_and_says_so(
     hyp = transcribe_batch(backend, [random_audio(0.7, 30)], [None], SearchConfig(max_tokens=4))[0]
     assert "bare base" in hyp.source and "30 s window" in hyp.source
     assert hyp.lang == max(hyp.lang_posteriors, key=hyp.lang_posteriors.get)
+
+
+class FixedHead:
+    """A LID head with given posteriors per utterance (rows in batch order), classes in the bank's order."""
+
+    def __init__(self, layer, posteriors):
+        self.layer, self.languages, self.posteriors = layer, tuple(LANGS), torch.tensor(posteriors)
+
+    def __call__(self, hidden, lengths):
+        return self.posteriors
+
+
+UNSURE = [[0.6, 0.4, 0.0, 0.0], [0.1, 0.1, 0.7, 0.1], [0.0, 0.0, 0.05, 0.95], [0.45, 0.55, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("routing", ["soft", "threshold", "hierarchical"])
+@torch.no_grad()
+def test_a_mixed_batch_routed_by_weights_equals_each_utterance_alone(routing):
+    from espnet_ext.routing.routers import make_router
+
+    model = banked_tiny("shared_below", 1)
+    backend = make_backend(model, pad_to_30s=False)
+    audios = [random_audio(s, 40 + i) for i, s in enumerate([0.9, 0.4, 1.2, 0.6])]
+    config, router = SearchConfig(max_tokens=8), make_router(routing, tau=0.9)
+    batched = transcribe_batch(backend, audios, [None] * 4, config, FixedHead(1, UNSURE), router)
+    for i, audio in enumerate(audios):
+        alone = transcribe_batch(backend, [audio], [None], config, FixedHead(1, UNSURE[i : i + 1]), router)[0]
+        assert (batched[i].text, batched[i].weights) == (alone.text, alone.weights)
+    assert sum(batched[0].weights.values()) == pytest.approx(1.0) and batched[0].weights["pa"] > 0
+    assert routing in batched[0].source
+
+
+@torch.no_grad()
+def test_low_confidence_falls_back_to_the_base_model():
+    from espnet_ext.routing.routers import make_router
+
+    model = banked_tiny("per_language", 0)
+    backend = make_backend(model, pad_to_30s=False)
+    audios = [random_audio(s, 50 + i) for i, s in enumerate([0.9, 0.4, 1.2, 0.6])]
+    config = SearchConfig(max_tokens=8)
+    routed = transcribe_batch(backend, audios, [None] * 4, config, FixedHead(0, UNSURE),
+                              make_router("hard", min_confidence=0.9))
+    bare = make_backend(load_model("whisper_tiny_random"), pad_to_30s=False)
+    base = transcribe_batch(bare, audios, ["hi", "te", "it", "pa"], config)
+    assert [h.lang for h in routed] == ["hi", "te", "it", "pa"]
+    assert [h.text for h in routed[:2] + routed[3:]] == [h.text for h in base[:2] + base[3:]]  # below 0.9
+    assert sum(routed[0].weights.values()) == 0 and routed[2].weights["it"] == 1.0
+    sure = transcribe_batch(backend, audios[2:3], ["it"], config)[0]
+    assert routed[2].text == sure.text  # 0.95 >= 0.9: its adapter
