@@ -17,21 +17,11 @@ from pathlib import Path
 
 import torch
 
-from espnet_ext.data.kaldi import read_data_dir
+from common import load_clips
 from espnet_ext.decode.search import SearchConfig
-from espnet_ext.data.audio import utterance_audio
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
-from espnet_ext.languages import LANGUAGES
 from espnet_ext.models.ctranslate2_convert import whisper_base_package_files
 from espnet_ext.models.registry import load_model
-
-
-def load_clips(data_root: Path, per_lang: int):
-    clips = []
-    for lang in LANGUAGES:
-        for utt in read_data_dir(data_root / f"test_{lang}")[:per_lang]:
-            clips.append((utterance_audio(utt), lang))
-    return clips
 
 
 def time_ours(clips, batch_size: int) -> float:

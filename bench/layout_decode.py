@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Decode time per utterance of each bank layout, with the routing decided by a LID head on the tap.
 
-For every system (an exp dir's adapters + a LID probe on its tap layer, see espnet_ext.bin.lid_probe),
+For every system (an exp dir's adapters + a LID head on its tap layer: a probe of espnet_ext.bin.lid_probe or a stage-4 head),
 on the same test clips, weights, threads, batches and token limits (greedy):
 
 - "oracle": the routing is known before the encoder pass (utt2lang), one pass: the floor;
@@ -21,53 +21,39 @@ bare base and on (c)'s shared adapter; README, "Bank layouts"):
         --system c=$E/whisper_base_all_r16:$E/whisper_base_all_r16/lid_probe/layer3
 """
 import argparse
-import statistics
-import time
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 import torch
 
+from common import Clip, load_clips, median_seconds
 from espnet_ext.bin.decode import load_adapters
-from espnet_ext.data.audio import utterance_audio
-from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
-from espnet_ext.languages import LANGUAGES
 from espnet_ext.lid.heads import load_head
 from espnet_ext.lora.inject import bank_info
 from espnet_ext.models.registry import load_model
 
-Clip = Tuple[np.ndarray, str]
 
-
-def load_clips(data_root: Path, per_lang: int) -> List[Clip]:
-    clips = []
-    for lang in LANGUAGES:
-        for utt in read_data_dir(data_root / f"test_{lang}")[:per_lang]:
-            clips.append((utterance_audio(utt), lang))
-    return sorted(clips, key=lambda c: -len(c[0]))  # as decode_data_dir batches: longest first
-
-
-def run(backend, clips: List[Clip], batch_size: int, lid) -> Tuple[float, List[str]]:
-    """Seconds to decode every clip, and the languages the routing chose."""
+def decode_all(backend, clips: List[Clip], batch_size: int, lid) -> List[str]:
+    """Decode every clip (routing forced from the clip's language, or by `lid`); the languages chosen."""
     chosen = []
-    start = time.perf_counter()
     for i in range(0, len(clips), batch_size):
         batch = clips[i : i + batch_size]
         langs = [lang for _, lang in batch] if lid is None else [None] * len(batch)
         chosen += [h.lang for h in transcribe_batch(backend, [a for a, _ in batch], langs, SearchConfig(), lid)]
-    return time.perf_counter() - start, chosen
+    return chosen
 
 
 def median_time(backend, clips, batch_size, lid, repeats: int) -> Tuple[float, List[str]]:
-    run(backend, clips, batch_size, lid)  # warm-up
-    times, chosen = [], []
-    for _ in range(repeats):
-        seconds, chosen = run(backend, clips, batch_size, lid)
-        times.append(seconds)
-    return statistics.median(times), chosen
+    """Median seconds of decoding every clip (after a warm-up), and the languages chosen."""
+    chosen: List[str] = []
+
+    def work() -> None:
+        chosen[:] = decode_all(backend, clips, batch_size, lid)
+
+    return median_seconds(work, repeats), chosen
 
 
 def main() -> None:
@@ -80,7 +66,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    clips = load_clips(args.data_root, args.per_lang)
+    clips = load_clips(args.data_root, args.per_lang, longest_first=True)
     seconds = sum(len(a) for a, _ in clips) / 16000
     print(f"{len(clips)} test clips ({seconds:.1f} s of audio), batches of {args.batch_size}, greedy, "
           f"{args.threads} threads, median of {args.repeats} after a warm-up")

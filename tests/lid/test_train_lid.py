@@ -1,0 +1,54 @@
+"""The stage-4 CLI: tap frames cached once, heads trained, evaluated, saved where decode.py reads them."""
+import json
+
+import numpy as np
+import pytest
+
+from espnet_ext.bin import train_lid
+from espnet_ext.lid.features import cached_tap_frames, tap_frames
+from espnet_ext.lid.heads import load_head
+from espnet_ext.models.registry import load_model
+from train_helpers import make_corpus
+
+
+def test_cached_frames_are_the_taps_valid_frames_and_a_rerun_reads_them(tmp_path):
+    data = make_corpus(tmp_path)
+    loaded = load_model("whisper_tiny_random")
+    loaded.asr_model.eval()
+    fresh = tap_frames(loaded, data, layer=1, batch_size=3)
+    cached = cached_tap_frames(loaded, data, 1, tmp_path / "feats", batch_size=3)
+    assert sorted(cached.utt_ids) == sorted(fresh.utt_ids) and (tmp_path / "feats/feats.scp").is_file()
+    by_id = dict(zip(fresh.utt_ids, fresh.frames))
+    for utt, frames, duration in zip(cached.utt_ids, cached.frames, cached.durations):
+        assert frames.shape == by_id[utt].shape and frames.shape[0] == pytest.approx(50 * duration, abs=1)
+        scale = np.abs(by_id[utt]).max()
+        np.testing.assert_allclose(frames, by_id[utt], atol=0.02 * scale)  # Kaldi compression: ~1/255 of range
+    (tmp_path / "feats/feats.ark").write_bytes(b"")  # the scp is the record: a rerun never re-extracts
+    with pytest.raises(Exception):
+        cached_tap_frames(loaded, data, 1, tmp_path / "feats")
+
+
+def test_train_lid_writes_each_head_its_report_and_the_comparison(tmp_path):
+    data = make_corpus(tmp_path)
+    out = tmp_path / "lid"
+    train_lid.main(["--model", "whisper_tiny_random", "--layer", "1", "--train_dir", str(data), "--dev_dir",
+                    str(data), "--test_dir", str(data), "--out_dir", str(out), "--heads", "linear,asp",
+                    "--epochs", "3", "--crop", "0.2", "0.5", "--threads", "1"])
+    table = (out / "heads.md").read_text()
+    assert table.count("\n| linear |") == 1 and table.count("\n| asp |") == 1 and "| mlp |" not in table
+    report = json.loads((out / "asp/eval.json").read_text())
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    assert report["eval"]["test"]["n"] == 8 and sum(map(sum, report["eval"]["test"]["confusion"])) == 8
+    assert (out / "asp/confusion_test.png").stat().st_size > 1000
+    head = load_head(out / "asp", "whisper_tiny_random", load_model("whisper_tiny_random").fingerprint)
+    assert head.kind == "asp" and head.layer == 1 and set(head.languages) == {"hi", "pa", "te", "it"}
+
+
+def test_train_lid_names_a_bad_head_and_a_missing_layer(tmp_path):
+    data = make_corpus(tmp_path)
+    base = ["--model", "whisper_tiny_random", "--train_dir", str(data), "--dev_dir", str(data), "--test_dir",
+            str(data), "--out_dir", str(tmp_path / "lid")]
+    with pytest.raises(SystemExit, match="unknown --heads"):
+        train_lid.main(base + ["--layer", "1", "--heads", "transformer"])
+    with pytest.raises(SystemExit, match="give --adapter_dir .* or --layer"):
+        train_lid.main(base)
