@@ -7,8 +7,8 @@ dimensions, and between a bare tap and one under a shared adapter).
 
 - `linear`: mean over frames, one linear layer (also the layer-scan probe of `espnet_ext.lid.probe`);
 - `mlp`: mean over frames, 256 -> 128 hidden units, dropout 0.3 (the project plan's head);
-- `cnn`: two 1-D convolutions over frames (kernel 5), then the mean;
-- `bilstm`: a bidirectional LSTM over frames (128 per direction), then the mean;
+- `cnn`: a frame-wise projection to 128, two 1-D convolutions over frames (kernel 5), then the mean;
+- `bilstm`: a frame-wise projection to 128, a bidirectional LSTM (128 per direction), then the mean;
 - `asp`: attentive statistics pooling (a learned attention over frames gives a weighted mean and
   standard deviation, as ECAPA-TDNN pools), then 256 hidden units.
 
@@ -112,10 +112,11 @@ class MLPHead(LIDHead):
 class CNNHead(LIDHead):
     kind = "cnn"
 
-    def __init__(self, layer, languages, width, channels=256, kernel=5, dropout=0.3):
+    def __init__(self, layer, languages, width, channels=128, kernel=5, dropout=0.3):
         super().__init__(layer, languages, width)
         self.channels, self.kernel, self.dropout = channels, kernel, dropout
-        self.conv1 = nn.Conv1d(width, channels, kernel, padding=kernel // 2)
+        self.project = nn.Linear(width, channels)  # frame-wise first: the convolutions run on 128, not 512
+        self.conv1 = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)
         self.conv2 = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, len(self.languages)))
 
@@ -124,7 +125,7 @@ class CNNHead(LIDHead):
 
     def logits(self, hidden, lengths):
         mask = frame_mask(lengths.to(hidden.device), hidden.size(1))[:, None, :].float()
-        x = self.standardise(hidden).transpose(1, 2) * mask  # padding zeroed before and after each conv
+        x = self.project(self.standardise(hidden)).transpose(1, 2) * mask  # padding zeroed around each conv
         x = torch.relu(self.conv1(x)) * mask
         x = torch.relu(self.conv2(x)) * mask
         return self.out(mean_pool(x.transpose(1, 2), lengths))
@@ -136,15 +137,16 @@ class BiLSTMHead(LIDHead):
     def __init__(self, layer, languages, width, units=128, dropout=0.3):
         super().__init__(layer, languages, width)
         self.units, self.dropout = units, dropout
-        self.lstm = nn.LSTM(width, units, batch_first=True, bidirectional=True)
+        self.project = nn.Linear(width, units)  # frame-wise first: the recurrence runs on 128, not 512
+        self.lstm = nn.LSTM(units, units, batch_first=True, bidirectional=True)
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * units, len(self.languages)))
 
     def hyper(self):
         return {"units": self.units, "dropout": self.dropout}
 
     def logits(self, hidden, lengths):
-        packed = nn.utils.rnn.pack_padded_sequence(self.standardise(hidden), lengths.cpu(), batch_first=True,
-                                                   enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(self.project(self.standardise(hidden)), lengths.cpu(),
+                                                   batch_first=True, enforce_sorted=False)
         states, _ = self.lstm(packed)
         states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=hidden.size(1))
         return self.out(mean_pool(states, lengths))

@@ -1,6 +1,7 @@
 """The recipe end to end on a tiny corpus, as ESPnet's mini_an4 CI does: data prep, one epoch of joint
-LoRA training, its dev WER, decoding of the real converted Whisper base zero-shot and with the adapters, sclite
-scoring, RESULTS.md; then a rerun skips every finished stage. Also stage 3 of the full fine-tuning reference
+LoRA training, its dev WER, the LID head on its tap, decoding of the real converted Whisper base zero-shot
+and with the adapters (oracle and LID-routed), sclite scoring, RESULTS.md; then a rerun skips every
+finished stage. Also stage 3 of the full fine-tuning reference
 system (--finetune full) on the tiny random Whisper."""
 import json
 import os
@@ -30,8 +31,7 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp" / "whisper_base_zeroshot"
     lora_exp = tmp_path / "exp" / "whisper_base_all_r16"
-    decode_dirs = [exp / f"decode_test_{lang}_none" for lang in LANGS]
-    decode_dirs += [lora_exp / f"decode_test_{lang}_oracle" for lang in LANGS]
+    decode_dirs = [exp / "decode_test_all_none"] + [lora_exp / f"decode_test_all_{r}" for r in ("oracle", "hard")]
     for lang in LANGS:
         config = json.loads((lora_exp / "adapters" / lang / "adapter_config.json").read_text(encoding="utf-8"))
         assert config["base_model"] == "whisper_base" and config["rank"] == 16
@@ -40,22 +40,28 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     assert shared["language"] == "shared" and shared["modules"]
     assert {m.split(".")[3] for m in shared["modules"]} == {"0", "1", "2"}  # encoder blocks 1-3 only
     assert all(m.startswith("encoder.encoders.blocks.") for m in shared["modules"])
-    for decode_dir in decode_dirs:
-        lang = decode_dir.name.split("_")[2]
+    for decode_dir in decode_dirs:  # test_all once per routing, scored per language
         hyps = (decode_dir / "text").read_text(encoding="utf-8").splitlines()
-        assert len(hyps) == 2 and all(len(h.split(" ", 1)) == 2 for h in hyps), hyps
+        assert len(hyps) == 8 and all(len(h.split(" ", 1)) == 2 for h in hyps), hyps
         assert "Sum/Avg" in (decode_dir / "score_wer" / "result.txt").read_text(encoding="utf-8")
         summary = (decode_dir / "result.txt").read_text(encoding="utf-8")
         assert "WER" in summary and "CER" in summary
         scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))["scores"]
-        assert scores[lang]["utterances"] == 2 and scores[lang]["wer"]["ref_tokens"] > 0
+        assert all(scores[lang]["utterances"] == 2 and scores[lang]["wer"]["ref_tokens"] > 0 for lang in LANGS)
+    head = json.loads((lora_exp / "lid" / "mlp" / "lid_config.json").read_text(encoding="utf-8"))
+    assert head["kind"] == "mlp" and head["layer"] == 3 and head["languages"] == list(LANGS)  # stage 4
+    assert "| mlp |" in (lora_exp / "lid" / "heads.md").read_text(encoding="utf-8")
+    routed = json.loads((lora_exp / "decode_test_all_hard" / "lid.json").read_text(encoding="utf-8"))
+    assert all("LID head on encoder layer 3, router hard, inside the pass" in d["source"] for d in routed.values())
     dev_scores = json.loads((lora_exp / "decode_dev_all_oracle" / "scores.json").read_text(encoding="utf-8"))
     assert sorted(dev_scores["scores"]) == sorted(LANGS + ("all",))  # dev WER after training, per language
     assert dev_scores["scores"]["all"]["utterances"] == 2 * len(LANGS)
-    it_scores = json.loads((exp / "decode_test_it_none" / "scores.json").read_text(encoding="utf-8"))
+    it_scores = json.loads((exp / "decode_test_all_none" / "scores.json").read_text(encoding="utf-8"))
     assert it_scores["scores"]["it"]["cer"]["rate"] < 40  # Whisper base already reads espeak Italian fairly well
     results = (tmp_path / "exp" / "RESULTS.md").read_text(encoding="utf-8")
-    assert all(f"| decode_test_{lang}_{routing} |" in results for lang in LANGS for routing in ("none", "oracle"))
+    assert all(f"| decode_test_all_{routing} | test_all | {lang} |" in results
+               for lang in LANGS for routing in ("none", "oracle", "hard"))
+    assert "## Routing: whisper_base_all_r16 on test_all" in results and "\n| hard | " in results
     # the experiments table: rank 16 on every attention projection and MLP of Whisper base above the tap
     # (encoder blocks 4-6 and the decoder) is 1.72M per language
     assert "| whisper_base_all_r16 | whisper_all | 16 | 1.72M | 8 | 1/1 |" in results
@@ -63,7 +69,8 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0
     assert "already prepared" in rerun.stdout and "already trained" in rerun.stdout
-    assert rerun.stdout.count("already decoded") == 9  # 8 test dirs + the dev dir
+    assert "LID heads mlp already trained" in rerun.stdout
+    assert rerun.stdout.count("already decoded") == 4  # 3 test dirs + the dev dir
 
 
 def test_unknown_option_is_refused_by_name(tmp_path):

@@ -38,7 +38,8 @@ lid_head=mlp           # the head the LID routings decode with: linear|mlp|cnn|b
 lid_heads=             # heads to train (comma-separated, or all: the five and their comparison); empty: lid_head
 lid_args=              # extra options for espnet_ext.bin.train_lid
 # Stage 5: decoding
-routings="none oracle hard" # none: zero-shot base (exp/<model>_zeroshot); oracle: adapter of utt2lang's
+routings=              # empty: "none oracle hard" ("none oracle" with --finetune full or one --lang)
+                       # none: zero-shot base (exp/<model>_zeroshot); oracle: adapter of utt2lang's
                        # language (finetune=full: the fine-tuned model, utt2lang's language forced);
                        # hard|soft|threshold|hierarchical: routed by the stage-4 LID head; builtin: by the
                        # bare base's own language token; all: every one (python -m espnet_ext.bin.decode --help)
@@ -59,6 +60,9 @@ help_message="Usage: $0 [options]
 [ -n "${cmd}" ] && train_cmd=${cmd} && decode_cmd=${cmd}
 langs=$(python -m espnet_ext.bin.recipe_info langs --lang "${lang}")
 test_sets=${test_sets:-test_${lang}}
+if [ -z "${routings}" ]; then  # LID routing only where there is something to route
+    if [ "${finetune}" = lora ] && [ "${lang}" = all ]; then routings="none oracle hard"; else routings="none oracle"; fi
+fi
 routings=$(python -m espnet_ext.bin.recipe_info routings --routings "${routings}")
 case ${finetune} in  # the trained system's exp dir, default config and exported dir
     lora) train_exp=${expdir}/${model}_${lang}_r${lora_rank}${tag:+_${tag}}
