@@ -9,7 +9,7 @@ Usage (the default run's bank; the tap layer is the bank layout's):
 
 The tap's frames are extracted once per set into `<out_dir>/feats/<set>/` (Kaldi compressed matrices,
 kaldiio) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
-adapters off). Each head is trained on train (balanced languages, random 1-5 s crops), its epoch chosen
+adapters off). Each head is trained on train (balanced languages, random 2-6 s crops), its epoch chosen
 by dev accuracy, and evaluated on train, dev and test; it is saved in `<out_dir>/<head>/` (lid_config.json
 + lid_model.safetensors, which decode.py --lid_dir reads) with `eval.json`, `confusion_test.png` and
 `reliability_test.png`. `<out_dir>/heads.md` / `heads.json` compare every head trained there so far.

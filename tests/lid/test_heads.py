@@ -77,3 +77,14 @@ def test_evaluation_counts_short_utterances_and_calibration():
     assert report["confusion"][1][0] == 1  # pa heard as hi
     assert expected_calibration_error(np.eye(4)[[0, 1]], np.array([0, 1])) == 0.0
     assert expected_calibration_error(np.full((2, 4), 0.25), np.array([0, 1])) == pytest.approx(0.25)
+
+
+def test_training_is_reproducible_whatever_ran_before():
+    train, dev = toy(60, 0), toy(20, 1)
+    first = make_head("mlp", 3, LANGS, 16)
+    fit_head(first, train, dev, FAST)
+    torch.randn(1000)  # other work in between moves the global generator
+    second = make_head("mlp", 3, LANGS, 16)
+    fit_head(second, train, dev, FAST)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
