@@ -9,7 +9,7 @@ Usage (the default run's bank; the tap layer is the bank layout's):
 
 The tap's frames are extracted once per set into `<out_dir>/feats/<set>/` (Kaldi compressed matrices,
 kaldiio) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
-adapters off). Each head is trained on train (balanced languages, random 2-6 s crops), its epoch chosen
+adapters off). Each head is trained on train (balanced languages, random 1-5 s crops), its epoch chosen
 by dev accuracy, and evaluated on train, dev and test; it is saved in `<out_dir>/<head>/` (lid_config.json
 + lid_model.safetensors, which decode.py --lid_dir reads) with `eval.json`, `confusion_test.png` and
 `reliability_test.png`. `<out_dir>/heads.md` / `heads.json` compare every head trained there so far.
@@ -51,6 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=HeadTraining.lr)
     p.add_argument("--crop", type=float, nargs=2, default=HeadTraining.crop, metavar=("MIN_S", "MAX_S"),
                    help="seconds of the random training crops")
+    p.add_argument("--crop_eval", type=float, nargs=2, default=None, metavar=("MIN_S", "MAX_S"),
+                   help="also evaluate on the test utterances cut to random crops of this many seconds, "
+                        "encoded alone (LID accuracy only: a crop has no transcript), e.g. 1 2")
     p.add_argument("--train_fraction", type=float, default=1.0,
                    help="train on this share of the training utterances (the low-data condition)")
     p.add_argument("--seed", type=int, default=0)
@@ -83,13 +86,15 @@ def _tap_layer(loaded, adapter_dir: Optional[Path], layer: Optional[int]) -> int
     return bank_layer
 
 
-def _row(kind: str, report: Dict) -> str:
+def _row(kind: str, report: Dict, crops: List[str]) -> str:
     test = report["eval"]["test"]
     per_lang = " / ".join(f"{100 * v['accuracy']:.1f}" for v in test["per_language"].values())
     short = test[f"under_{SHORT_SECONDS:g}s"]
+    crop_cells = "".join(f" {100 * report['eval'][c]['accuracy']:.1f} |" if c in report["eval"] else " |" for c in crops)
     return (f"| {kind} | {report['parameters'] / 1e3:.0f}k | {100 * report['eval']['train']['accuracy']:.1f} | "
             f"{100 * report['eval']['dev']['accuracy']:.1f} | {100 * test['accuracy']:.1f} | {per_lang} | "
-            f"{100 * short['accuracy']:.1f} (n={short['n']}) | {test['ece']:.3f} | {report['train_seconds']:.0f} |")
+            f"{100 * short['accuracy']:.1f} (n={short['n']}) |{crop_cells} {test['ece']:.3f} | "
+            f"{report['train_seconds']:.0f} |")
 
 
 def write_comparison(out_dir: Path) -> str:
@@ -97,9 +102,11 @@ def write_comparison(out_dir: Path) -> str:
     reports = {kind: json.loads((out_dir / kind / "eval.json").read_text(encoding="utf-8"))
                for kind in HEADS if (out_dir / kind / "eval.json").is_file()}
     languages = next(iter(reports.values()))["languages"]
+    crops = sorted({split for r in reports.values() for split in r["eval"] if split.startswith("test_crops")})
     header = (f"| head | parameters | train acc | dev acc | test acc | test {' / '.join(languages)} | "
-              f"test < {SHORT_SECONDS:g} s | test ECE | train s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-    table = header + "".join(_row(kind, r) + "\n" for kind, r in reports.items())
+              f"test < {SHORT_SECONDS:g} s |" + "".join(f" {c.replace('_', ' ')} |" for c in crops) +
+              " test ECE | train s |\n|---|" + "---:|" * (8 + len(crops)) + "\n")
+    table = header + "".join(_row(kind, r, crops) + "\n" for kind, r in reports.items())
     atomic_write_text(out_dir / "heads.md", table)
     atomic_write_text(out_dir / "heads.json", json.dumps(reports, indent=1) + "\n")
     return table
@@ -122,6 +129,12 @@ def main(argv=None) -> None:
     loaded.asr_model.eval()
     features = {split: cached_tap_frames(loaded, getattr(args, f"{split}_dir"), layer, args.out_dir / "feats" / split)
                 for split in SPLITS}
+    evaluated = list(SPLITS)
+    if args.crop_eval:
+        name = f"test_crops_{args.crop_eval[0]:g}-{args.crop_eval[1]:g}s"
+        features[name] = cached_tap_frames(loaded, args.test_dir, layer, args.out_dir / "feats" / name,
+                                           crop=tuple(args.crop_eval))
+        evaluated.append(name)
     languages = [code for code in LANGUAGES if code in set(features["train"].langs)]  # the table's order
     train = features["train"]
     if args.train_fraction < 1.0:
@@ -136,10 +149,10 @@ def main(argv=None) -> None:
         history = fit_head(head, train, features["dev"], config)
         seconds = time.time() - start
         head_dir = args.out_dir / kind
-        posteriors = {split: predict(head, features[split]) for split in SPLITS}
+        posteriors = {split: predict(head, features[split]) for split in evaluated}
         report = {"languages": languages, "layer": layer, "parameters": sum(p.numel() for p in head.parameters()),
                   "train_seconds": seconds, "train_utterances": len(train.utt_ids), "history": history,
-                  "eval": {split: evaluate(posteriors[split], features[split], languages) for split in SPLITS}}
+                  "eval": {split: evaluate(posteriors[split], features[split], languages) for split in evaluated}}
         head.save(head_dir, {"base_model": loaded.name, "base_fingerprint": loaded.fingerprint,
                              "adapter_dir": str(args.adapter_dir) if args.adapter_dir else None,
                              "train_dir": str(args.train_dir), "training": vars(config)})

@@ -7,13 +7,13 @@ padding of a batch never reaches the pool.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext.data.audio import pad_batch, utterance_audio
+from espnet_ext.data.audio import SAMPLE_RATE, pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.models.whisper_forward import Tap, frame_mask
@@ -76,24 +76,40 @@ class FrameFeatures:
 
 
 @torch.no_grad()
-def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_30s: bool = False) -> FrameFeatures:
+def crop_audio(audio: np.ndarray, seconds: Tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """A random `seconds[0]..seconds[1]` (uniform) stretch of `audio`; a shorter clip whole."""
+    n = int(rng.uniform(*seconds) * SAMPLE_RATE)
+    if n >= len(audio):
+        return audio
+    start = rng.integers(0, len(audio) - n + 1)
+    return audio[start : start + n]
+
+
+@torch.no_grad()
+def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_30s: bool = False,
+               crop: Optional[Tuple[float, float]] = None) -> FrameFeatures:
     """The states after encoder block `layer` of `loaded` (in its current routing state: a shared adapter
     below the tap counts when the caller has turned it on) for every utterance of `data_dir`, valid
-    frames only; each pass stops at the tap."""
+    frames only; each pass stops at the tap. With `crop`, each utterance is first cut to a random crop
+    of that many seconds (seeded: the same crops every time), encoded alone as a short clip would be."""
     utterances = sorted(read_data_dir(data_dir), key=lambda u: -u.duration)
+    rng = np.random.default_rng(0)
+    audios = [utterance_audio(u) for u in utterances]
+    if crop is not None:
+        audios = [crop_audio(a, crop, rng) for a in audios]
     device = next(loaded.asr_model.parameters()).device
     frames: List[np.ndarray] = []
-    for start in tqdm(range(0, len(utterances), batch_size), desc=f"LID frames {Path(data_dir).name}", unit="batch"):
-        batch = utterances[start : start + batch_size]
-        speech, lengths = pad_batch([utterance_audio(u) for u in batch])
+    for start in tqdm(range(0, len(audios), batch_size), desc=f"LID frames {Path(data_dir).name}", unit="batch"):
+        speech, lengths = pad_batch(audios[start : start + batch_size])
         out = loaded.family.encode(loaded.asr_model, speech.to(device), lengths.to(device), pad_to_30s,
                                    tap=Tap(layer, stop=True))
         frames += [out.tapped[i, :n].float().cpu().numpy() for i, n in enumerate(out.lengths.tolist())]
     return FrameFeatures([u.utt_id for u in utterances], [u.lang for u in utterances],
-                         np.array([u.duration for u in utterances]), frames)
+                         np.array([len(a) / SAMPLE_RATE for a in audios]), frames)
 
 
-def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8) -> FrameFeatures:
+def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8,
+                      crop: Optional[Tuple[float, float]] = None) -> FrameFeatures:
     """`tap_frames`, extracted once into `cache_dir/` as Kaldi compressed matrices (kaldiio `feats.ark`,
     `feats.scp`, written last, so a killed extraction is redone) + `utt2lang` + `utt2dur`; a rerun, and
     this call itself, read the cache (training sees what every rerun sees)."""
@@ -101,7 +117,7 @@ def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch
 
     scp = cache_dir / "feats.scp"
     if not scp.is_file():
-        features = tap_frames(loaded, data_dir, layer, batch_size)
+        features = tap_frames(loaded, data_dir, layer, batch_size, crop=crop)
         cache_dir.mkdir(parents=True, exist_ok=True)
         kaldiio.save_ark(str(cache_dir / "feats.ark"), dict(zip(features.utt_ids, features.frames)),
                          scp=str(cache_dir / "feats.scp.tmp"), compression_method=2)

@@ -3,8 +3,7 @@
 Unseen voices are the hard part of LID here (a linear probe is perfect on the training voices and
 86-90% on the dev voices), so training works against memorising the voice: languages are drawn
 equally often (balanced sampling, whatever the corpus's shares), each utterance is seen as a random
-2-6 s crop of its frames (a new one every epoch; chosen on dev over 1-5 s crops and whole utterances,
-README "LID heads"), dropout sits
+1-5 s crop of its frames (a new one every epoch; short test utterances look like crops), dropout sits
 in every head but the linear one, and the epoch kept is the one with the best dev accuracy (other
 voices than training's), never a test number.
 
@@ -34,7 +33,7 @@ class HeadTraining:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    crop: Optional[Tuple[float, float]] = (2.0, 6.0)  # seconds of a random crop; None: whole utterances
+    crop: Optional[Tuple[float, float]] = (1.0, 5.0)  # seconds of a random crop; None: whole utterances
     balanced: bool = True
     seed: int = 0
 
