@@ -26,7 +26,7 @@ import torch
 
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
-from espnet_ext.lid.features import cached_tap_frames, label_indices
+from espnet_ext.lid.features import cached_tap_frames, label_indices, random_crops, speed
 from espnet_ext.lid.heads import HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
 from espnet_ext.lid.train import SHORT_SECONDS, HeadTraining, evaluate, fit_head, predict
@@ -54,6 +54,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop_eval", type=float, nargs=2, default=None, metavar=("MIN_S", "MAX_S"),
                    help="also evaluate on the test utterances cut to random crops of this many seconds, "
                         "encoded alone (LID accuracy only: a crop has no transcript), e.g. 1 2")
+    p.add_argument("--speed_perturb", type=float, nargs="*", default=[],
+                   help="add the training set at these speed factors (tempo and pitch: other voices), e.g. 0.9 1.1")
     p.add_argument("--train_fraction", type=float, default=1.0,
                    help="train on this share of the training utterances (the low-data condition)")
     p.add_argument("--seed", type=int, default=0)
@@ -133,10 +135,13 @@ def main(argv=None) -> None:
     if args.crop_eval:
         name = f"test_crops_{args.crop_eval[0]:g}-{args.crop_eval[1]:g}s"
         features[name] = cached_tap_frames(loaded, args.test_dir, layer, args.out_dir / "feats" / name,
-                                           crop=tuple(args.crop_eval))
+                                           transform=random_crops(tuple(args.crop_eval)))
         evaluated.append(name)
     languages = [code for code in LANGUAGES if code in set(features["train"].langs)]  # the table's order
     train = features["train"]
+    for factor in args.speed_perturb:
+        train = train + cached_tap_frames(loaded, args.train_dir, layer, args.out_dir / "feats" / f"train_sp{factor:g}",
+                                          transform=speed(factor))
     if args.train_fraction < 1.0:
         keep = torch.randperm(len(train.utt_ids), generator=torch.Generator().manual_seed(args.seed))
         train = train.subset(sorted(keep[: max(len(languages), int(args.train_fraction * len(keep)))].tolist()))

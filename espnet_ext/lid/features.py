@@ -7,7 +7,7 @@ padding of a batch never reaches the pool.
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -69,34 +69,51 @@ class FrameFeatures:
     durations: np.ndarray  # seconds of audio behind each utterance (crops are cut in seconds)
     frames: List[np.ndarray]  # per utterance [valid frames, width] float32
 
+    def __add__(self, other: "FrameFeatures") -> "FrameFeatures":
+        return FrameFeatures(self.utt_ids + other.utt_ids, self.langs + other.langs,
+                             np.concatenate([self.durations, other.durations]), self.frames + other.frames)
+
     def subset(self, index: Sequence[int]) -> "FrameFeatures":
         index = list(index)
         return FrameFeatures([self.utt_ids[i] for i in index], [self.langs[i] for i in index],
                              self.durations[index], [self.frames[i] for i in index])
 
 
-@torch.no_grad()
-def crop_audio(audio: np.ndarray, seconds: Tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    """A random `seconds[0]..seconds[1]` (uniform) stretch of `audio`; a shorter clip whole."""
-    n = int(rng.uniform(*seconds) * SAMPLE_RATE)
-    if n >= len(audio):
-        return audio
-    start = rng.integers(0, len(audio) - n + 1)
-    return audio[start : start + n]
+AudioTransform = Callable[[np.ndarray], np.ndarray]
+
+
+def random_crops(seconds: Tuple[float, float], seed: int = 0) -> AudioTransform:
+    """Cut each clip to a random `seconds[0]..seconds[1]` (uniform) stretch, seeded; shorter clips whole."""
+    rng = np.random.default_rng(seed)
+
+    def cut(audio: np.ndarray) -> np.ndarray:
+        n = int(rng.uniform(*seconds) * SAMPLE_RATE)
+        if n >= len(audio):
+            return audio
+        start = rng.integers(0, len(audio) - n + 1)
+        return audio[start : start + n]
+
+    return cut
+
+
+def speed(factor: float) -> AudioTransform:
+    """Speed perturbation (tempo and pitch: another voice, as far as LID cares), as in training."""
+    from espnet_ext.train.augment import speed_perturb
+
+    return lambda audio: speed_perturb(torch.from_numpy(audio), factor).numpy()
 
 
 @torch.no_grad()
 def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_30s: bool = False,
-               crop: Optional[Tuple[float, float]] = None) -> FrameFeatures:
+               transform: Optional[AudioTransform] = None) -> FrameFeatures:
     """The states after encoder block `layer` of `loaded` (in its current routing state: a shared adapter
     below the tap counts when the caller has turned it on) for every utterance of `data_dir`, valid
-    frames only; each pass stops at the tap. With `crop`, each utterance is first cut to a random crop
-    of that many seconds (seeded: the same crops every time), encoded alone as a short clip would be."""
+    frames only; each pass stops at the tap. `transform` changes each clip first (`random_crops`: short
+    clips encoded alone; `speed`: LID training augmentation)."""
     utterances = sorted(read_data_dir(data_dir), key=lambda u: -u.duration)
-    rng = np.random.default_rng(0)
     audios = [utterance_audio(u) for u in utterances]
-    if crop is not None:
-        audios = [crop_audio(a, crop, rng) for a in audios]
+    if transform is not None:
+        audios = [transform(a) for a in audios]
     device = next(loaded.asr_model.parameters()).device
     frames: List[np.ndarray] = []
     for start in tqdm(range(0, len(audios), batch_size), desc=f"LID frames {Path(data_dir).name}", unit="batch"):
@@ -109,7 +126,7 @@ def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_3
 
 
 def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8,
-                      crop: Optional[Tuple[float, float]] = None) -> FrameFeatures:
+                      transform: Optional[AudioTransform] = None) -> FrameFeatures:
     """`tap_frames`, extracted once into `cache_dir/` as Kaldi compressed matrices (kaldiio `feats.ark`,
     `feats.scp`, written last, so a killed extraction is redone) + `utt2lang` + `utt2dur`; a rerun, and
     this call itself, read the cache (training sees what every rerun sees)."""
@@ -117,7 +134,7 @@ def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch
 
     scp = cache_dir / "feats.scp"
     if not scp.is_file():
-        features = tap_frames(loaded, data_dir, layer, batch_size, crop=crop)
+        features = tap_frames(loaded, data_dir, layer, batch_size, transform=transform)
         cache_dir.mkdir(parents=True, exist_ok=True)
         kaldiio.save_ark(str(cache_dir / "feats.ark"), dict(zip(features.utt_ids, features.frames)),
                          scp=str(cache_dir / "feats.scp.tmp"), compression_method=2)
