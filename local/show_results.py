@@ -14,8 +14,9 @@ Three tables:
 - Routing: per trained exp dir and test set, one row per routing decoded there (and the zero-shot base
   on the same set): WER / CER per language, the relative WER change against oracle routing with a
   bootstrap 95% confidence interval (utterances resampled, both systems paired), the share of
-  utterances routed to their true language, and decode milliseconds per utterance (the decode jobs'
-  own time over their utterances, one thread each).
+  utterances routed to their true language, decode milliseconds per utterance (the decode jobs'
+  own time over their utterances, one thread each), and, where the set has a `hard` decode, WER on
+  the utterances the LID head was unsure of (top posterior below 0.9 there), where routers differ.
 - Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
   CER in percent and the counts behind them, so it can be checked against the decode dirs' result.txt.
 """
@@ -35,6 +36,7 @@ from espnet_ext.scoring.report import format_rate
 
 TEXT_COLUMNS = ("model", "decode", "test set", "lang")
 NUMBER_COLUMNS = ("utts", "words", "WER", "chars", "CER")  # right-aligned
+UNCERTAIN = 0.9  # the threshold router's default tau: below it, the LID head is "unsure" of an utterance
 
 
 def table_rows(scores_path: Path) -> List[List[str]]:
@@ -138,7 +140,24 @@ def _routing_accuracy(decode_dir: Path, scores: Dict) -> Optional[float]:
     return sum(lid[u]["lang"] == lang for u, lang in truth.items() if u in lid) / max(1, len(truth))
 
 
-def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str]) -> List[str]:
+def _uncertain_utterances(exp: Path, test_set: str) -> Optional[List[str]]:
+    """Utterances whose LID head was unsure: top posterior below UNCERTAIN in the set's `hard` decode."""
+    lid_file = exp / f"decode_{test_set}_hard" / "lid.json"
+    if not lid_file.is_file():
+        return None
+    lid = json.loads(lid_file.read_text(encoding="utf-8"))
+    return sorted(u for u, d in lid.items() if max(d["posteriors"].values()) < UNCERTAIN)
+
+
+def _subset_wer(scores: Dict, utts: List[str]) -> str:
+    per_utt = scores.get("utterances", {})
+    if not utts or not all(u in per_utt for u in utts):
+        return ""
+    return f"{100 * sum(per_utt[u]['word_errors'] for u in utts) / max(1, sum(per_utt[u]['words'] for u in utts)):.2f}"
+
+
+def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str],
+                  uncertain: Optional[List[str]]) -> List[str]:
     rows = []
     for name, decode_dir in systems:
         scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))
@@ -157,6 +176,8 @@ def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str
             cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
         accuracy, ms = _routing_accuracy(decode_dir, scores), _decode_ms_per_utt(decode_dir)
         cells += ["" if accuracy is None else f"{100 * accuracy:.1f}", "" if ms is None else f"{ms:.0f}"]
+        if uncertain is not None:
+            cells.append(_subset_wer(scores, uncertain))
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
@@ -177,10 +198,14 @@ def routing_table(exp_dir: Path) -> List[str]:
         systems = [("none (zero-shot)", d) for d in zeroshot if (d / "scores.json").is_file()] + systems
         langs = [lang for lang in oracle["scores"] if lang != "all"]
         columns = ["routing"] + [c for lang in langs + ["all"] for c in (f"{lang} WER / CER", f"{lang} WER vs oracle")]
+        columns += ["routed to true lang %", "ms/utt"]
+        uncertain = _uncertain_utterances(oracle_dir.parent, test_set)
+        if uncertain is not None:
+            columns.append(f"WER where LID top posterior < {UNCERTAIN} (n={len(uncertain)})")
         lines += [f"## Routing: {oracle_dir.parent.name} on {test_set}", "",
-                  "| " + " | ".join(columns + ["routed to true lang %", "ms/utt"]) + " |",
-                  "|---|" + "---:|" * (len(columns) + 1),
-                  *_routing_rows(oracle, systems, langs), ""]
+                  "| " + " | ".join(columns) + " |",
+                  "|---|" + "---:|" * (len(columns) - 1),
+                  *_routing_rows(oracle, systems, langs, uncertain), ""]
     return lines
 
 

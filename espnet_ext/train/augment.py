@@ -18,7 +18,7 @@ Randomness comes from torch's global generator, which ESPnet's trainer reseeds a
 (seed + epoch), so a resumed run draws the same augmentation as an uninterrupted one.
 """
 from dataclasses import dataclass
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -71,10 +71,15 @@ class WaveformAugment(nn.Module):
         wave = speed_perturb(wave, factors[int(torch.randint(len(factors), ()))])
         if self.config.noise_prob > 0 and float(torch.rand(())) < self.config.noise_prob:
             low, high = self.config.noise_snr_db
-            snr_db = low + (high - low) * float(torch.rand(()))
-            power = wave.pow(2).mean().clamp_min(1e-10)
-            wave = wave + torch.randn_like(wave) * torch.sqrt(power / 10 ** (snr_db / 10))
+            wave = add_noise(wave, low + (high - low) * float(torch.rand(())))
         return wave
+
+
+def add_noise(wave: torch.Tensor, snr_db: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """White Gaussian noise at `snr_db` below the waveform's mean power (no noise corpus needed)."""
+    power = wave.pow(2).mean().clamp_min(1e-10)
+    noise = torch.randn(wave.shape, generator=generator, dtype=wave.dtype)
+    return wave + noise * torch.sqrt(power / 10 ** (snr_db / 10))
 
 
 def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:

@@ -65,7 +65,9 @@ def write_routed(decode_dir: Path, errors: dict, routed: dict, seconds: float):
     scores["utterances"] = {u: {"lang": truth[u], "word_errors": e, "words": 10, "char_errors": e, "chars": 50}
                             for u, e in errors.items()}
     (decode_dir / "scores.json").write_text(json.dumps(scores))
-    (decode_dir / "lid.json").write_text(json.dumps({u: {"lang": lang} for u, lang in routed.items()}))
+    top = {u: 0.6 if u == "u2" else 0.99 for u in routed}  # the LID head is unsure of u2 only
+    (decode_dir / "lid.json").write_text(json.dumps({u: {"lang": lang, "posteriors": {lang: top[u], "x": 1 - top[u]}}
+                                                     for u, lang in routed.items()}))
     (decode_dir / "log").mkdir()
     (decode_dir / "log/decode.1.log").write_text(f"x decode INFO decoded 4 utterances in {seconds} s -> y\n")
 
@@ -81,7 +83,8 @@ def test_routing_table_compares_each_routing_with_oracle(tmp_path):
     start = lines.index("## Routing: whisper_base_all_r16 on test_all")
     header, _, oracle, hard = lines[start + 2 : start + 6]
     assert header.startswith("| routing | hi WER / CER | hi WER vs oracle |")
-    assert oracle.startswith("| oracle |") and oracle.endswith("| 100.0 | 500 |")
-    assert hard.startswith("| hard |") and hard.endswith("| 75.0 | 600 |")
+    assert header.endswith("| ms/utt | WER where LID top posterior < 0.9 (n=1) |")
+    assert oracle.startswith("| oracle |") and oracle.endswith("| 100.0 | 500 | 20.00 |")
+    assert hard.startswith("| hard |") and hard.endswith("| 75.0 | 600 | 40.00 |")
     assert "| +50.0% [" in hard  # hi: 6 errors against oracle's 4
     assert "| +0.0% [+0.0, +0.0] |" in hard  # te: identical

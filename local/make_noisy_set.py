@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""A noisy copy of a data dir: every utterance with white Gaussian noise at its own signal-to-noise
+ratio, drawn uniformly from `--snr LOW HIGH` dB. For routing under degraded audio: the LID head is
+less sure on noisy speech, which is where soft and threshold routing can differ from hard.
+
+Same utterance ids, transcripts, speakers and languages as the source, so the copy is scored like
+it; `utt2snr` records each utterance's SNR. The SNR and the noise of an utterance depend only on
+`--seed` and its id, so a rerun, or a copy of a subset, gives the same audio. WAVs go to
+`<dst's parent>/local/<dst's name>_wav/` (written atomically, as the corpus preparers' audio goes to
+`data/local/`); the data dir is written last and validated.
+
+Usage:
+    local/make_noisy_set.py --src data/test_all --dst data/test_all_snr0-10 --snr 0 10
+"""
+import argparse
+import hashlib
+import logging
+from pathlib import Path
+from typing import List, Sequence
+
+import torch
+from tqdm import tqdm
+
+from espnet_ext.data.audio import SAMPLE_RATE, utterance_audio, write_wav
+from espnet_ext.data.corpus import exit_on_bad_input, write_validated
+from espnet_ext.data.kaldi import Utterance, read_data_dir, write_list
+from espnet_ext.train.augment import add_noise
+
+log = logging.getLogger("make_noisy_set")
+
+
+def utterance_generator(seed: int, utt_id: str) -> torch.Generator:
+    """A generator seeded from (seed, utterance id) alone, independent of order and subset."""
+    digest = hashlib.sha256(f"{seed}:{utt_id}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def make_noisy_set(src: Path, dst: Path, snr: Sequence[float], seed: int = 0) -> List[Utterance]:
+    """Write `dst` as `src` with noise at a per-utterance SNR in [snr[0], snr[1]] dB."""
+    low, high = snr
+    if low > high:
+        raise ValueError(f"--snr {low} {high}: give the lower SNR first (fix: --snr {high} {low})")
+    noisy, snrs, audio_dir = [], {}, dst.parent / "local" / f"{dst.name}_wav"
+    for utt in tqdm(read_data_dir(src), desc=f"noise -> {dst.name}", unit="utt"):
+        generator = utterance_generator(seed, utt.utt_id)
+        snr_db = low + (high - low) * float(torch.rand((), generator=generator))
+        wave = add_noise(torch.from_numpy(utterance_audio(utt)).float(), snr_db, generator)
+        wav = audio_dir / f"{utt.utt_id}.wav"
+        write_wav(wav, wave.numpy())
+        noisy.append(Utterance(utt.utt_id, utt.speaker, utt.text, utt.lang, str(wav), len(wave) / SAMPLE_RATE))
+        snrs[utt.utt_id] = f"{snr_db:.2f}"
+    write_validated(dst, noisy)
+    write_list(dst / "utt2snr", snrs)
+    log.info("%s: %d utterances at %g-%g dB SNR", dst, len(noisy), low, high)
+    return noisy
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, required=True, help="the clean data dir")
+    parser.add_argument("--dst", type=Path, required=True, help="the noisy data dir to write")
+    parser.add_argument("--snr", type=float, nargs=2, default=(0.0, 10.0), metavar=("LOW", "HIGH"),
+                        help="SNR range in dB, drawn uniformly per utterance")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with exit_on_bad_input(parser.prog):
+        make_noisy_set(args.src, args.dst, args.snr, args.seed)
+
+
+if __name__ == "__main__":
+    main()
