@@ -30,13 +30,12 @@ from typing import Dict, List, Optional, Tuple
 
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
-from espnet_ext.routing.routers import ROUTINGS
+from espnet_ext.routing.routers import DEFAULT_TAU as UNCERTAIN, ROUTINGS
 from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
 from espnet_ext.scoring.report import format_rate
 
 TEXT_COLUMNS = ("model", "decode", "test set", "lang")
 NUMBER_COLUMNS = ("utts", "words", "WER", "chars", "CER")  # right-aligned
-UNCERTAIN = 0.9  # the threshold router's default tau: below it, the LID head is "unsure" of an utterance
 
 
 def table_rows(scores_path: Path) -> List[List[str]]:
@@ -150,10 +149,12 @@ def _uncertain_utterances(exp: Path, test_set: str) -> Optional[List[str]]:
 
 
 def _subset_wer(scores: Dict, utts: List[str]) -> str:
+    """WER (%) over the utterances `utts`, from scores.json's per-utterance errors; "" where any is missing."""
     per_utt = scores.get("utterances", {})
     if not utts or not all(u in per_utt for u in utts):
         return ""
-    return f"{100 * sum(per_utt[u]['word_errors'] for u in utts) / max(1, sum(per_utt[u]['words'] for u in utts)):.2f}"
+    errors, words = (sum(per_utt[u][key] for u in utts) for key in ("word_errors", "words"))
+    return f"{100 * errors / max(1, words):.2f}"
 
 
 def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str],

@@ -24,7 +24,7 @@ import torch
 from espnet_ext.bin.cli import parse_args_with_config, save_resolved_args, str2bool
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, merge_jobs
-from espnet_ext.routing.routers import ROUTINGS, make_router
+from espnet_ext.routing.routers import DEFAULT_TAU, ROUTINGS, make_router
 
 log = logging.getLogger("decode")
 
@@ -49,7 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="a LID head (lid_config.json + lid_model.safetensors, stage 4) for the routings that "
                         "read the tap: " + ", ".join(k.name for k in ROUTINGS.values() if k.source == "lid_head"))
     p.add_argument("--temperature", type=float, default=1.0, help="soft routing: w = softmax(log p / T)")
-    p.add_argument("--tau", type=float, default=0.9, help="threshold routing: hard when the top posterior >= tau")
+    p.add_argument("--tau", type=float, default=DEFAULT_TAU, help="threshold routing: hard when the top posterior >= tau")
     p.add_argument("--top_k", type=int, default=2, help="threshold routing: adapters mixed below tau")
     p.add_argument("--min_confidence", type=float, default=0.0,
                    help="LID routings: below this top posterior, decode with the base model (0: never)")

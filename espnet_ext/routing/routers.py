@@ -81,13 +81,16 @@ class SoftRouter(Router):
         return torch.softmax(posteriors.clamp_min(1e-12).log() / self.temperature, dim=1)
 
 
+DEFAULT_TAU = 0.9  # the threshold router's tau unless tuned: below it, the LID head counts as unsure
+
+
 class ThresholdRouter(Router):
     """Hard when the top posterior is at least `tau`; otherwise the top `top_k` adapters, their
     posteriors renormalised (the uncertain utterances hedge between the likely languages only)."""
 
     name = "threshold"
 
-    def __init__(self, tau: float = 0.9, top_k: int = 2, min_confidence: float = 0.0):
+    def __init__(self, tau: float = DEFAULT_TAU, top_k: int = 2, min_confidence: float = 0.0):
         super().__init__(min_confidence)
         if not 0.0 <= tau <= 1.0 or top_k < 1:
             raise ValueError(f"threshold routing needs 0 <= tau <= 1 and top_k >= 1, got tau {tau}, top_k {top_k}")
@@ -157,7 +160,7 @@ ROUTINGS: Dict[str, RoutingKind] = {kind.name: kind for kind in (
 )}
 
 
-def make_router(name: str, temperature: float = 1.0, tau: float = 0.9, top_k: int = 2,
+def make_router(name: str, temperature: float = 1.0, tau: float = DEFAULT_TAU, top_k: int = 2,
                 min_confidence: float = 0.0) -> Optional[Router]:
     """The router of routing `name` with its options (those it does not use are ignored); None for none."""
     if name not in ROUTINGS:
