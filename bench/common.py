@@ -8,14 +8,14 @@ import numpy as np
 
 from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
-from espnet_ext.languages import LANGUAGES
+from espnet_ext.languages import ADAPTER_LANGUAGES
 
 Clip = Tuple[np.ndarray, str]  # audio, language
 
 
 def load_clips(data_root: Path, per_lang: int, longest_first: bool = False) -> List[Clip]:
     """The first `per_lang` utterances of each `test_<lang>` (longest first, as decode_data_dir batches)."""
-    clips = [(utterance_audio(utt), lang) for lang in LANGUAGES
+    clips = [(utterance_audio(utt), lang) for lang in ADAPTER_LANGUAGES
              for utt in read_data_dir(Path(data_root) / f"test_{lang}")[:per_lang]]
     return sorted(clips, key=lambda c: -len(c[0])) if longest_first else clips
 

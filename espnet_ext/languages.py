@@ -1,8 +1,15 @@
 """The one table of languages the project knows; nothing else hard-codes a language.
 
 Each entry says how to recognise the language's script (Unicode ranges), which family it belongs to
-(hierarchical routing groups by family), which token Whisper and OWSM use for it, and which espeak-ng
-voice synthesises the default corpus.
+(hierarchical routing groups by family), which token Whisper and OWSM use for it, which espeak-ng
+voice synthesises the default corpus, and its role in the project:
+
+- `adapter`: a LoRA adapter, a LID class, part of `--lang all` (hi, pa, te, it);
+- `lid_only`: a LID class with no adapter, decoded by the base model (English: the plan's `other`
+  class, because Hindi-English is the commonest real code-switch and English must not be forced
+  through an Indic adapter); never in `--lang all` or in the adapters' training data;
+- `out_of_set`: never trained on; test clips only, to measure how often a language close to the set
+  (mr, ne vs hi/pa; ta, kn vs te; es vs it; fr) is routed confidently to an adapter.
 """
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -17,11 +24,14 @@ class Language:
     family: str
     owsm_token: str  # OWSM v4 uses ISO 639-3 tokens
     espeak_voice: str
+    role: str = "adapter"  # adapter | lid_only | out_of_set (module docstring)
 
     @property
     def whisper_token(self) -> str:
         return f"<|{self.code}|>"
 
+
+LATIN = ((0x0041, 0x005A), (0x0061, 0x007A), (0x00C0, 0x024F))
 
 LANGUAGES: Dict[str, Language] = {
     lang.code: lang
@@ -29,16 +39,25 @@ LANGUAGES: Dict[str, Language] = {
         Language("hi", "Hindi", "Devanagari", ((0x0900, 0x097F),), "indo_aryan", "<hin>", "hi"),
         Language("pa", "Punjabi", "Gurmukhi", ((0x0A00, 0x0A7F),), "indo_aryan", "<pan>", "pa"),
         Language("te", "Telugu", "Telugu", ((0x0C00, 0x0C7F),), "dravidian", "<tel>", "te"),
-        Language(
-            "it", "Italian", "Latin", ((0x0041, 0x005A), (0x0061, 0x007A), (0x00C0, 0x024F)), "romance",
-            "<ita>", "it",
-        ),
+        Language("it", "Italian", "Latin", LATIN, "romance", "<ita>", "it"),
+        Language("en", "English", "Latin", LATIN, "germanic", "<eng>", "en", role="lid_only"),
+        Language("mr", "Marathi", "Devanagari", ((0x0900, 0x097F),), "indo_aryan", "<mar>", "mr", role="out_of_set"),
+        Language("ne", "Nepali", "Devanagari", ((0x0900, 0x097F),), "indo_aryan", "<nep>", "ne", role="out_of_set"),
+        Language("ta", "Tamil", "Tamil", ((0x0B80, 0x0BFF),), "dravidian", "<tam>", "ta", role="out_of_set"),
+        Language("kn", "Kannada", "Kannada", ((0x0C80, 0x0CFF),), "dravidian", "<kan>", "kn", role="out_of_set"),
+        Language("es", "Spanish", "Latin", LATIN, "romance", "<spa>", "es", role="out_of_set"),
+        Language("fr", "French", "Latin", LATIN, "romance", "<fra>", "fr", role="out_of_set"),
     )
 }
+ROLES = ("adapter", "lid_only", "out_of_set")
+ADAPTER_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role == "adapter"]
+LID_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role in ("adapter", "lid_only")]
+OUT_OF_SET_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role == "out_of_set"]
+assert all(lang.role in ROLES for lang in LANGUAGES.values())
 
-FAMILIES: Dict[str, List[str]] = {}
-for _lang in LANGUAGES.values():
-    FAMILIES.setdefault(_lang.family, []).append(_lang.code)
+FAMILIES: Dict[str, List[str]] = {}  # over the LID's classes: what hierarchical routing chooses between
+for _code in LID_LANGUAGES:
+    FAMILIES.setdefault(LANGUAGES[_code].family, []).append(_code)
 
 
 def get_language(code: str) -> Language:

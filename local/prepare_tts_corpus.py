@@ -15,10 +15,14 @@ that has since been edited. A rerun skips every WAV that is already written and 
 is the same for the same sentences and seed whatever the number of jobs.
 
 Writes `<out_dir>/{train,dev,test}_<lang>` and the unions `<out_dir>/{train,dev,test}_all`, each
-validated.
+validated. The languages' roles (espnet_ext/languages.py) decide what each gets: an adapter language
+all three splits and a place in the `_all` unions; a LID-only one (English) all three splits but no
+place in the unions (the adapters never train on it; stage 4's LID does); an out-of-set one a test set
+only, of OUT_OF_SET_FRACTION x --utts_per_split utterances by the test voices, all of its sentences
+held out, and the union `test_oos`.
 
 Usage:
-    local/prepare_tts_corpus.py --out_dir data                     # all languages, default size
+    local/prepare_tts_corpus.py --out_dir data                     # every language of the table, default size
     local/prepare_tts_corpus.py --out_dir data --langs hi te --utts_per_split 40 --nj 2
 """
 import argparse
@@ -34,6 +38,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import soundfile as sf
 
 from espnet_ext.data.audio import SAMPLE_RATE, AudioError, condition, existing_wav_duration, write_wav
@@ -63,6 +68,8 @@ DEFAULT_UTTS_PER_SPLIT = 100
 TRAIN_UTTS_FACTOR = 4
 DEFAULT_SENTENCES_DIR = Path(__file__).resolve().parent / "sentences"
 MIN_SCRIPT_FRACTION = 0.5  # below this a line is in the wrong script: probably another language's file
+OUT_OF_SET_FRACTION = 0.5  # an out-of-set language's test size, as a share of --utts_per_split
+OUT_OF_SET_UNION = "test_oos"
 
 
 @dataclass(frozen=True)
@@ -157,15 +164,20 @@ def plan_language(lang: str, sentences_dir: Path, audio_dir: Path, utts_per_spli
     """
     path = sentences_dir / f"{lang}.txt"
     sentences = read_sentences(path, lang)
-    by_split = split_sentences(sentences, utts_per_split, random.Random(f"{seed}:{lang}"), path)
-    counts = {"train": train_utts or TRAIN_UTTS_FACTOR * utts_per_split, "dev": utts_per_split,
-              "test": utts_per_split}
+    if get_language(lang).role == "out_of_set":  # never trained on: every sentence is a test sentence
+        by_split = {"test": sentences}
+        counts = {"test": max(1, int(OUT_OF_SET_FRACTION * utts_per_split))}
+    else:
+        by_split = split_sentences(sentences, utts_per_split, random.Random(f"{seed}:{lang}"), path)
+        counts = {"train": train_utts or TRAIN_UTTS_FACTOR * utts_per_split, "dev": utts_per_split,
+                  "test": utts_per_split}
     plan = {}
-    for split in SPLITS:
+    for split in by_split:
         pairs = pair_up(by_split[split], voices_for(lang, split), counts[split], f"{lang} {split}")
         plan[split] = [_job(voice, number, text, audio_dir) for voice, number, text in pairs]
-    log.info("%s: %d sentences -> train/dev/test %s sentences, %s utterances", lang, len(sentences),
-             "/".join(str(len(by_split[s])) for s in SPLITS), "/".join(str(counts[s]) for s in SPLITS))
+    log.info("%s (%s): %d sentences -> %s %s sentences, %s utterances", lang, get_language(lang).role,
+             len(sentences), "/".join(by_split), "/".join(str(len(v)) for v in by_split.values()),
+             "/".join(str(v) for v in counts.values()))
     return plan
 
 
@@ -176,21 +188,27 @@ def _job(voice: Voice, line_number: int, text: str, audio_dir: Path) -> SynthJob
     return SynthJob(utt_id, voice, text, wav_path(audio_dir, f"{utt_id}-{digest}", voice.speaker_id))
 
 
+def speak(voice: Voice, text: str, what: str) -> np.ndarray:
+    """`text` in `voice`, through the shared conditioning chain (16 kHz mono, trimmed, level normalised);
+    `what` names the utterance in errors."""
+    cmd = ["espeak-ng", "-v", voice.espeak_voice, "-s", str(voice.rate), "-p", str(voice.pitch),
+           "-b", "1", "--stdout"]  # text on stdin: a sentence starting with '-' is not an option
+    result = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)
+    if result.returncode != 0 or not result.stdout:
+        raise AudioError(f"{what}: {' '.join(cmd)} failed: {result.stderr.decode(errors='replace')}")
+    wave, sample_rate = sf.read(BytesIO(result.stdout), dtype="float32", always_2d=True)
+    try:
+        return condition(wave, sample_rate)
+    except AudioError as err:
+        raise AudioError(f"{what} ({text!r}): {err}") from None
+
+
 def synthesize(job: SynthJob) -> float:
     """Worker: speak one sentence unless its valid WAV exists already; returns the duration."""
     duration = existing_wav_duration(job.wav)
     if duration is not None:
         return duration
-    cmd = ["espeak-ng", "-v", job.voice.espeak_voice, "-s", str(job.voice.rate), "-p", str(job.voice.pitch),
-           "-b", "1", "--stdout"]  # text on stdin: a sentence starting with '-' is not an option
-    result = subprocess.run(cmd, input=job.text.encode("utf-8"), capture_output=True, check=False)
-    if result.returncode != 0 or not result.stdout:
-        raise AudioError(f"{job.utt_id}: {' '.join(cmd)} failed: {result.stderr.decode(errors='replace')}")
-    wave, sample_rate = sf.read(BytesIO(result.stdout), dtype="float32", always_2d=True)
-    try:
-        out = condition(wave, sample_rate)
-    except AudioError as err:
-        raise AudioError(f"{job.utt_id} ({job.text!r}): {err}") from None
+    out = speak(job.voice, job.text, job.utt_id)
     write_wav(job.wav, out)
     return len(out) / SAMPLE_RATE
 
@@ -225,17 +243,22 @@ def prepare_tts_corpus(out_dir: Path, langs: Sequence[str] = tuple(LANGUAGES),
     check_espeak(langs)
     plans = {lang: plan_language(lang, Path(sentences_dir), audio_dir, utts_per_split, seed, train_utts)
              for lang in langs}
-    jobs = [job for plan in plans.values() for split in SPLITS for job in plan[split]]
+    jobs = [job for plan in plans.values() for split_jobs in plan.values() for job in split_jobs]
     durations = dict(zip((job.utt_id for job in jobs), run_parallel(synthesize, jobs, nj, "synthesising")))
     written = {}
     for lang, plan in plans.items():
-        for split in SPLITS:
+        for split, split_jobs in plan.items():
             written[f"{split}_{lang}"] = [
                 Utterance(job.utt_id, job.voice.speaker_id, job.text, lang, str(job.wav), durations[job.utt_id])
-                for job in plan[split]
+                for job in split_jobs
             ]
             write_validated(Path(out_dir) / f"{split}_{lang}", written[f"{split}_{lang}"])
-    written.update(write_unions(Path(out_dir), written))
+    role = {name: get_language(name.rsplit("_", 1)[1]).role for name in written}
+    out_of_set = [u for name, utts in written.items() if role[name] == "out_of_set" for u in utts]
+    written.update(write_unions(Path(out_dir), {n: u for n, u in written.items() if role[n] == "adapter"}))
+    if out_of_set:
+        write_validated(Path(out_dir) / OUT_OF_SET_UNION, out_of_set)
+        written[OUT_OF_SET_UNION] = out_of_set
     return written
 
 

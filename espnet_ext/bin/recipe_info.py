@@ -2,6 +2,8 @@
 """Answers the recipe driver's small questions so that no such logic lives in shell.
 
     python -m espnet_ext.bin.recipe_info langs --lang all     # -> "hi pa te it"
+    python -m espnet_ext.bin.recipe_info lid_only_langs        # -> "en": LID classes without an adapter
+    python -m espnet_ext.bin.recipe_info corpus_langs --lang all   # every language stage 1 synthesises
     python -m espnet_ext.bin.recipe_info threads --nj 2       # torch threads per job on this machine
     python -m espnet_ext.bin.recipe_info routings --routings "none oracle hard"   # checked; "all" expanded
     python -m espnet_ext.bin.recipe_info routing_source --routing soft            # -> lid_head
@@ -9,13 +11,29 @@
 import argparse
 import os
 
-from espnet_ext.languages import LANGUAGES, get_language
+from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, get_language
 from espnet_ext.routing.routers import ROUTINGS
 
 
 def langs(lang: str) -> str:
-    """Expand `--lang` (a code or `all`) into the language codes it covers, failing on unknown ones."""
-    return " ".join(LANGUAGES) if lang == "all" else get_language(lang).code
+    """Expand `--lang` (an adapter language's code or `all`) into the adapter languages it covers."""
+    if lang == "all":
+        return " ".join(ADAPTER_LANGUAGES)
+    if get_language(lang).role != "adapter":
+        raise ValueError(f"--lang {lang}: {get_language(lang).name} is {get_language(lang).role.replace('_', '-')} "
+                         f"in espnet_ext/languages.py, it has no adapter; choose from {', '.join(ADAPTER_LANGUAGES)} or all")
+    return lang
+
+
+def lid_only_langs() -> str:
+    """The LID classes with no adapter (decoded by the base model): their dirs join the LID's data."""
+    return " ".join(code for code, language in LANGUAGES.items() if language.role == "lid_only")
+
+
+def corpus_langs(lang: str) -> str:
+    """What stage 1 prepares for `--lang`: with `all`, every language of the table (the LID-only and
+    out-of-set ones too, for the LID and its out-of-set report); else that adapter language alone."""
+    return " ".join(LANGUAGES) if lang == "all" else langs(lang)
 
 
 def threads(nj: int) -> int:
@@ -41,11 +59,14 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="question", required=True)
     sub.add_parser("langs").add_argument("--lang", required=True)
+    sub.add_parser("lid_only_langs")
+    sub.add_parser("corpus_langs").add_argument("--lang", required=True)
     sub.add_parser("threads").add_argument("--nj", type=int, required=True)
     sub.add_parser("routings").add_argument("--routings", required=True)
     sub.add_parser("routing_source").add_argument("--routing", required=True)
     args = p.parse_args(argv)
-    answer = {"langs": lambda: langs(args.lang), "threads": lambda: threads(args.nj),
+    answer = {"langs": lambda: langs(args.lang), "lid_only_langs": lid_only_langs,
+              "corpus_langs": lambda: corpus_langs(args.lang), "threads": lambda: threads(args.nj),
               "routings": lambda: routings(args.routings), "routing_source": lambda: routing_source(args.routing)}
     try:
         print(answer[args.question]())

@@ -3,11 +3,17 @@
 
 Usage (the default run's bank; the tap layer is the bank layout's):
     python -m espnet_ext.bin.train_lid --model whisper_base --adapter_dir exp/whisper_base_all_r16/adapters \
-        --train_dir data/train_all --dev_dir data/dev_all --test_dir data/test_all \
+        --train_dir data/train_all data/train_en --dev_dir data/dev_all data/dev_en \
+        --test_dir data/test_all data/test_en --oos_dir data/test_oos \
         --out_dir exp/whisper_base_all_r16/lid --heads mlp
     ... --heads all        # the five heads (linear mlp cnn bilstm asp) and their comparison
 
-The tap's frames are extracted once per set into `<out_dir>/feats/<set>/` (Kaldi compressed matrices,
+Each split may join several data dirs (the adapters' languages and the LID-only English class); the
+classes are the languages found in train, in the language table's order. `--oos_dir` holds clips of
+languages outside the classes (stage 1's `test_oos`): the report says how often each is routed
+confidently (top posterior >= the threshold router's tau) to an in-set adapter.
+
+The tap's frames are extracted once per data dir into `<out_dir>/feats/<dir name>/` (Kaldi compressed matrices,
 kaldiio) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
 adapters off). Each head is trained on train (balanced languages, random 1-5 s crops), its epoch chosen
 by dev accuracy, and evaluated on train, dev and test; it is saved in `<out_dir>/<head>/` (lid_config.json
@@ -25,11 +31,12 @@ from typing import Dict, List, Optional
 import torch
 
 from espnet_ext.fileio import atomic_write_text
-from espnet_ext.languages import LANGUAGES
-from espnet_ext.lid.features import cached_tap_frames, label_indices, random_crops, speed
+from espnet_ext.languages import LANGUAGES, get_language
+from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices, random_crops, speed
 from espnet_ext.lid.heads import HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
-from espnet_ext.lid.train import SHORT_SECONDS, HeadTraining, evaluate, fit_head, predict
+from espnet_ext.lid.train import SHORT_SECONDS, HeadTraining, evaluate, evaluate_out_of_set, fit_head, predict
+from espnet_ext.routing.routers import DEFAULT_TAU
 
 log = logging.getLogger("train_lid")
 SPLITS = ("train", "dev", "test")
@@ -43,7 +50,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="<exp>/adapters of the bank to route; its layout gives the tap layer")
     p.add_argument("--layer", type=int, default=None, help="tap layer without --adapter_dir (the bare base)")
     for split in SPLITS:
-        p.add_argument(f"--{split}_dir", type=Path, required=True, help=f"Kaldi {split} dir with utt2lang")
+        p.add_argument(f"--{split}_dir", type=Path, nargs="+", required=True,
+                       help=f"Kaldi {split} dir(s) with utt2lang, joined")
+    p.add_argument("--oos_dir", type=Path, default=None,
+                   help="Kaldi dir of out-of-set languages (never trained on): how often each is routed confidently")
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--heads", default="mlp", help=f"comma-separated heads of {','.join(HEADS)}, or all")
     p.add_argument("--epochs", type=int, default=HeadTraining.epochs)
@@ -99,6 +109,17 @@ def _row(kind: str, report: Dict, crops: List[str]) -> str:
             f"{report['train_seconds']:.0f} |")
 
 
+def _out_of_set_table(reports: Dict[str, Dict]) -> str:
+    """Per out-of-set language and head: % routed confidently to an in-set adapter (lower is better)."""
+    with_oos = {kind: r["out_of_set"] for kind, r in reports.items() if "out_of_set" in r}
+    first = next(iter(with_oos.values()))
+    columns = " | ".join(f"{lang} (n={first[lang]['n']})" for lang in first)
+    rows = "".join(f"| {kind} | " + " | ".join(f"{100 * oos[lang]['confident_adapter']:.0f}" for lang in first) + " |\n"
+                   for kind, oos in with_oos.items())
+    return (f"\nOut-of-set clips routed confidently (top posterior >= {DEFAULT_TAU:g}) to an in-set adapter, %:\n\n"
+            f"| head | {columns} |\n|---|{'---:|' * len(first)}\n{rows}")
+
+
 def write_comparison(out_dir: Path) -> str:
     """heads.md / heads.json over every `<out_dir>/<head>/eval.json`."""
     reports = {kind: json.loads((out_dir / kind / "eval.json").read_text(encoding="utf-8"))
@@ -109,6 +130,8 @@ def write_comparison(out_dir: Path) -> str:
               f"test < {SHORT_SECONDS:g} s |" + "".join(f" {c.replace('_', ' ')} |" for c in crops) +
               " test ECE | train s |\n|---|" + "---:|" * (8 + len(crops)) + "\n")
     table = header + "".join(_row(kind, r, crops) + "\n" for kind, r in reports.items())
+    if any("out_of_set" in r for r in reports.values()):
+        table += _out_of_set_table(reports)
     atomic_write_text(out_dir / "heads.md", table)
     atomic_write_text(out_dir / "heads.json", json.dumps(reports, indent=1) + "\n")
     return table
@@ -120,28 +143,43 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     heads = _head_names(args.heads)
-    for split in SPLITS:
-        if not (getattr(args, f"{split}_dir") / "utt2lang").is_file():
-            raise SystemExit(f"train_lid.py: {getattr(args, f'{split}_dir')}/utt2lang is missing; give a Kaldi dir "
-                             "with utt2lang (stage 1 writes them)")
+    dirs = {split: getattr(args, f"{split}_dir") for split in SPLITS}
+    if args.oos_dir is not None:
+        dirs["out_of_set"] = [args.oos_dir]
+    by_name: Dict[str, Path] = {}
+    for data_dir in (d for group in dirs.values() for d in group):
+        if not (data_dir / "utt2lang").is_file():
+            raise SystemExit(f"train_lid.py: {data_dir}/utt2lang is missing; give a Kaldi dir with utt2lang "
+                             "(stage 1 writes them)")
+        if by_name.setdefault(data_dir.name, data_dir).resolve() != data_dir.resolve():
+            raise SystemExit(f"train_lid.py: {by_name[data_dir.name]} and {data_dir} would share the feature cache "
+                             f"{args.out_dir}/feats/{data_dir.name}: rename one")
     from espnet_ext.models.registry import load_model
 
     loaded = load_model(args.model, model_path=args.model_path)
     layer = _tap_layer(loaded, args.adapter_dir, args.layer)
     loaded.asr_model.eval()
-    features = {split: cached_tap_frames(loaded, getattr(args, f"{split}_dir"), layer, args.out_dir / "feats" / split)
-                for split in SPLITS}
+
+    def frames(group: List[Path], suffix: str = "", transform=None) -> FrameFeatures:
+        parts = [cached_tap_frames(loaded, d, layer, args.out_dir / "feats" / f"{d.name}{suffix}", transform=transform)
+                 for d in group]
+        return sum(parts[1:], parts[0])
+
+    features = {split: frames(group) for split, group in dirs.items()}
     evaluated = list(SPLITS)
     if args.crop_eval:
-        name = f"test_crops_{args.crop_eval[0]:g}-{args.crop_eval[1]:g}s"
-        features[name] = cached_tap_frames(loaded, args.test_dir, layer, args.out_dir / "feats" / name,
-                                           transform=random_crops(tuple(args.crop_eval)))
-        evaluated.append(name)
+        suffix = f"_crops_{args.crop_eval[0]:g}-{args.crop_eval[1]:g}s"
+        features["test" + suffix] = frames(args.test_dir, suffix, random_crops(tuple(args.crop_eval)))
+        evaluated.append("test" + suffix)
     languages = [code for code in LANGUAGES if code in set(features["train"].langs)]  # the table's order
+    adapters = [lang for lang in languages if get_language(lang).role == "adapter"]
+    seen = sorted(set(features["out_of_set"].langs) & set(languages)) if "out_of_set" in features else []
+    if seen:
+        raise SystemExit(f"train_lid.py: {args.oos_dir} holds languages the heads are trained on ({seen}); "
+                         "--oos_dir must hold other languages only")
     train = features["train"]
     for factor in args.speed_perturb:
-        train = train + cached_tap_frames(loaded, args.train_dir, layer, args.out_dir / "feats" / f"train_sp{factor:g}",
-                                          transform=speed(factor))
+        train = train + frames(args.train_dir, f"_sp{factor:g}", speed(factor))
     if args.train_fraction < 1.0:
         keep = torch.randperm(len(train.utt_ids), generator=torch.Generator().manual_seed(args.seed))
         train = train.subset(sorted(keep[: max(len(languages), int(args.train_fraction * len(keep)))].tolist()))
@@ -158,9 +196,12 @@ def main(argv=None) -> None:
         report = {"languages": languages, "layer": layer, "parameters": sum(p.numel() for p in head.parameters()),
                   "train_seconds": seconds, "train_utterances": len(train.utt_ids), "history": history,
                   "eval": {split: evaluate(posteriors[split], features[split], languages) for split in evaluated}}
+        if "out_of_set" in features:
+            report["out_of_set"] = evaluate_out_of_set(predict(head, features["out_of_set"]), features["out_of_set"].langs,
+                                                       languages, adapters, DEFAULT_TAU)
         head.save(head_dir, {"base_model": loaded.name, "base_fingerprint": loaded.fingerprint,
                              "adapter_dir": str(args.adapter_dir) if args.adapter_dir else None,
-                             "train_dir": str(args.train_dir), "training": vars(config)})
+                             "train_dir": [str(d) for d in args.train_dir], "training": vars(config)})
         atomic_write_text(head_dir / "eval.json", json.dumps(report, indent=1) + "\n")
         labels = label_indices(features["test"].langs, languages)
         title = f"{kind} head, layer {layer}: test accuracy {100 * report['eval']['test']['accuracy']:.1f}%"

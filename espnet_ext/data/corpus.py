@@ -19,7 +19,7 @@ from tqdm import tqdm
 from espnet_ext.data.audio import AudioError, convert_audio, existing_wav_duration
 from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text, write_data_dir
 from espnet_ext.data.validate import validate_data_dir
-from espnet_ext.languages import LANGUAGES, get_language
+from espnet_ext.languages import ADAPTER_LANGUAGES, get_language
 
 PathLike = Union[str, os.PathLike]
 T = TypeVar("T")
@@ -54,8 +54,8 @@ def clean_transcript(text: str, manifest: PathLike, line: int) -> str:
 def language_dirs(corpus_dir: PathLike, langs: Optional[Sequence[str]],
                   find: Callable[[str], Optional[Path]], layout: str) -> Dict[str, Path]:
     """Each language's folder in a corpus: the requested ones must all exist; with no request, every
-    language of espnet_ext/languages.py that the corpus has is taken (and at least one must be)."""
-    found = {get_language(lang).code: find(get_language(lang).code) for lang in (langs or LANGUAGES)}
+    adapter language of espnet_ext/languages.py that the corpus has is taken (and at least one must be)."""
+    found = {get_language(lang).code: find(get_language(lang).code) for lang in (langs or ADAPTER_LANGUAGES)}
     missing = [lang for lang, folder in found.items() if folder is None]
     if langs and missing:
         raise DataDirError(corpus_dir, None, f"no folder for {', '.join(missing)} (expected {layout})",

@@ -252,3 +252,42 @@ def combine_data_dirs(out_dir: PathLike, src_dirs: Sequence[PathLike]) -> List[U
     write_data_dir(out_dir, utterances)
     return utterances
 
+
+
+SEGMENTS_LANG = "segments_lang"  # code-switched sets: `utt start end lang`, the true language segments
+SEGMENT_DECIMALS = 7  # seconds to 1e-7: every multiple of 1/16000 s is written exactly
+
+
+@dataclass(frozen=True)
+class LanguageSegment:
+    """A stretch of one language inside an utterance, in seconds from its start."""
+
+    start: float
+    end: float
+    lang: str
+
+
+def write_segments_lang(data_dir: PathLike, segments: Mapping[str, Sequence[LanguageSegment]]) -> None:
+    """`<data_dir>/segments_lang`, sorted by utterance, each utterance's segments in time order."""
+    lines = [f"{utt} {s.start:.{SEGMENT_DECIMALS}f} {s.end:.{SEGMENT_DECIMALS}f} {s.lang}\n"
+             for utt in sorted(segments) for s in sorted(segments[utt], key=lambda s: s.start)]
+    atomic_write_text(Path(data_dir) / SEGMENTS_LANG, "".join(lines))
+
+
+def read_segments_lang(data_dir: PathLike) -> Dict[str, List[LanguageSegment]]:
+    """Utterance -> its language segments in time order; errors name the line and the fix."""
+    path = Path(data_dir) / SEGMENTS_LANG
+    if not path.is_file():
+        raise DataDirError(path, None, "missing", "build the code-switched set with local/make_codeswitch.py")
+    segments: Dict[str, List[LanguageSegment]] = {}
+    for entry in read_entries(path):
+        fields = entry.value.split()
+        try:
+            start, end, lang = float(fields[0]), float(fields[1]), get_language(fields[2]).code
+        except (IndexError, ValueError) as err:
+            raise DataDirError(path, entry.line, f"not `utt start end lang` ({err})",
+                               "write each line as `<utt> <start s> <end s> <language code>`") from None
+        if not 0 <= start < end:
+            raise DataDirError(path, entry.line, f"segment {start}-{end} s is empty or negative", "fix its times")
+        segments.setdefault(entry.key, []).append(LanguageSegment(start, end, lang))
+    return {utt: sorted(parts, key=lambda s: s.start) for utt, parts in segments.items()}

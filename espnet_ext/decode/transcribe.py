@@ -29,7 +29,7 @@ from espnet_ext.data.audio import SAMPLE_RATE, pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.fileio import atomic_write_text
-from espnet_ext.languages import LANGUAGES
+from espnet_ext.languages import LANGUAGES, LID_LANGUAGES
 from espnet_ext.lora.inject import (
     adapter_names,
     bank_info,
@@ -98,8 +98,9 @@ def _forced(backend, speech, lengths, langs) -> Tuple[EncoderOutput, torch.Tenso
 
 
 def _by_language_token(backend, speech, lengths) -> Tuple[EncoderOutput, torch.Tensor, Routing, str]:
-    """The model's own language token, argmax; with adapters, on a bare-base 30 s pass before the routed one."""
-    model, candidates = backend.model, list(LANGUAGES)
+    """The model's own language token restricted to the LID's classes (LID_LANGUAGES), argmax; with
+    adapters, on a bare-base 30 s pass before the routed one."""
+    model, candidates = backend.model, LID_LANGUAGES
     if not banks(model):
         encoded = backend.encode(speech, lengths)
         posteriors = _own_language_id(backend, encoded, candidates)

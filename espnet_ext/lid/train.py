@@ -148,3 +148,22 @@ def evaluate(posteriors: np.ndarray, features: FrameFeatures, languages: Sequenc
             "per_language": {lang: share(labels == i) for i, lang in enumerate(languages)},
             f"under_{SHORT_SECONDS:g}s": share(short), f"over_{SHORT_SECONDS:g}s": share(~short),
             "ece": expected_calibration_error(posteriors, labels), "confusion": confusion.tolist()}
+
+
+def evaluate_out_of_set(posteriors: np.ndarray, true_langs: Sequence[str], languages: Sequence[str],
+                        adapters: Sequence[str], tau: float) -> Dict[str, Dict[str, object]]:
+    """Per true language outside the LID's classes: how often its clips would be routed confidently
+    (top posterior >= tau) to an in-set adapter (the harm: an Indic adapter forced onto Marathi), how
+    often to a LID-only class (the base model), and the class each is taken for."""
+    top, best = posteriors.max(1), posteriors.argmax(1)
+    adapter = np.isin(np.asarray(languages)[best], list(adapters))
+    report = {}
+    for lang in dict.fromkeys(true_langs):
+        rows = np.asarray(true_langs) == lang
+        report[lang] = {
+            "n": int(rows.sum()),
+            "confident_adapter": float((adapter & (top >= tau))[rows].mean()),
+            "to_lid_only": float((~adapter)[rows].mean()),
+            "taken_for": {languages[i]: int(((best == i) & rows).sum()) for i in range(len(languages))},
+        }
+    return report

@@ -24,7 +24,7 @@ from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from espnet_ext.languages import LANGUAGES, get_language
+from espnet_ext.languages import ADAPTER_LANGUAGES, get_language
 from espnet_ext.lora.inject import BankLayout, banks, inject, routing
 from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.train.augment import AugmentConfig, WaveformAugment
@@ -58,14 +58,16 @@ class LoRAConfig:
         if unknown:
             raise ValueError(f"lora_conf: unknown key(s) {unknown}; known: {sorted(known)}")
         if not conf.get("languages"):
-            raise ValueError(f"lora_conf.languages is empty; list adapter languages from {list(LANGUAGES)}")
+            raise ValueError(f"lora_conf.languages is empty; list adapter languages from {ADAPTER_LANGUAGES}")
         for field in ("languages", "targets"):
             if isinstance(conf.get(field), str):
                 raise ValueError(f"lora_conf.{field} must be a list, got the string {conf[field]!r}")
         config = cls(**{**conf, "languages": tuple(conf["languages"]),
                         "targets": tuple(conf.get("targets", cls.targets))})
         for lang in config.languages:
-            get_language(lang)
+            if get_language(lang).role != "adapter":
+                raise ValueError(f"lora_conf.languages: {lang} is {get_language(lang).role.replace('_', '-')} in "
+                                 f"espnet_ext/languages.py (no adapter); adapter languages: {ADAPTER_LANGUAGES}")
         if len(set(config.languages)) != len(config.languages):
             raise ValueError(f"lora_conf.languages has duplicates: {list(config.languages)}")
         if config.rank < 1 or config.alpha <= 0 or not 0 <= config.dropout < 1:

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.fileio import atomic_write_text
-from espnet_ext.languages import LANGUAGES
+from espnet_ext.languages import ADAPTER_LANGUAGES
 from espnet_ext.models.registry import LoadedModel, load_model
 from espnet_ext.train import targets as training_targets
 from espnet_ext.train.export import export_adapters, export_full_model, read_training_config
@@ -80,7 +80,7 @@ def _languages(resolved: argparse.Namespace, train_dir: Path) -> List[str]:
     if named:
         return list(named)
     present = {utt.lang for utt in read_data_dir(train_dir)}
-    return [code for code in LANGUAGES if code in present]
+    return [code for code in ADAPTER_LANGUAGES if code in present]
 
 
 def _check_coverage(train: PreparedSet, languages: Sequence[str]) -> None:

@@ -3,12 +3,27 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from espnet_ext.bin import train_lid
+from espnet_ext.data.kaldi import Utterance, write_data_dir
 from espnet_ext.lid.features import cached_tap_frames, tap_frames
 from espnet_ext.lid.heads import load_head
 from espnet_ext.models.registry import load_model
-from train_helpers import make_corpus
+from train_helpers import chirp, make_corpus
+
+
+def make_lang_dir(root, name, lang, count, seed):
+    """A Kaldi dir of `count` chirps labelled `lang` (English for the LID-only class, or out-of-set)."""
+    utterances = []
+    for j in range(count):
+        wav = root / "wav" / f"{name}-{j}.wav"
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        wave = chirp(0.5 + 0.1 * j, seed=seed + j)
+        sf.write(str(wav), wave, 16000, subtype="FLOAT")
+        utterances.append(Utterance(f"{lang}-s1-{name}-{j:02d}", f"{lang}-s1", "hello", lang, str(wav), len(wave) / 16000))
+    write_data_dir(root / name, utterances)
+    return root / name
 
 
 def test_cached_frames_are_the_taps_valid_frames_and_a_rerun_reads_them(tmp_path):
@@ -39,13 +54,13 @@ def test_train_lid_writes_each_head_its_report_and_the_comparison(tmp_path):
     report = json.loads((out / "asp/eval.json").read_text())
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
     assert report["train_utterances"] == 16  # 8 + the same 8 at speed 1.1
-    fast = (out / "feats/train_sp1.1/utt2dur").read_text().split()[1::2]
+    fast = (out / "feats/train_sp1.1/utt2dur").read_text().split()[1::2]  # a cache per data dir name
     plain = (out / "feats/train/utt2dur").read_text().split()[1::2]
     assert sum(map(float, fast)) == pytest.approx(sum(map(float, plain)) / 1.1, rel=0.01)
     assert report["eval"]["test"]["n"] == 8 and sum(map(sum, report["eval"]["test"]["confusion"])) == 8
     assert (out / "asp/confusion_test.png").stat().st_size > 1000
     assert report["eval"]["test_crops_0.3-0.5s"]["n"] == 8 and "| test crops 0.3-0.5s |" in table
-    crops = (out / "feats/test_crops_0.3-0.5s/utt2dur").read_text().split()[1::2]
+    crops = (out / "feats/train_crops_0.3-0.5s/utt2dur").read_text().split()[1::2]  # named after the test dir
     assert all(0.29 <= float(d) <= 0.5 for d in crops)  # each test utterance cut to a 0.3-0.5 s crop
     head = load_head(out / "asp", "whisper_tiny_random", load_model("whisper_tiny_random").fingerprint)
     assert head.kind == "asp" and head.layer == 1 and set(head.languages) == {"hi", "pa", "te", "it"}
@@ -59,3 +74,24 @@ def test_train_lid_names_a_bad_head_and_a_missing_layer(tmp_path):
         train_lid.main(base + ["--layer", "1", "--heads", "transformer"])
     with pytest.raises(SystemExit, match="give --adapter_dir .* or --layer"):
         train_lid.main(base)
+
+
+def test_train_lid_joins_a_lid_only_class_and_reports_out_of_set_languages(tmp_path):
+    data, english = make_corpus(tmp_path), make_lang_dir(tmp_path, "train_en", "en", 2, seed=40)
+    oos = make_lang_dir(tmp_path, "test_oos", "es", 3, seed=50)
+    out = tmp_path / "lid"
+    train_lid.main(["--model", "whisper_tiny_random", "--layer", "1", "--train_dir", str(data), str(english),
+                    "--dev_dir", str(data), "--test_dir", str(data), str(english), "--oos_dir", str(oos),
+                    "--out_dir", str(out), "--heads", "linear", "--epochs", "2", "--threads", "1"])
+    report = json.loads((out / "linear/eval.json").read_text())
+    assert report["languages"] == ["hi", "pa", "te", "it", "en"]  # English joins the classes, last as in the table
+    assert report["train_utterances"] == 10 and report["eval"]["test"]["per_language"]["en"]["n"] == 2
+    spanish = report["out_of_set"]["es"]
+    assert spanish["n"] == 3 and sum(spanish["taken_for"].values()) == 3
+    assert spanish["confident_adapter"] <= 1 - spanish["to_lid_only"]  # confident routing is to an adapter
+    assert (out / "feats/train_en/feats.scp").is_file() and (out / "feats/test_oos/feats.scp").is_file()
+    assert "Out-of-set clips routed confidently" in (out / "heads.md").read_text() and "es (n=3)" in (out / "heads.md").read_text()
+    with pytest.raises(SystemExit, match="--oos_dir must hold other languages only"):
+        train_lid.main(["--model", "whisper_tiny_random", "--layer", "1", "--train_dir", str(data), str(english),
+                        "--dev_dir", str(data), "--test_dir", str(data), "--oos_dir", str(english),
+                        "--out_dir", str(out), "--heads", "linear", "--epochs", "1", "--threads", "1"])

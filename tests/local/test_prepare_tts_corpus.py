@@ -3,7 +3,9 @@ import os
 
 import pytest
 import soundfile as sf
-from prepare_tts_corpus import TRAIN_UTTS_FACTOR, VARIANTS, pair_up, prepare_tts_corpus, voices_for
+from prepare_tts_corpus import (
+    OUT_OF_SET_FRACTION, OUT_OF_SET_UNION, TRAIN_UTTS_FACTOR, VARIANTS, pair_up, prepare_tts_corpus, voices_for,
+)
 
 from espnet_ext.data.kaldi import DataDirError, read_data_dir
 from espnet_ext.data.validate import validate_data_dir
@@ -16,6 +18,13 @@ SENTENCES = {  # 12 short sentences each, one duplicate and one blank line to be
     "it": [f"questa è la frase numero {w}"
            for w in "uno due tre quattro cinque sei sette otto nove dieci undici dodici".split()],
 }
+ADAPTER_LANGS = list(SENTENCES)
+SENTENCES.update({  # a LID-only language and an out-of-set one
+    "en": [f"this is sentence number {w}"
+           for w in "one two three four five six seven eight nine ten eleven twelve".split()],
+    "es": [f"esta es la frase número {w}"
+           for w in "uno dos tres cuatro cinco seis siete ocho nueve diez once doce".split()],
+})
 UTTS = 5
 
 
@@ -31,29 +40,39 @@ def sentences_dir(tmp_path):
 @pytest.fixture
 def corpus(tmp_path, sentences_dir):
     out = tmp_path / "data"
-    written = prepare_tts_corpus(out, sentences_dir=sentences_dir, utts_per_split=UTTS, nj=2)
+    written = prepare_tts_corpus(out, langs=list(SENTENCES), sentences_dir=sentences_dir, utts_per_split=UTTS, nj=2)
     return out, written
 
 
 def test_writes_valid_dirs_for_every_language_and_the_union(corpus):
     out, written = corpus
-    assert sorted(written) == sorted(f"{s}_{lang}" for s in ("train", "dev", "test")
-                                     for lang in list(SENTENCES) + ["all"])
-    for lang in SENTENCES:
+    assert sorted(written) == sorted([f"{s}_{lang}" for s in ("train", "dev", "test")
+                                      for lang in ADAPTER_LANGS + ["en", "all"]] + ["test_es", OUT_OF_SET_UNION])
+    for lang in ADAPTER_LANGS + ["en"]:
         utterances = read_data_dir(out / f"test_{lang}")
         assert len(utterances) == UTTS
         assert all(u.lang == lang and u.utt_id.startswith(f"{u.speaker}-") for u in utterances)
         assert all(u.speaker.startswith(f"{lang}-") for u in utterances)
-    assert validate_data_dir(out / "train_all").languages == sorted(SENTENCES)
-    assert len(read_data_dir(out / "dev_all")) == UTTS * len(SENTENCES)
+    assert validate_data_dir(out / "train_all").languages == sorted(ADAPTER_LANGS)  # no LID-only English
+    assert len(read_data_dir(out / "dev_all")) == UTTS * len(ADAPTER_LANGS)
     assert len(read_data_dir(out / "train_it")) == TRAIN_UTTS_FACTOR * UTTS  # the default training size
     info = sf.info(read_data_dir(out / "train_hi")[0].wav)
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
 
 
+def test_out_of_set_language_gets_a_test_set_only_from_every_sentence(corpus):
+    out, written = corpus
+    test = read_data_dir(out / "test_es")
+    assert len(test) == int(OUT_OF_SET_FRACTION * UTTS) and {u.lang for u in test} == {"es"}
+    assert {u.speaker.split("-")[1] for u in test} <= set(VARIANTS["test"])  # the test voices
+    assert not any((out / f"{split}_es").exists() for split in ("train", "dev"))
+    assert [u.utt_id for u in read_data_dir(out / OUT_OF_SET_UNION)] == [u.utt_id for u in test]
+    assert "es" not in validate_data_dir(out / "test_all").languages
+
+
 def test_splits_are_disjoint_in_speakers_voices_and_sentences(corpus):
     out, _ = corpus
-    for lang in SENTENCES:
+    for lang in ADAPTER_LANGS + ["en"]:
         sets = {s: read_data_dir(out / f"{s}_{lang}") for s in ("train", "dev", "test")}
         variants = {s: {u.speaker.split("-")[1] for u in utts} for s, utts in sets.items()}
         texts = {s: {u.text for u in utts} for s, utts in sets.items()}
@@ -71,7 +90,7 @@ def test_rerun_is_deterministic_and_skips_existing_audio(corpus, sentences_dir, 
     texts = (out / "train_all" / "text").read_text()
     with open(wavs[0], "wb") as f:  # a damaged file must be made again, not reused
         f.write(b"junk")
-    prepare_tts_corpus(out, sentences_dir=sentences_dir, utts_per_split=UTTS, nj=1)
+    prepare_tts_corpus(out, langs=list(SENTENCES), sentences_dir=sentences_dir, utts_per_split=UTTS, nj=1)
     assert (out / "train_all" / "text").read_text() == texts
     after = {w: os.stat(w).st_mtime_ns for w in wavs}
     assert [w for w in wavs if after[w] != before[w]] == [wavs[0]]

@@ -58,7 +58,7 @@ help_message="Usage: $0 [options]
 . utils/parse_options.sh
 
 [ -n "${cmd}" ] && train_cmd=${cmd} && decode_cmd=${cmd}
-langs=$(python -m espnet_ext.bin.recipe_info langs --lang "${lang}")
+python -m espnet_ext.bin.recipe_info langs --lang "${lang}" >/dev/null  # an unknown or adapter-less --lang stops here
 test_sets=${test_sets:-test_${lang}}
 if [ -z "${routings}" ]; then  # LID routing only where there is something to route
     if [ "${finetune}" = lora ] && [ "${lang}" = all ]; then routings="none oracle hard"; else routings="none oracle"; fi
@@ -131,7 +131,8 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     else
         log "stage 1: data preparation (${corpus}) -> ${datadir}/"
         case ${corpus} in
-            tts) args=(local/prepare_tts_corpus.py --out_dir "${datadir}" --nj "${nj}" --langs ${langs} \
+            tts) args=(local/prepare_tts_corpus.py --out_dir "${datadir}" --nj "${nj}" \
+                       --langs $(python -m espnet_ext.bin.recipe_info corpus_langs --lang "${lang}") \
                        ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"} \
                        ${tts_train_utts:+--train_utts "${tts_train_utts}"}) ;;
             commonvoice) args=(local/prepare_commonvoice.py --corpus_dir "${COMMONVOICE}" --out_dir "${datadir}") ;;
@@ -174,11 +175,19 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         log "stage 4: LID heads ${heads} already trained (${marker}); --force true to redo"
     else
         log "stage 4: LID heads ${heads} on the tap of ${train_exp}/adapters -> ${train_exp}/lid (log: ${train_exp}/lid/log/train_lid.log)"
+        lid_dirs() {  # a split's dirs for the LID: the adapters' languages, then each LID-only class prepared
+            local d
+            echo "$(data_dir_of "$1_${lang}")"
+            for l in $(python -m espnet_ext.bin.recipe_info lid_only_langs); do
+                d=$(data_dir_of "$1_${l}"); [ -d "${d}" ] && echo "${d}"
+            done
+        }
+        oos=$(data_dir_of test_oos)  # out-of-set languages (stage 1 of the tts corpus): their routing is reported
         ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
             "${train_exp}/lid/log/train_lid.log" \
             python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
-                --adapter_dir "${train_exp}/adapters" --train_dir "$(data_dir_of "train_${lang}")" \
-                --dev_dir "$(data_dir_of "dev_${lang}")" --test_dir "$(data_dir_of "test_${lang}")" \
+                --adapter_dir "${train_exp}/adapters" --train_dir $(lid_dirs train) \
+                --dev_dir $(lid_dirs dev) --test_dir $(lid_dirs test) $([ -d "${oos}" ] && echo --oos_dir "${oos}") \
                 --out_dir "${train_exp}/lid" --heads "${heads}" \
                 --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${lid_args}
         touch "${marker}"
