@@ -81,7 +81,7 @@ def _head_names(spec: str) -> List[str]:
     return names
 
 
-def _tap_layer(loaded, adapter_dir: Optional[Path], layer: Optional[int]) -> int:
+def tap_layer(loaded, adapter_dir: Optional[Path], layer: Optional[int]) -> int:
     """Load the bank (if any) and put the model in the state the tap sees; the tap layer."""
     if adapter_dir is None:
         if layer is None:
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     from espnet_ext.models.registry import load_model
 
     loaded = load_model(args.model, model_path=args.model_path)
-    layer = _tap_layer(loaded, args.adapter_dir, args.layer)
+    layer = tap_layer(loaded, args.adapter_dir, args.layer)
     loaded.asr_model.eval()
 
     def frames(group: List[Path], suffix: str = "", transform=None) -> FrameFeatures:

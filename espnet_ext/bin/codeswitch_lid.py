@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Where the language changes: frame-level LID on the tap of code-switched sets, against their
+`segments_lang` (local/make_codeswitch.py), for one or more Viterbi switch penalties.
+
+Usage (the default run's bank and head; tune the penalty on dev, report it on test):
+    python -m espnet_ext.bin.codeswitch_lid --model whisper_base --adapter_dir exp/whisper_base_all_r16/adapters \\
+        --lid_dir exp/whisper_base_all_r16/lid/mlp --data_dir data/dev_cs_inter data/dev_cs_intra data/dev_cs_rapid \\
+        --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 2 4 8 16 32
+    ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test --penalties 8
+
+Per set and penalty: switches detected within TOLERANCE_S of a true one (each true switch matched to at
+most one predicted, nearest first), the boundary error of the detected ones (median, 90th percentile,
+ms), missed switches, and false switches per minute of audio; segment LID accuracy (a true segment
+counts as right when the language predicted over most of its frames is its own) and frame accuracy.
+Writes `cs_lid.md` / `cs_lid.json`, each set's predicted segments (`<set>/segments_<penalty>.json`) and a
+grid PNG per set of the first utterances' posteriors over time, the true (solid) and predicted
+(dashed) boundaries drawn in.
+"""
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from espnet_ext.data.kaldi import LanguageSegment, read_segments_lang
+from espnet_ext.fileio import atomic_write_text
+from espnet_ext.lid.features import cached_tap_frames
+from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frame_posteriors, viterbi_segments
+
+log = logging.getLogger("codeswitch_lid")
+TOLERANCE_S = 0.5  # the project plan's: a switch is detected within 0.5 s
+
+
+def switch_times(segments: Sequence[LanguageSegment]) -> List[float]:
+    return [s.start for s in segments[1:]]
+
+
+def match_switches(true: Sequence[float], predicted: Sequence[float], tolerance: float = TOLERANCE_S) -> List[float]:
+    """Errors (s) of the true switches matched one-to-one to a predicted one within `tolerance`, the
+    closest pairs first."""
+    pairs = sorted((abs(t - p), i, j) for i, t in enumerate(true) for j, p in enumerate(predicted))
+    used_true, used_pred, errors = set(), set(), []
+    for distance, i, j in pairs:
+        if distance <= tolerance and i not in used_true and j not in used_pred:
+            used_true.add(i), used_pred.add(j), errors.append(distance)
+    return errors
+
+
+def language_at(segments: Sequence[LanguageSegment], frames: int) -> np.ndarray:
+    """The language of each tap frame (frame t covers [t, t+1) / FRAMES_PER_SECOND s, taken at its centre)."""
+    centres = (np.arange(frames) + 0.5) / FRAMES_PER_SECOND
+    labels = np.full(frames, segments[-1].lang, dtype=object)
+    for seg in reversed(segments):
+        labels[centres < seg.end] = seg.lang
+    return labels
+
+
+def evaluate_set(truth: Dict[str, List[LanguageSegment]], predicted: Dict[str, List[LanguageSegment]],
+                 frame_truth: Dict[str, np.ndarray], frame_pred: Dict[str, np.ndarray], seconds: float) -> Dict:
+    errors, n_true, n_pred, right_segments, n_segments = [], 0, 0, 0, 0
+    for utt, segments in truth.items():
+        true_switches, pred_switches = switch_times(segments), switch_times(predicted[utt])
+        errors += match_switches(true_switches, pred_switches)
+        n_true, n_pred = n_true + len(true_switches), n_pred + len(pred_switches)
+        centres = (np.arange(len(frame_pred[utt])) + 0.5) / FRAMES_PER_SECOND
+        for seg in segments:
+            inside = frame_pred[utt][(centres >= seg.start) & (centres < seg.end)]
+            if len(inside):
+                values, counts = np.unique(inside.astype(str), return_counts=True)
+                right_segments += values[counts.argmax()] == seg.lang
+                n_segments += 1
+    frames_right = sum(int((frame_pred[u] == frame_truth[u]).sum()) for u in truth)
+    frames_all = sum(len(frame_truth[u]) for u in truth)
+    ms = 1000 * np.asarray(errors) if errors else np.asarray([np.nan])
+    return {"utterances": len(truth), "minutes": seconds / 60, "switches": n_true,
+            "detected": len(errors) / max(1, n_true), "missed": n_true - len(errors),
+            "false_per_min": (n_pred - len(errors)) / (seconds / 60),
+            "boundary_ms_median": float(np.median(ms)), "boundary_ms_p90": float(np.percentile(ms, 90)),
+            "segment_accuracy": right_segments / max(1, n_segments), "frame_accuracy": frames_right / max(1, frames_all)}
+
+
+def to_seconds(frame_segments, languages: Sequence[str]) -> List[LanguageSegment]:
+    return [LanguageSegment(s.start / FRAMES_PER_SECOND, s.end / FRAMES_PER_SECOND, languages[s.lang])
+            for s in frame_segments]
+
+
+def plot_grid(examples: List[Dict], languages: Sequence[str], path: Path, title: str) -> None:
+    """Posteriors over time per example; true switches solid black, predicted dashed red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(examples), 1, figsize=(10, 1.9 * len(examples)), squeeze=False)
+    for ax, ex in zip(axes[:, 0], examples):
+        seconds = (np.arange(len(ex["posteriors"])) + 0.5) / FRAMES_PER_SECOND
+        for k, lang in enumerate(languages):
+            ax.plot(seconds, ex["posteriors"][:, k], label=lang, linewidth=1.2)
+        for t in switch_times(ex["truth"]):
+            ax.axvline(t, color="black", linewidth=1.5)
+        for t in switch_times(ex["predicted"]):
+            ax.axvline(t, color="red", linestyle="--", linewidth=1.2)
+        truth = " | ".join(s.lang for s in ex["truth"])
+        ax.set_title(f"{ex['utt']}   true: {truth}", fontsize=8, loc="left")
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("p(lang)", fontsize=8)
+    axes[0, 0].legend(ncol=len(languages), fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds (black: true switch, dashed red: predicted)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def table(results: Dict[str, Dict[str, Dict]]) -> str:
+    rows = ["| set | penalty | switches | detected within 0.5 s | missed | false / min | boundary ms median / p90 | "
+            "segment LID acc | frame acc |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, by_penalty in results.items():
+        for penalty, r in by_penalty.items():
+            rows.append(f"| {name} | {penalty} | {r['switches']} | {100 * r['detected']:.1f}% | {r['missed']} | "
+                        f"{r['false_per_min']:.2f} | {r['boundary_ms_median']:.0f} / {r['boundary_ms_p90']:.0f} | "
+                        f"{100 * r['segment_accuracy']:.1f}% | {100 * r['frame_accuracy']:.1f}% |")
+    return "\n".join(rows) + "\n"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="whisper_base")
+    p.add_argument("--model_path", default=None)
+    p.add_argument("--adapter_dir", type=Path, default=None, help="the bank whose tap the head reads")
+    p.add_argument("--lid_dir", type=Path, required=True, help="<exp>/lid/<head>")
+    p.add_argument("--data_dir", type=Path, nargs="+", required=True, help="code-switched dirs with segments_lang")
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--penalties", type=float, nargs="+", default=[DEFAULT_SWITCH_PENALTY],
+                   help="Viterbi switch penalties (nats) to evaluate; tune on dev")
+    p.add_argument("--plots", type=int, default=6, help="utterances drawn per set")
+    p.add_argument("--threads", type=int, default=0)
+    return p
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from espnet_ext.bin.decode import load_lid_head
+    from espnet_ext.bin.train_lid import tap_layer
+    from espnet_ext.data.kaldi import DataDirError
+    from espnet_ext.models.registry import load_model
+
+    try:
+        truth_by_set = {d.name: read_segments_lang(d) for d in args.data_dir}
+    except DataDirError as err:
+        raise SystemExit(f"codeswitch_lid.py: {err}")
+    loaded = load_model(args.model, model_path=args.model_path)
+    head = load_lid_head(loaded, args.lid_dir)
+    tap_layer(loaded, args.adapter_dir, head.layer)
+    loaded.asr_model.eval()
+    languages, results = list(head.languages), {}
+    for data_dir in args.data_dir:
+        truth = truth_by_set[data_dir.name]
+        feats = cached_tap_frames(loaded, data_dir, head.layer, args.out_dir / "feats" / data_dir.name)
+        posteriors = {u: frame_posteriors(head, torch.from_numpy(f)) for u, f in zip(feats.utt_ids, feats.frames)}
+        frame_truth = {u: language_at(truth[u], len(p)) for u, p in posteriors.items()}
+        seconds = float(feats.durations.sum())
+        results[data_dir.name] = {}
+        for penalty in args.penalties:
+            predicted = {u: to_seconds(viterbi_segments(p, penalty), languages) for u, p in posteriors.items()}
+            frame_pred = {u: language_at(predicted[u], len(p)) for u, p in posteriors.items()}
+            results[data_dir.name][f"{penalty:g}"] = evaluate_set(truth, predicted, frame_truth, frame_pred, seconds)
+            atomic_write_text(args.out_dir / data_dir.name / f"segments_{penalty:g}.json", json.dumps(
+                {u: [[s.start, s.end, s.lang] for s in segs] for u, segs in predicted.items()}, indent=1) + "\n")
+        penalty = args.penalties[0]
+        examples = [{"utt": u, "posteriors": posteriors[u].numpy(), "truth": truth[u],
+                     "predicted": to_seconds(viterbi_segments(posteriors[u], penalty), languages)}
+                    for u in sorted(posteriors)[: args.plots]]
+        plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
+                  f"{data_dir.name}: LID posteriors over time ({head.kind} head, 1 s windows, penalty {penalty:g})")
+    report = table(results)
+    atomic_write_text(args.out_dir / "cs_lid.md", report)
+    atomic_write_text(args.out_dir / "cs_lid.json", json.dumps(results, indent=1) + "\n")
+    print(report, end="")
+
+
+if __name__ == "__main__":
+    main()
