@@ -14,6 +14,7 @@ A job writes `<out_dir>/split<NJ>/<JOB>/{text,lid.json}`; the merge joins them i
 posteriors per utterance). Any Kaldi data dir with `wav.scp text utt2lang` works, also outside data/.
 """
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from espnet_ext.bin.cli import parse_args_with_config, save_resolved_args, str2bool
+from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_segments_lang
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, merge_jobs
 from espnet_ext.routing.routers import DEFAULT_TAU, ROUTINGS, make_router
@@ -56,6 +58,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetuned_dir", type=Path, default=None,
                    help="<exp>/full_model of a --finetune full training, holding model_config.json and "
                         "model.safetensors: decode that model instead of the base (with --routing none)")
+    p.add_argument("--segments", default=None,
+                   help="code-switched speech with --routing oracle: decode each language segment alone, its "
+                        "language forced: `oracle` (the data dir's segments_lang) or a segments JSON of "
+                        "espnet_ext.bin.codeswitch_lid (predicted segments)")
     p.add_argument("--pad_to_30s", type=str2bool, default=None,
                    help="encode the 30 s window or the real length; default: what the adapters or the "
                         "fine-tuned model were trained on (their config's pad_to_30s), and for the base "
@@ -132,6 +138,21 @@ def input_window(requested: Optional[bool], trained_configs: Sequence[Mapping[st
     return requested
 
 
+def read_segments(spec: str, data_dir: Path, routing: str) -> Dict[str, List[LanguageSegment]]:
+    """`--segments`: `oracle` reads `<data_dir>/segments_lang`; a path, a codeswitch_lid segments JSON."""
+    if routing != "oracle":
+        raise SystemExit(f"decode.py: --segments decodes each segment with its own language forced; use it with "
+                         f"--routing oracle, not {routing}")
+    try:
+        if spec == "oracle":
+            return read_segments_lang(data_dir)
+        table = json.loads(Path(spec).read_text(encoding="utf-8"))
+        return {utt: [LanguageSegment(float(a), float(b), str(lang)) for a, b, lang in parts] for utt, parts in table.items()}
+    except (DataDirError, OSError, ValueError) as err:
+        raise SystemExit(f"decode.py: --segments {spec}: {err} (give `oracle` or a segments_<penalty>.json of "
+                         "espnet_ext.bin.codeswitch_lid)")
+
+
 def main(argv=None) -> None:
     args = parse_args_with_config(get_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -145,6 +166,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"decode.py: --finetuned_dir decodes a fully fine-tuned model, which has no adapters to "
                          f"route; use it with --routing none, not {args.routing} (--language oracle|detect "
                          "picks the language)")
+    segments = read_segments(args.segments, args.data_dir, args.routing) if args.segments else None
     if args.threads:
         torch.set_num_threads(args.threads)
     from espnet_ext.models.registry import load_model
@@ -172,7 +194,7 @@ def main(argv=None) -> None:
     save_resolved_args(args, args.out_dir / "decode_args.yaml")
     job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
     start = time.time()
-    n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router)
+    n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router, segments)
     log.info("decoded %d utterances in %.1f s -> %s", n, time.time() - start, job_dir)
 
 

@@ -19,14 +19,14 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from espnet_ext.data.audio import SAMPLE_RATE, pad_batch, utterance_audio
-from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.data.kaldi import LanguageSegment, read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES, LID_LANGUAGES
@@ -188,22 +188,57 @@ def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> List[str]:
 
 
 def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions, job: int = 1, nj: int = 1,
-                    lid=None, router: Optional[Router] = None) -> int:
-    """Decode this job's share of `data_dir` into `out_dir/{text,lid.json}`; returns #utterances."""
+                    lid=None, router: Optional[Router] = None,
+                    segments: Optional[Mapping[str, Sequence[LanguageSegment]]] = None) -> int:
+    """Decode this job's share of `data_dir` into `out_dir/{text,lid.json}`; returns #utterances. With
+    `segments` (utterance -> language segments), each segment is decoded alone with its language forced
+    (its adapter; the base model for a LID-only language) and the transcripts joined in time order."""
     utterances = {u.utt_id: u for u in read_data_dir(data_dir)}
     utt_ids = job_slice(sorted(utterances), job, nj)
-    utt_ids.sort(key=lambda u: -utterances[u].duration)
+    if segments is not None:
+        missing = [u for u in utt_ids if u not in segments]
+        if missing:
+            raise ValueError(f"no segments for {len(missing)} utterances of {data_dir} (e.g. {missing[0]})")
+        pieces = [(u, k) for u in utt_ids for k in range(len(segments[u]))]
+    else:
+        pieces = [(u, None) for u in utt_ids]
+    audio = {}
+
+    def piece_audio(utt: str, k: Optional[int]) -> np.ndarray:
+        wave = audio[utt] if utt in audio else audio.setdefault(utt, utterance_audio(utterances[utt]))
+        if k is None:
+            return wave
+        seg = segments[utt][k]
+        return wave[round(seg.start * SAMPLE_RATE):round(seg.end * SAMPLE_RATE)]
+
+    def piece_seconds(piece) -> float:
+        utt, k = piece
+        return utterances[utt].duration if k is None else segments[utt][k].end - segments[utt][k].start
+
+    pieces.sort(key=lambda piece: -piece_seconds(piece))
     backend = make_backend(model, options.pad_to_30s)
-    texts, decisions = {}, {}
-    batches = [utt_ids[i : i + options.batch_size] for i in range(0, len(utt_ids), options.batch_size)]
+    hyps = {}
+    batches = [pieces[i : i + options.batch_size] for i in range(0, len(pieces), options.batch_size)]
     for batch in tqdm(batches, desc=f"decode {data_dir.name} job {job}/{nj}", unit="batch"):
-        utts = [utterances[u] for u in batch]
-        audios = [utterance_audio(u) for u in utts]
-        langs = [None if options.detect_language else u.lang for u in utts]
-        for utt, hyp in zip(batch, transcribe_batch(backend, audios, langs, options.search, lid, router)):
+        audios = [piece_audio(u, k) for u, k in batch]
+        if segments is not None:
+            langs = [segments[u][k].lang for u, k in batch]
+        else:
+            langs = [None if options.detect_language else utterances[u].lang for u, _ in batch]
+        hyps.update(zip(batch, transcribe_batch(backend, audios, langs, options.search, lid, router)))
+    texts, decisions = {}, {}
+    for utt in utt_ids:
+        if segments is None:
+            hyp = hyps[(utt, None)]
             texts[utt] = hyp.text
             decisions[utt] = {"lang": hyp.lang, "posteriors": hyp.lang_posteriors, "weights": hyp.weights,
                               "source": hyp.source}
+        else:
+            parts = [(seg, hyps[(utt, k)]) for k, seg in enumerate(segments[utt])]
+            texts[utt] = " ".join(h.text for _, h in parts if h.text)
+            longest = max(parts, key=lambda part: part[0].end - part[0].start)[0].lang
+            decisions[utt] = {"lang": longest, "source": f"per segment, each decoded alone: {parts[0][1].source}",
+                              "segments": [[seg.start, seg.end, seg.lang, h.text] for seg, h in parts]}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "text", "".join(f"{u} {texts[u]}\n" for u in sorted(texts)))
     atomic_write_text(out_dir / "lid.json", json.dumps({u: decisions[u] for u in sorted(decisions)},

@@ -157,3 +157,35 @@ def test_low_confidence_falls_back_to_the_base_model():
     assert sum(routed[0].weights.values()) == 0 and routed[2].weights["it"] == 1.0
     sure = transcribe_batch(backend, audios[2:3], ["it"], config)[0]
     assert routed[2].text == sure.text  # 0.95 >= 0.9: its adapter
+
+
+@torch.no_grad()
+def test_segments_decode_alone_with_their_language_and_join_in_order(routed_tiny, tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from espnet_ext.data.kaldi import LanguageSegment, Utterance, write_data_dir
+    from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir
+
+    waves = {"s1-a": random_audio(1.2, 0), "s1-b": random_audio(0.9, 1)}
+    utts = []
+    for utt, wave in waves.items():
+        sf.write(str(tmp_path / f"{utt}.wav"), wave, 16000, subtype="FLOAT")
+        utts.append(Utterance(utt, "s1", "x", "hi", str(tmp_path / f"{utt}.wav"), len(wave) / 16000))
+    write_data_dir(tmp_path / "cs", utts)
+    options = DecodeOptions(search=SearchConfig(max_tokens=6), pad_to_30s=False)
+    whole = {u: [LanguageSegment(0.0, len(w) / 16000, "hi")] for u, w in waves.items()}
+    decode_data_dir(routed_tiny, tmp_path / "cs", tmp_path / "plain", options)
+    decode_data_dir(routed_tiny, tmp_path / "cs", tmp_path / "whole", options, segments=whole)
+    assert (tmp_path / "whole" / "text").read_text() == (tmp_path / "plain" / "text").read_text()
+    split = {u: [LanguageSegment(0.0, 0.5, "hi"), LanguageSegment(0.5, len(w) / 16000, "it")] for u, w in waves.items()}
+    decode_data_dir(routed_tiny, tmp_path / "cs", tmp_path / "split", options, segments=split)
+    backend = make_backend(routed_tiny, pad_to_30s=False)
+    for line in (tmp_path / "split" / "text").read_text().splitlines():
+        utt, text = (line.split(" ", 1) + [""])[:2]
+        first = transcribe_batch(backend, [waves[utt][:8000]], ["hi"], options.search)[0].text
+        second = transcribe_batch(backend, [waves[utt][8000:]], ["it"], options.search)[0].text
+        assert text == " ".join(t for t in (first, second) if t)
+        record = json.loads((tmp_path / "split" / "lid.json").read_text())[utt]
+        assert [s[2] for s in record["segments"]] == ["hi", "it"] and record["segments"][1][3] == second
