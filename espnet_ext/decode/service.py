@@ -1,0 +1,174 @@
+"""Transcribing users' own recordings with a trained system: what `espnet-lora-transcribe` and the demo
+page run. The base, the adapters and the LID head load once (`Transcriber`); every request then goes:
+
+1. the file read (any format soundfile or PyAV reads), mixed to mono, resampled to 16 kHz;
+2. recordings longer than the model's window (Whisper: 30 s) cut into windows at low-energy points
+   (the quietest 100 ms in the last WINDOW_SEARCH_S seconds before each limit);
+3. per window, one encoder pass up to the LID tap; the head on 1 s sliding windows gives the language
+   over time, cut into segments by Viterbi decoding (espnet_ext.lid.segments); neighbouring segments of
+   one language across a window cut are joined;
+4. each segment decoded alone with its language forced: its adapter, or the base model for a
+   LID-only language (English); the transcripts joined in time order.
+
+Input the LID cannot judge is said so: silence (RMS below SILENCE_RMS) gives no segment and an empty
+transcript; a segment whose mean top posterior is below `min_confidence` (default: the threshold
+router's tau) or shorter than MIN_LID_SECONDS is marked "unknown / low confidence" and still decoded
+as hard routing decodes it (the top language's adapter; the routers' `min_confidence` fallback to the
+base model is off by default, since the bare base is far worse on hi/pa/te).
+"""
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from espnet_ext.data.audio import SAMPLE_RATE, read_audio, resample, to_mono
+from espnet_ext.decode.search import SearchConfig
+from espnet_ext.decode.transcribe import make_backend, transcribe_batch
+from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frame_posteriors, viterbi_segments
+from espnet_ext.models.whisper_forward import Tap
+from espnet_ext.routing.routers import DEFAULT_TAU
+
+log = logging.getLogger(__name__)
+
+WINDOW_SEARCH_S = 5.0  # a long recording is cut at the quietest point of the last 5 s before each limit
+SILENCE_RMS = 1e-3  # below this RMS (full scale 1.0) a recording is silence
+MIN_LID_SECONDS = 0.5  # shorter speech is too little for the LID to judge
+UNKNOWN = "unknown / low confidence"
+
+
+@dataclass
+class SegmentResult:
+    start: float  # seconds from the start of the file
+    end: float
+    lang: str
+    confidence: float  # mean top posterior over the segment's frames
+    low_confidence: bool
+    text: str = ""
+
+
+@dataclass
+class FileResult:
+    file: str
+    duration: float
+    posteriors: Dict[str, float]  # over the whole recording (the mean of the frames' posteriors)
+    lang: str  # the language spoken longest, or "unknown / low confidence"
+    routing: str  # what decoded it, in words
+    segments: List[SegmentResult] = field(default_factory=list)
+    text: str = ""
+
+    def as_dict(self) -> Dict:
+        return asdict(self)
+
+
+def load_user_audio(path) -> np.ndarray:
+    """Mono 16 kHz float32 of any file read_audio decodes; AudioError (naming the file) otherwise."""
+    wave, rate = read_audio(path)
+    return resample(to_mono(wave).astype(np.float32), rate, SAMPLE_RATE)
+
+
+def cut_points(audio: np.ndarray, max_seconds: float) -> List[int]:
+    """Sample indices where a recording longer than `max_seconds` is cut: each at the quietest 100 ms
+    of the last WINDOW_SEARCH_S seconds before the window's limit."""
+    limit, hop, cuts, start = int(max_seconds * SAMPLE_RATE), SAMPLE_RATE // 10, [], 0
+    while len(audio) - start > limit:
+        lo = start + max(hop, limit - int(WINDOW_SEARCH_S * SAMPLE_RATE))
+        frames = [(float(np.mean(audio[i:i + hop] ** 2)), i) for i in range(lo, start + limit - hop + 1, hop)]
+        quietest = min(frames)[1] + hop // 2
+        cuts.append(quietest)
+        start = quietest
+    return cuts
+
+
+class Transcriber:
+    """A trained system loaded once: `exp_dir/adapters`, `exp_dir/lid/<head>`, their base model."""
+
+    def __init__(self, exp_dir: Path, head: str = "mlp", model_path: Optional[str] = None,
+                 switch_penalty: float = DEFAULT_SWITCH_PENALTY, min_confidence: float = DEFAULT_TAU,
+                 search: Optional[SearchConfig] = None):
+        from espnet_ext.bin.decode import load_adapters, load_lid_head
+        from espnet_ext.lora.adapter_files import CONFIG_NAME, read_adapter_config
+        from espnet_ext.lora.inject import adapter_names, route_for_tap
+        from espnet_ext.models.registry import load_model
+
+        exp_dir = Path(exp_dir)
+        configs = sorted((exp_dir / "adapters").glob(f"*/{CONFIG_NAME}"))
+        if not configs:
+            raise SystemExit(f"transcribe: no adapters in {exp_dir}/adapters; give --exp the dir stage 3 trained "
+                             "(e.g. exp/whisper_base_all_r16)")
+        self.loaded = load_model(read_adapter_config(configs[0].parent)["base_model"], model_path=model_path)
+        load_adapters(self.loaded, exp_dir / "adapters")
+        self.head = load_lid_head(self.loaded, exp_dir / "lid" / head)
+        self.loaded.asr_model.eval()
+        self._tap_state = lambda: route_for_tap(self.loaded.asr_model)
+        self.backend = make_backend(self.loaded, pad_to_30s=False)
+        self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
+        self.adapters = adapter_names(self.loaded.asr_model)
+        self.switch_penalty, self.min_confidence = switch_penalty, min_confidence
+        self.search = search or SearchConfig()
+
+    @torch.no_grad()
+    def language_track(self, audio: np.ndarray) -> torch.Tensor:
+        """`[frames, languages]` posteriors of one window, from one encoder pass up to the tap."""
+        self._tap_state()
+        speech, lengths = torch.from_numpy(audio)[None], torch.tensor([len(audio)])
+        out = self.loaded.family.encode(self.loaded.asr_model, speech, lengths, False,
+                                        tap=Tap(self.head.layer, stop=True))
+        return frame_posteriors(self.head, out.tapped[0, : int(out.lengths[0])].float())
+
+    def segments(self, audio: np.ndarray) -> Tuple[List[SegmentResult], torch.Tensor]:
+        """The language segments of a whole recording (cut into windows first) and its frame posteriors."""
+        bounds = [0] + cut_points(audio, self.window_s) + [len(audio)]
+        found, tracks = [], []
+        for lo, hi in zip(bounds, bounds[1:]):
+            track = self.language_track(audio[lo:hi])
+            tracks.append(track)
+            offset = lo / SAMPLE_RATE
+            for seg in viterbi_segments(track, self.switch_penalty):
+                confidence = float(track[seg.start:seg.end].max(1).values.mean())
+                start = offset + seg.start / FRAMES_PER_SECOND
+                end = min(hi / SAMPLE_RATE, offset + seg.end / FRAMES_PER_SECOND)
+                found.append(SegmentResult(start, end, self.head.languages[seg.lang], confidence, False))
+        joined: List[SegmentResult] = []
+        for seg in found:  # the same language on both sides of a window cut is one segment
+            if joined and joined[-1].lang == seg.lang:
+                last = joined[-1]
+                span = (last.end - last.start) + (seg.end - seg.start)
+                last.confidence = ((last.end - last.start) * last.confidence + (seg.end - seg.start) * seg.confidence) / span
+                last.end = seg.end
+            else:
+                joined.append(seg)
+        joined[-1].end = len(audio) / SAMPLE_RATE
+        for seg in joined:
+            seg.low_confidence = seg.confidence < self.min_confidence or seg.end - seg.start < MIN_LID_SECONDS
+        return joined, torch.cat(tracks)
+
+    def transcribe(self, audio: np.ndarray, name: str = "<audio>") -> FileResult:
+        duration = len(audio) / SAMPLE_RATE
+        languages = list(self.head.languages)
+        if len(audio) == 0 or float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) < SILENCE_RMS:
+            return FileResult(name, duration, {lang: 0.0 for lang in languages}, UNKNOWN, "silence: nothing decoded")
+        segments, track = self.segments(audio)
+        pieces = [audio[round(s.start * SAMPLE_RATE):round(s.end * SAMPLE_RATE)] for s in segments]
+        texts = []
+        for i in range(0, len(pieces), 8):
+            texts += [h.text for h in transcribe_batch(self.backend, pieces[i:i + 8], [s.lang for s in segments[i:i + 8]],
+                                                        self.search)]
+        for seg, text in zip(segments, texts):
+            seg.text = text
+        spoken = {}
+        for seg in segments:
+            spoken[seg.lang] = spoken.get(seg.lang, 0.0) + seg.end - seg.start
+        lang = max(spoken, key=spoken.get)
+        if all(seg.low_confidence for seg in segments):
+            lang = UNKNOWN
+        routing = ", ".join(f"{s.lang}: {'adapter ' + s.lang if s.lang in self.adapters else 'base model'}"
+                            for s in segments)
+        return FileResult(name, duration, dict(zip(languages, track.mean(0).tolist())), lang,
+                          f"{self.head.kind} head on encoder layer {self.head.layer}, per segment ({routing})",
+                          segments, " ".join(t for t in texts if t))
+
+    def transcribe_file(self, path) -> FileResult:
+        return self.transcribe(load_user_audio(path), str(path))

@@ -1,0 +1,119 @@
+"""Transcribing users' files (espnet_ext.decode.service, espnet-lora-transcribe) on a tiny trained system:
+per-segment decoding consistent with routed decoding, long recordings cut at quiet points, silence and
+unreadable files said plainly."""
+import copy
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from espnet_ext.bin import train_lid
+from espnet_ext.bin import transcribe as transcribe_cli
+from espnet_ext.decode.search import SearchConfig
+from espnet_ext.decode.service import UNKNOWN, Transcriber, cut_points, load_user_audio
+from espnet_ext.decode.transcribe import transcribe_batch
+from espnet_ext.lora.adapter_files import save_adapter
+from espnet_ext.lora.inject import SHARED, BankLayout, banks, inject
+from espnet_ext.models.family import WHISPER
+from espnet_ext.models.registry import load_model
+from decode_helpers import random_audio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train_helpers import make_corpus  # noqa: E402
+
+LANGS = ["hi", "pa", "te", "it"]
+
+
+@pytest.fixture(scope="module")
+def tiny_exp(tmp_path_factory):
+    """exp/adapters (a shared_below bank, tap after block 1, random adapters) and exp/lid/linear on its tap."""
+    root = tmp_path_factory.mktemp("exp")
+    base = load_model("whisper_tiny_random")
+    model = dataclasses.replace(base, asr_model=copy.deepcopy(base.asr_model))
+    lower = tuple(WHISPER.encoder_block_names(model.asr_model)[:1])
+    inject(model.asr_model, ["whisper_all"], rank=4, alpha=8, languages=LANGS, layout=BankLayout("shared_below", 1, lower))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for bank in banks(model.asr_model).values():
+            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen) * 0.3)
+            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen) * 0.3)
+    meta = {"base_model": base.name, "base_fingerprint": base.fingerprint}
+    for name in LANGS + [SHARED]:
+        save_adapter(model.asr_model, name, root / "adapters" / name, meta)
+    data = make_corpus(root)
+    train_lid.main(["--model", "whisper_tiny_random", "--adapter_dir", str(root / "adapters"), "--train_dir", str(data),
+                    "--dev_dir", str(data), "--test_dir", str(data), "--out_dir", str(root / "lid"), "--heads", "linear",
+                    "--epochs", "2", "--threads", "1"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def transcriber(tiny_exp):
+    return Transcriber(tiny_exp, head="linear", switch_penalty=4.0, search=SearchConfig(max_tokens=6))
+
+
+def test_cuts_fall_at_the_quietest_point_before_each_window_limit():
+    audio = np.random.default_rng(0).normal(0, 0.1, 70 * 16000).astype(np.float32)
+    for quiet_s in (27.0, 54.0):
+        audio[int(quiet_s * 16000):int((quiet_s + 0.3) * 16000)] = 0.0
+    cuts = cut_points(audio, 30.0)
+    assert len(cuts) == 2 and abs(cuts[0] / 16000 - 27.15) < 0.15 and abs(cuts[1] / 16000 - 54.15) < 0.15
+    assert cut_points(audio[: 29 * 16000], 30.0) == []
+
+
+def test_user_audio_is_mixed_and_resampled(tmp_path):
+    stereo = np.stack([np.sin(np.arange(44100) / 10), np.zeros(44100)], 1).astype(np.float32)
+    sf.write(str(tmp_path / "a.flac"), stereo, 44100)
+    audio = load_user_audio(tmp_path / "a.flac")
+    assert audio.ndim == 1 and abs(len(audio) - 16000) <= 1 and 0.3 < np.abs(audio).max() < 0.6
+
+
+@torch.no_grad()
+def test_each_segment_is_decoded_with_its_language_and_they_tile_the_file(transcriber):
+    audio = np.concatenate([random_audio(1.5, 1), 3 * random_audio(1.5, 2)])
+    result = transcriber.transcribe(audio, "x.wav")
+    assert result.segments[0].start == 0 and result.segments[-1].end == pytest.approx(3.0)
+    assert all(a.end == pytest.approx(b.start) and a.lang != b.lang for a, b in zip(result.segments, result.segments[1:]))
+    assert sum(result.posteriors.values()) == pytest.approx(1.0, abs=1e-4)
+    for seg in result.segments:
+        piece = audio[round(seg.start * 16000):round(seg.end * 16000)]
+        alone = transcribe_batch(transcriber.backend, [piece], [seg.lang], transcriber.search)[0].text
+        assert seg.text == alone
+    assert result.text == " ".join(s.text for s in result.segments if s.text)
+    assert result.lang in LANGS + [UNKNOWN] and "per segment" in result.routing
+
+
+@torch.no_grad()
+def test_a_long_recording_is_cut_into_windows_and_covered_whole(transcriber):
+    audio = random_audio(65.0, 3)
+    audio[int(28.0 * 16000):int(28.4 * 16000)] = 0.0
+    result = transcriber.transcribe(audio, "long.wav")
+    assert result.segments[0].start == 0 and result.segments[-1].end == pytest.approx(65.0)
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(result.segments, result.segments[1:]))
+
+
+def test_silence_and_too_little_speech_say_unknown(transcriber):
+    silent = transcriber.transcribe(np.zeros(32000, np.float32), "silence.wav")
+    assert silent.lang == UNKNOWN and silent.segments == [] and silent.text == "" and "silence" in silent.routing
+    short = transcriber.transcribe(random_audio(0.3, 4), "short.wav")
+    assert len(short.segments) == 1 and short.segments[0].low_confidence and short.lang == UNKNOWN
+
+
+def test_cli_prints_each_file_and_names_an_unreadable_one(tiny_exp, tmp_path, capsys, monkeypatch):
+    sf.write(str(tmp_path / "ok.wav"), random_audio(1.0, 5), 16000)
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    monkeypatch.setattr(transcribe_cli, "Transcriber",
+                        lambda *a: Transcriber(*a, search=SearchConfig(max_tokens=6)))
+    with pytest.raises(SystemExit) as exit_info:
+        transcribe_cli.main(["--exp", str(tiny_exp), "--lid_head", "linear", "--json", str(tmp_path / "bad.wav"),
+                             str(tmp_path / "ok.wav")])
+    assert exit_info.value.code == 1
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "bad.wav" in err and "Traceback" not in err
+    record = json.loads(out.strip())
+    assert record["file"].endswith("ok.wav") and record["segments"] and set(record["posteriors"]) == set(LANGS)
