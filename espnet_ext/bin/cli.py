@@ -1,5 +1,20 @@
 """Small argument-parsing helpers shared by the command-line entry points."""
 import argparse
+import logging
+
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def start_cli(parser: argparse.ArgumentParser, argv=None, level: int = logging.INFO) -> argparse.Namespace:
+    """Parse `argv`, set up logging, and the torch CPU threads when the parser has `--threads` (0: torch's
+    default): the opening every model-running CLI shares."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    if getattr(args, "threads", 0):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def str2bool(value: str) -> bool:

@@ -25,6 +25,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from espnet_ext.bin.cli import start_cli
 from espnet_ext.data.kaldi import LanguageSegment, read_segments_lang
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lid.features import cached_tap_frames
@@ -145,10 +146,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = start_cli(get_parser(), argv)
     from espnet_ext.bin.decode import load_lid_head
     from espnet_ext.bin.train_lid import tap_layer
     from espnet_ext.data.kaldi import DataDirError

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
-import torch
 
+from espnet_ext.bin.cli import start_cli
 from espnet_ext.fileio import atomic_open, atomic_write_text
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.lid.features import PooledFeatures, label_indices, pooled_layer_features
@@ -84,10 +84,7 @@ def _table(results: Dict[int, Dict[str, float]], chosen: int) -> str:
 
 
 def main(argv=None) -> None:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = start_cli(get_parser(), argv)
     for split in ("train", "dev", "test"):
         if not (getattr(args, f"{split}_dir") / "utt2lang").is_file():
             raise SystemExit(f"lid_probe.py: {getattr(args, f'{split}_dir')}/utt2lang is missing; give a Kaldi dir "

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from espnet_ext.bin.cli import start_cli
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES, get_language
 from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices, random_crops, speed
@@ -138,10 +139,7 @@ def write_comparison(out_dir: Path) -> str:
 
 
 def main(argv=None) -> None:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = start_cli(get_parser(), argv)
     heads = _head_names(args.heads)
     dirs = {split: getattr(args, f"{split}_dir") for split in SPLITS}
     if args.oos_dir is not None:

@@ -16,8 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
 
+from espnet_ext.bin.cli import start_cli
 from espnet_ext.data.audio import AudioError
 from espnet_ext.decode.service import UNKNOWN, FileResult, Transcriber
 from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY
@@ -52,10 +52,7 @@ def describe(result: FileResult) -> str:
 
 
 def main(argv=None) -> None:
-    args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = start_cli(get_parser(), argv, logging.WARNING)
     transcriber = Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_confidence)
     failed = 0
     for path in args.files:
