@@ -114,11 +114,12 @@ def _out_of_set_table(reports: Dict[str, Dict]) -> str:
     """Per out-of-set language and head: % routed confidently to an in-set adapter (lower is better)."""
     with_oos = {kind: r["out_of_set"] for kind, r in reports.items() if "out_of_set" in r}
     first = next(iter(with_oos.values()))
-    columns = " | ".join(f"{lang} (n={first[lang]['n']})" for lang in first)
-    rows = "".join(f"| {kind} | " + " | ".join(f"{100 * oos[lang]['confident_adapter']:.0f}" for lang in first) + " |\n"
+    langs = [lang for lang in LANGUAGES if lang in first]  # the language table's order
+    columns = " | ".join(f"{lang} (n={first[lang]['n']})" for lang in langs)
+    rows = "".join(f"| {kind} | " + " | ".join(f"{100 * oos[lang]['confident_adapter']:.0f}" for lang in langs) + " |\n"
                    for kind, oos in with_oos.items())
     return (f"\nOut-of-set clips routed confidently (top posterior >= {DEFAULT_TAU:g}) to an in-set adapter, %:\n\n"
-            f"| head | {columns} |\n|---|{'---:|' * len(first)}\n{rows}")
+            f"| head | {columns} |\n|---|{'---:|' * len(langs)}\n{rows}")
 
 
 def write_comparison(out_dir: Path) -> str:
