@@ -182,7 +182,8 @@ def main(argv=None) -> None:
     args.pad_to_30s = input_window(args.pad_to_30s, trained_configs)
     source = ROUTINGS[args.routing].source
     lid = load_lid_head(model, args.lid_dir) if source == "lid_head" else None
-    router = make_router(args.routing, args.temperature, args.tau, args.top_k, args.min_confidence)
+    router = make_router(args.routing, args.temperature, args.tau, args.top_k, args.min_confidence,
+                         lid.lid_only_min if lid is not None else None)
     model.asr_model.eval()
     log.info("loaded %s in %.1f s", args.model, time.time() - start)
     options = DecodeOptions(

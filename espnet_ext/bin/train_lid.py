@@ -36,8 +36,10 @@ from espnet_ext.languages import LANGUAGES, get_language
 from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices, random_crops, speed
 from espnet_ext.lid.heads import HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
-from espnet_ext.lid.train import SHORT_SECONDS, HeadTraining, evaluate, evaluate_out_of_set, fit_head, predict
-from espnet_ext.routing.routers import DEFAULT_TAU
+from espnet_ext.lid.train import (
+    SHORT_SECONDS, HeadTraining, evaluate, evaluate_out_of_set, fit_head, lid_only_thresholds, predict,
+)
+from espnet_ext.routing.routers import DEFAULT_TAU, HardRouter
 
 log = logging.getLogger("train_lid")
 SPLITS = ("train", "dev", "test")
@@ -118,7 +120,8 @@ def _out_of_set_table(reports: Dict[str, Dict]) -> str:
     columns = " | ".join(f"{lang} (n={first[lang]['n']})" for lang in langs)
     rows = "".join(f"| {kind} | " + " | ".join(f"{100 * oos[lang]['confident_adapter']:.0f}" for lang in langs) + " |\n"
                    for kind, oos in with_oos.items())
-    return (f"\nOut-of-set clips routed confidently (top posterior >= {DEFAULT_TAU:g}) to an in-set adapter, %:\n\n"
+    return (f"\nOut-of-set clips routed confidently (top posterior >= {DEFAULT_TAU:g}, after the LID-only "
+            "thresholds) to an in-set adapter, %:\n\n"
             f"| head | {columns} |\n|---|{'---:|' * len(langs)}\n{rows}")
 
 
@@ -132,6 +135,11 @@ def write_comparison(out_dir: Path) -> str:
               f"test < {SHORT_SECONDS:g} s |" + "".join(f" {c.replace('_', ' ')} |" for c in crops) +
               " test ECE | train s |\n|---|" + "---:|" * (8 + len(crops)) + "\n")
     table = header + "".join(_row(kind, r, crops) + "\n" for kind, r in reports.items())
+    thresholds = {kind: r["lid_only_min"] for kind, r in reports.items() if r.get("lid_only_min")}
+    if thresholds:
+        table += ("\nLID-only classes win a routing only at or above (the lowest posterior of a dev utterance of "
+                  "theirs): " + "; ".join(f"{kind} " + ", ".join(f"{lang} {t:.2f}" for lang, t in th.items())
+                                         for kind, th in thresholds.items()) + "\n")
     if any("out_of_set" in r for r in reports.values()):
         table += _out_of_set_table(reports)
     atomic_write_text(out_dir / "heads.md", table)
@@ -195,12 +203,17 @@ def main(argv=None) -> None:
         report = {"languages": languages, "layer": layer, "parameters": sum(p.numel() for p in head.parameters()),
                   "train_seconds": seconds, "train_utterances": len(train.utt_ids), "history": history,
                   "eval": {split: evaluate(posteriors[split], features[split], languages) for split in evaluated}}
-        if "out_of_set" in features:
-            report["out_of_set"] = evaluate_out_of_set(predict(head, features["out_of_set"]), features["out_of_set"].langs,
-                                                       languages, adapters, DEFAULT_TAU)
+        lid_only = [lang for lang in languages if get_language(lang).role == "lid_only"]
+        report["lid_only_min"] = lid_only_thresholds(posteriors["dev"], features["dev"].langs, languages, lid_only)
+        if "out_of_set" in features:  # as the routers see them: a LID-only class below its threshold dropped
+            guarded = HardRouter(lid_only_min=report["lid_only_min"]).guard_lid_only(
+                torch.from_numpy(predict(head, features["out_of_set"])), languages).numpy()
+            report["out_of_set"] = evaluate_out_of_set(guarded, features["out_of_set"].langs, languages, adapters,
+                                                       DEFAULT_TAU)
         head.save(head_dir, {"base_model": loaded.name, "base_fingerprint": loaded.fingerprint,
                              "adapter_dir": str(args.adapter_dir) if args.adapter_dir else None,
-                             "train_dir": [str(d) for d in args.train_dir], "training": vars(config)})
+                             "train_dir": [str(d) for d in args.train_dir], "training": vars(config),
+                             "lid_only_min": report["lid_only_min"]})
         atomic_write_text(head_dir / "eval.json", json.dumps(report, indent=1) + "\n")
         labels = label_indices(features["test"].langs, languages)
         title = f"{kind} head, layer {layer}: test accuracy {100 * report['eval']['test']['accuracy']:.1f}%"

@@ -45,6 +45,7 @@ class LIDHead(nn.Module):
         super().__init__()
         self.layer = layer
         self.languages = tuple(languages)
+        self.lid_only_min: Dict[str, float] = {}  # per LID-only class, the posterior it must reach to win
         self.width = width
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("std", torch.ones(width))
@@ -199,4 +200,5 @@ def load_head(head_dir: PathLike, base_name: str, base_fingerprint: str) -> LIDH
                            f"{config['base_fingerprint']}), not {base_name} ({base_fingerprint}); retrain it")
     head = make_head(config["kind"], config["layer"], config["languages"], config["width"], **config["hyper"])
     head.load_state_dict(read_safetensors(head_dir / WEIGHTS_NAME, CONFIG_NAME, LIDFileError, "retrain it"))
+    head.lid_only_min = dict(config.get("lid_only_min", {}))  # the routers' threshold per LID-only class
     return head.eval()

@@ -150,6 +150,15 @@ def evaluate(posteriors: np.ndarray, features: FrameFeatures, languages: Sequenc
             "ece": expected_calibration_error(posteriors, labels), "confusion": confusion.tolist()}
 
 
+def lid_only_thresholds(posteriors: np.ndarray, true_langs: Sequence[str], languages: Sequence[str],
+                        lid_only: Sequence[str]) -> Dict[str, float]:
+    """Per LID-only class, the lowest posterior one of its own (dev) utterances got, floored to 0.01:
+    the least the class must reach to win a routing decision (espnet_ext.routing.routers)."""
+    truth = np.asarray(true_langs)
+    return {lang: float(np.floor(100 * posteriors[truth == lang, languages.index(lang)].min()) / 100)
+            for lang in lid_only if lang in languages and (truth == lang).any()}
+
+
 def evaluate_out_of_set(posteriors: np.ndarray, true_langs: Sequence[str], languages: Sequence[str],
                         adapters: Sequence[str], tau: float) -> Dict[str, Dict[str, object]]:
     """Per true language outside the LID's classes: how often its clips would be routed confidently

@@ -7,12 +7,17 @@ Where the weights mix languages, the token is the language with the largest weig
 per candidate language (Kwok et al., TASLP 2025) would recover some LID errors at K times the decoder
 cost, and mixing already hedges the encoder side; the top-1 token keeps decoding one pass.
 
-Two rules hold for every router and are applied here, once:
+Three rules hold for every router and are applied here, once:
 - `min_confidence`: when the top posterior is below it, the utterance falls back to the base model
   (tuned on dev; whether it helps at all is measured, since the bare base is far worse on hi/pa/te);
-- a language with no adapter (an LID-only class such as `other`) is never routed: its weight is
-  dropped when the weights are mapped onto the bank (`bank_weights`), so an utterance routed wholly to
-  it decodes with the base model.
+- a language with no adapter (a LID-only class: English, the plan's `other`) is never routed: its
+  weight is dropped when the weights are mapped onto the bank (`bank_weights`), so an utterance routed
+  wholly to it decodes with the base model and that language's token;
+- `lid_only_min`: a LID-only class wins only at or above its own threshold (the head's, set on dev by
+  stage 4: the lowest posterior a dev utterance of that class got); below it, its posterior is
+  dropped and the rest renormalised. An Indic utterance taken for English is decoded by the bare base
+  with the English token, which translates it (measured: three Hindi test utterances at p(en) 0.40-0.93
+  doubled the Hindi WER), while an English utterance is ~1.0 sure.
 
 Where the posteriors come from is the routing's `source` (`ROUTINGS`): a LID head on the tap, the
 model's own language token (the baseline), or utt2lang (oracle).
@@ -36,16 +41,31 @@ class Router:
 
     name = ""
 
-    def __init__(self, min_confidence: float = 0.0):
+    def __init__(self, min_confidence: float = 0.0, lid_only_min: Optional[Mapping[str, float]] = None):
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence}")
         self.min_confidence = min_confidence
+        self.lid_only_min = dict(lid_only_min or {})
+
+    def guard_lid_only(self, posteriors: torch.Tensor, languages: Sequence[str]) -> torch.Tensor:
+        """Rows whose top class is a LID-only language below its `lid_only_min`: that class dropped."""
+        for lang, threshold in self.lid_only_min.items():
+            if lang not in languages:
+                continue
+            j = list(languages).index(lang)
+            unsure = (posteriors.argmax(1) == j) & (posteriors[:, j] < threshold)
+            if unsure.any():
+                dropped = posteriors.clone()
+                dropped[:, j] = 0.0
+                dropped = dropped / dropped.sum(1, keepdim=True).clamp_min(1e-12)
+                posteriors = torch.where(unsure[:, None], dropped, posteriors)
+        return posteriors
 
     def mix(self, posteriors: torch.Tensor, languages: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(self, posteriors: torch.Tensor, languages: Sequence[str]) -> Routing:
-        posteriors = posteriors.float()
+        posteriors = self.guard_lid_only(posteriors.float(), languages)
         weights = self.mix(posteriors, languages)
         token = torch.where(weights.sum(1, keepdim=True) > 0, weights, posteriors).argmax(1)
         weights = weights * (posteriors.max(1, keepdim=True).values >= self.min_confidence)
@@ -71,8 +91,8 @@ class SoftRouter(Router):
 
     name = "soft"
 
-    def __init__(self, temperature: float = 1.0, min_confidence: float = 0.0):
-        super().__init__(min_confidence)
+    def __init__(self, temperature: float = 1.0, min_confidence: float = 0.0, lid_only_min=None):
+        super().__init__(min_confidence, lid_only_min)
         if not temperature > 0:
             raise ValueError(f"the soft router's temperature must be > 0, got {temperature}")
         self.temperature = temperature
@@ -90,8 +110,8 @@ class ThresholdRouter(Router):
 
     name = "threshold"
 
-    def __init__(self, tau: float = DEFAULT_TAU, top_k: int = 2, min_confidence: float = 0.0):
-        super().__init__(min_confidence)
+    def __init__(self, tau: float = DEFAULT_TAU, top_k: int = 2, min_confidence: float = 0.0, lid_only_min=None):
+        super().__init__(min_confidence, lid_only_min)
         if not 0.0 <= tau <= 1.0 or top_k < 1:
             raise ValueError(f"threshold routing needs 0 <= tau <= 1 and top_k >= 1, got tau {tau}, top_k {top_k}")
         self.tau, self.top_k = tau, top_k
@@ -114,8 +134,9 @@ class HierarchicalRouter(Router):
 
     name = "hierarchical"
 
-    def __init__(self, families: Optional[Mapping[str, Sequence[str]]] = None, min_confidence: float = 0.0):
-        super().__init__(min_confidence)
+    def __init__(self, families: Optional[Mapping[str, Sequence[str]]] = None, min_confidence: float = 0.0,
+                 lid_only_min=None):
+        super().__init__(min_confidence, lid_only_min)
         self.families = dict(FAMILIES if families is None else families)
 
     def family_matrix(self, languages: Sequence[str]) -> torch.Tensor:
@@ -161,15 +182,16 @@ ROUTINGS: Dict[str, RoutingKind] = {kind.name: kind for kind in (
 
 
 def make_router(name: str, temperature: float = 1.0, tau: float = DEFAULT_TAU, top_k: int = 2,
-                min_confidence: float = 0.0) -> Optional[Router]:
-    """The router of routing `name` with its options (those it does not use are ignored); None for none."""
+                min_confidence: float = 0.0, lid_only_min: Optional[Mapping[str, float]] = None) -> Optional[Router]:
+    """The router of routing `name` with its options (those it does not use are ignored); None for none.
+    `lid_only_min` comes from the LID head (its config's `lid_only_min`, set on dev by stage 4)."""
     if name not in ROUTINGS:
         raise ValueError(f"unknown routing {name!r}; the routings are {', '.join(ROUTINGS)}")
     kind = ROUTINGS[name].router
     if kind is None:
         return None
     options = {SoftRouter: {"temperature": temperature}, ThresholdRouter: {"tau": tau, "top_k": top_k}}.get(kind, {})
-    return kind(min_confidence=min_confidence, **options)
+    return kind(min_confidence=min_confidence, lid_only_min=lid_only_min, **options)
 
 
 def bank_weights(routing: Routing, languages: Sequence[str], bank_languages: Sequence[str]) -> torch.Tensor:

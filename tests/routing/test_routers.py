@@ -89,3 +89,16 @@ def test_registry_feeds_the_cli_choices_and_the_recipe():
 
     routing_action = next(a for a in get_parser()._actions if a.dest == "routing")
     assert list(routing_action.choices) == list(ROUTINGS)
+
+
+def test_a_lid_only_class_wins_only_at_its_threshold():
+    languages = ["hi", "pa", "te", "it", "en"]
+    posteriors = torch.tensor([[0.05, 0.02, 0.0, 0.01, 0.92],   # English below its threshold: Hindi instead
+                               [0.0, 0.0, 0.0, 0.01, 0.99],     # sure English: the base model, English token
+                               [0.80, 0.10, 0.0, 0.0, 0.10]])
+    for name in ("hard", "soft", "threshold", "hierarchical"):
+        routing = make_router(name, lid_only_min={"en": 0.96})(posteriors, languages)
+        assert routing.langs == ["hi", "en", "hi"], name
+        assert routing.weights[0, 4] < 1e-6 and routing.weights[0].sum() == pytest.approx(1.0)
+        assert bank_weights(routing, languages, ["hi", "pa", "te", "it"])[1].abs().sum() < 0.02  # ~ the base
+    assert make_router("hard")(posteriors, languages).langs[0] == "en"  # no threshold: the argmax
