@@ -24,12 +24,17 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from espnet_ext.bin.cli import start_cli
 from espnet_ext.data.kaldi import LanguageSegment, read_segments_lang
 from espnet_ext.fileio import atomic_write_text
-from espnet_ext.lid.features import cached_tap_frames
-from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frame_posteriors, viterbi_segments
+from espnet_ext.data.audio import utterance_audio
+from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.lid.segments import (
+    DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, tap_encoder, viterbi_segments,
+    window_posteriors,
+)
 
 log = logging.getLogger("codeswitch_lid")
 TOLERANCE_S = 0.5  # the project plan's: a switch is detected within 0.5 s
@@ -140,6 +145,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--penalties", type=float, nargs="+", default=[DEFAULT_SWITCH_PENALTY],
                    help="Viterbi switch penalties (nats) to evaluate; tune on dev")
+    p.add_argument("--window", type=float, default=WINDOW_SECONDS, help="seconds of audio per LID window")
+    p.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between LID windows")
     p.add_argument("--plots", type=int, default=6, help="utterances drawn per set")
     p.add_argument("--threads", type=int, default=0)
     return p
@@ -160,13 +167,16 @@ def main(argv=None) -> None:
     head = load_lid_head(loaded, args.lid_dir)
     tap_layer(loaded, args.adapter_dir, head.layer)
     loaded.asr_model.eval()
+    encode = tap_encoder(loaded, head.layer)
     languages, results = list(head.languages), {}
     for data_dir in args.data_dir:
         truth = truth_by_set[data_dir.name]
-        feats = cached_tap_frames(loaded, data_dir, head.layer, args.out_dir / "feats" / data_dir.name)
-        posteriors = {u: frame_posteriors(head, torch.from_numpy(f)) for u, f in zip(feats.utt_ids, feats.frames)}
+        utterances = read_data_dir(data_dir)
+        posteriors = {u.utt_id: window_posteriors(encode, head, torch.from_numpy(utterance_audio(u)), args.window,
+                                                  args.hop)
+                      for u in tqdm(utterances, desc=f"LID over time {data_dir.name}", unit="utt")}
         frame_truth = {u: language_at(truth[u], len(p)) for u, p in posteriors.items()}
-        seconds = float(feats.durations.sum())
+        seconds = sum(u.duration for u in utterances)
         results[data_dir.name] = {}
         for penalty in args.penalties:
             predicted = {u: to_seconds(viterbi_segments(p, penalty), languages) for u, p in posteriors.items()}
@@ -179,7 +189,8 @@ def main(argv=None) -> None:
                      "predicted": to_seconds(viterbi_segments(posteriors[u], penalty), languages)}
                     for u in sorted(posteriors)[: args.plots]]
         plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
-                  f"{data_dir.name}: LID posteriors over time ({head.kind} head, 1 s windows, penalty {penalty:g})")
+                  f"{data_dir.name}: LID posteriors over time ({head.kind} head, {args.window:g} s windows every "
+                  f"{args.hop:g} s, penalty {penalty:g})")
     report = table(results)
     atomic_write_text(args.out_dir / "cs_lid.md", report)
     atomic_write_text(args.out_dir / "cs_lid.json", json.dumps(results, indent=1) + "\n")

@@ -4,9 +4,9 @@ page run. The base, the adapters and the LID head load once (`Transcriber`); eve
 1. the file read (any format soundfile or PyAV reads), mixed to mono, resampled to 16 kHz;
 2. recordings longer than the model's window (Whisper: 30 s) cut into windows at low-energy points
    (the quietest 100 ms in the last WINDOW_SEARCH_S seconds before each limit);
-3. per window, one encoder pass up to the LID tap; the head on 1 s sliding windows gives the language
-   over time, cut into segments by Viterbi decoding (espnet_ext.lid.segments); neighbouring segments of
-   one language across a window cut are joined;
+3. per window, the head on 1 s sliding stretches (each encoded alone up to the LID tap) gives the
+   language over time, cut into segments by Viterbi decoding (espnet_ext.lid.segments); neighbouring
+   segments of one language across a window cut are joined;
 4. each segment decoded alone with its language forced: its adapter, or the base model for a
    LID-only language (English); the transcripts joined in time order.
 
@@ -27,8 +27,9 @@ import torch
 from espnet_ext.data.audio import SAMPLE_RATE, read_audio, resample, to_mono
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
-from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frame_posteriors, viterbi_segments
-from espnet_ext.models.whisper_forward import Tap
+from espnet_ext.lid.segments import (
+    DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, tap_encoder, viterbi_segments, window_posteriors,
+)
 from espnet_ext.routing.routers import DEFAULT_TAU
 
 log = logging.getLogger(__name__)
@@ -103,20 +104,17 @@ class Transcriber:
         self.head = load_lid_head(self.loaded, exp_dir / "lid" / head)
         self.loaded.asr_model.eval()
         self._tap_state = lambda: route_for_tap(self.loaded.asr_model)
+        self.encode_to_tap = tap_encoder(self.loaded, self.head.layer)
         self.backend = make_backend(self.loaded, pad_to_30s=False)
         self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
         self.adapters = adapter_names(self.loaded.asr_model)
         self.switch_penalty, self.min_confidence = switch_penalty, min_confidence
         self.search = search or SearchConfig()
 
-    @torch.no_grad()
     def language_track(self, audio: np.ndarray) -> torch.Tensor:
-        """`[frames, languages]` posteriors of one window, from one encoder pass up to the tap."""
+        """`[frames, languages]` posteriors of one window of the recording (1 s stretches encoded alone)."""
         self._tap_state()
-        speech, lengths = torch.from_numpy(audio)[None], torch.tensor([len(audio)])
-        out = self.loaded.family.encode(self.loaded.asr_model, speech, lengths, False,
-                                        tap=Tap(self.head.layer, stop=True))
-        return frame_posteriors(self.head, out.tapped[0, : int(out.lengths[0])].float())
+        return window_posteriors(self.encode_to_tap, self.head, torch.from_numpy(audio))
 
     def segments(self, audio: np.ndarray) -> Tuple[List[SegmentResult], torch.Tensor]:
         """The language segments of a whole recording (cut into windows first) and its frame posteriors."""

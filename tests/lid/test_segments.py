@@ -1,7 +1,7 @@
 """Frame-level language posteriors and their Viterbi segmentation."""
 import torch
 
-from espnet_ext.lid.segments import FrameSegment, frame_posteriors, runs, viterbi_segments
+from espnet_ext.lid.segments import FrameSegment, runs, viterbi_segments, window_posteriors
 
 
 def noisy_track(labels, langs=5, flip=0.25, seed=0):
@@ -47,14 +47,18 @@ class MeanHead:
         return torch.softmax(5 * mean, dim=-1)
 
 
-def test_frame_posteriors_follow_the_windows_and_a_short_utterance_is_one_window():
-    hidden = torch.zeros(200, 4)
-    hidden[:100, 0] = 1.0  # language 0 for the first 2 s, language 1 after
-    hidden[100:, 1] = 1.0
-    post = frame_posteriors(MeanHead(), hidden, window=50, hop=5)
-    assert post.shape == (200, 2)
+def level_encoder(windows):
+    """A fake tap: per 20 ms frame, feature 0 = 1 where the audio is positive, feature 1 = 1 where negative."""
+    frames = windows.reshape(windows.size(0), -1, 320).mean(2)
+    return torch.stack([(frames > 0).float(), (frames < 0).float()], dim=2)
+
+
+def test_window_posteriors_follow_the_windows_each_encoded_alone():
+    audio = torch.cat([torch.full((2 * 16000,), 0.5), torch.full((2 * 16000,), -0.5)])  # "language" 0, then 1
+    seen = []
+    post = window_posteriors(lambda w: seen.append(w.shape) or level_encoder(w), MeanHead(), audio, 1.0, 0.25)
+    assert post.shape == (200, 2) and all(shape[1] == 16000 for shape in seen)  # every window 1 s, alone
     assert post[:75, 0].min() > 0.9 and post[125:, 1].min() > 0.9  # windows wholly inside one language
-    assert viterbi_segments(post, 2.0)[0].end in range(95, 106)
-    short = frame_posteriors(MeanHead(), hidden[90:120], window=50, hop=5)
-    whole = MeanHead()(hidden[None, 90:120], torch.tensor([30]))
-    assert torch.allclose(short, whole.expand(30, -1))
+    assert abs(viterbi_segments(post, 2.0)[0].end - 100) <= 13  # the switch at frame 100, within one hop (0.25 s)
+    short = window_posteriors(level_encoder, MeanHead(), audio[:8000], 1.0, 0.25)  # 0.5 s: one window, whole
+    assert short.shape == (25, 2) and torch.allclose(short, MeanHead()(level_encoder(audio[None, :8000]), torch.tensor([25])).expand(25, -1))
