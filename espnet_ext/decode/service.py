@@ -7,8 +7,8 @@ page run. The base, the adapters and the LID head load once (`Transcriber`); eve
 3. per window, the head on 1 s sliding stretches (each encoded alone up to the LID tap) gives the
    language over time, cut into segments by Viterbi decoding (espnet_ext.lid.segments); neighbouring
    segments of one language across a window cut are joined;
-4. each segment decoded alone with its language forced: its adapter, or the base model for a
-   LID-only language (English); the transcripts joined in time order.
+4. each segment decoded alone with its language forced: its adapter, or the base model on its 30 s
+   window for a LID-only language (English); the transcripts joined in time order.
 
 Input the LID cannot judge is said so: silence (RMS below SILENCE_RMS) gives no segment and an empty
 transcript; a segment whose mean top posterior is below `min_confidence` (default: the threshold
@@ -106,6 +106,7 @@ class Transcriber:
         self._tap_state = lambda: route_for_tap(self.loaded.asr_model)
         self.encode_to_tap = tap_encoder(self.loaded, self.head.layer)
         self.backend = make_backend(self.loaded, pad_to_30s=False)
+        self.base_backend = make_backend(self.loaded, pad_to_30s=True)
         self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
         self.adapters = adapter_names(self.loaded.asr_model)
         self.switch_penalty, self.min_confidence = switch_penalty, min_confidence
@@ -149,13 +150,11 @@ class Transcriber:
         if len(audio) == 0 or float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) < SILENCE_RMS:
             return FileResult(name, duration, {lang: 0.0 for lang in languages}, UNKNOWN, "silence: nothing decoded")
         segments, track = self.segments(audio)
-        pieces = [audio[round(s.start * SAMPLE_RATE):round(s.end * SAMPLE_RATE)] for s in segments]
-        texts = []
-        for i in range(0, len(pieces), 8):
-            texts += [h.text for h in transcribe_batch(self.backend, pieces[i:i + 8], [s.lang for s in segments[i:i + 8]],
-                                                        self.search)]
-        for seg, text in zip(segments, texts):
-            seg.text = text
+        for seg in segments:  # a language without adapter: the base model on its 30 s window (decode_data_dir)
+            backend = self.backend if seg.lang in self.adapters else self.base_backend
+            piece = audio[round(seg.start * SAMPLE_RATE):round(seg.end * SAMPLE_RATE)]
+            seg.text = transcribe_batch(backend, [piece], [seg.lang], self.search)[0].text
+        texts = [seg.text for seg in segments]
         spoken = {}
         for seg in segments:
             spoken[seg.lang] = spoken.get(seg.lang, 0.0) + seg.end - seg.start

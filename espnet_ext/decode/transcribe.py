@@ -192,7 +192,9 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
                     segments: Optional[Mapping[str, Sequence[LanguageSegment]]] = None) -> int:
     """Decode this job's share of `data_dir` into `out_dir/{text,lid.json}`; returns #utterances. With
     `segments` (utterance -> language segments), each segment is decoded alone with its language forced
-    (its adapter; the base model for a LID-only language) and the transcripts joined in time order."""
+    and the transcripts joined in time order: through its adapter, or for a language without one
+    (LID-only English) through the base model on the 30 s window it was trained on (at the real length
+    the bare base repeats itself: measured on the code-switched sets)."""
     utterances = {u.utt_id: u for u in read_data_dir(data_dir)}
     utt_ids = job_slice(sorted(utterances), job, nj)
     if segments is not None:
@@ -215,11 +217,20 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
         utt, k = piece
         return utterances[utt].duration if k is None else segments[utt][k].end - segments[utt][k].start
 
-    pieces.sort(key=lambda piece: -piece_seconds(piece))
-    backend = make_backend(model, options.pad_to_30s)
+    adapters = set(adapter_names(model.asr_model)) if banks(model.asr_model) else set()
+
+    def window(piece) -> bool:  # whether the piece is decoded on the 30 s window
+        utt, k = piece
+        return options.pad_to_30s or (k is not None and segments[utt][k].lang not in adapters)
+
+    backends = {flag: make_backend(model, flag) for flag in {window(piece) for piece in pieces}}
+    pieces.sort(key=lambda piece: (window(piece), -piece_seconds(piece)))
     hyps = {}
-    batches = [pieces[i : i + options.batch_size] for i in range(0, len(pieces), options.batch_size)]
+    batches = [group[i : i + options.batch_size] for flag in sorted(backends)
+               for group in [[piece for piece in pieces if window(piece) == flag]]
+               for i in range(0, len(group), options.batch_size)]
     for batch in tqdm(batches, desc=f"decode {data_dir.name} job {job}/{nj}", unit="batch"):
+        backend = backends[window(batch[0])]
         audios = [piece_audio(u, k) for u, k in batch]
         if segments is not None:
             langs = [segments[u][k].lang for u, k in batch]

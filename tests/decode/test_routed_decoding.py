@@ -189,3 +189,22 @@ def test_segments_decode_alone_with_their_language_and_join_in_order(routed_tiny
         assert text == " ".join(t for t in (first, second) if t)
         record = json.loads((tmp_path / "split" / "lid.json").read_text())[utt]
         assert [s[2] for s in record["segments"]] == ["hi", "it"] and record["segments"][1][3] == second
+
+
+@torch.no_grad()
+def test_a_segment_without_adapter_is_decoded_by_the_base_on_its_30s_window(routed_tiny, tmp_path):
+    import soundfile as sf
+
+    from espnet_ext.data.kaldi import LanguageSegment, Utterance, write_data_dir
+    from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir
+
+    wave = random_audio(1.0, 9)
+    sf.write(str(tmp_path / "u.wav"), wave, 16000, subtype="FLOAT")
+    write_data_dir(tmp_path / "cs", [Utterance("s1-u", "s1", "x", "hi", str(tmp_path / "u.wav"), 1.0)])
+    options = DecodeOptions(search=SearchConfig(max_tokens=6), pad_to_30s=False)
+    segments = {"s1-u": [LanguageSegment(0.0, 0.5, "hi"), LanguageSegment(0.5, 1.0, "en")]}
+    decode_data_dir(routed_tiny, tmp_path / "cs", tmp_path / "out", options, segments=segments)
+    text = (tmp_path / "out" / "text").read_text().split(" ", 1)[1].strip()
+    hindi = transcribe_batch(make_backend(routed_tiny, pad_to_30s=False), [wave[:8000]], ["hi"], options.search)[0].text
+    english = transcribe_batch(make_backend(routed_tiny, pad_to_30s=True), [wave[8000:]], ["en"], options.search)[0].text
+    assert text == " ".join(t for t in (hindi, english) if t)
