@@ -29,7 +29,6 @@ from tqdm import tqdm
 from espnet_ext.bin.cli import start_cli
 from espnet_ext.data.kaldi import LanguageSegment, read_segments_lang
 from espnet_ext.fileio import atomic_write_text
-from espnet_ext.routing.routers import HardRouter
 from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.lid.segments import (
@@ -169,13 +168,12 @@ def main(argv=None) -> None:
     tap_layer(loaded, args.adapter_dir, head.layer)
     loaded.asr_model.eval()
     encode = tap_encoder(loaded, head.layer)
-    guard = HardRouter(lid_only_min=head.lid_only_min)  # a LID-only class only at its dev threshold, as routing
     languages, results = list(head.languages), {}
     for data_dir in args.data_dir:
         truth = truth_by_set[data_dir.name]
         utterances = read_data_dir(data_dir)
-        posteriors = {u.utt_id: guard.guard_lid_only(window_posteriors(encode, head, torch.from_numpy(utterance_audio(u)),
-                                                                       args.window, args.hop), languages)
+        posteriors = {u.utt_id: window_posteriors(encode, head, torch.from_numpy(utterance_audio(u)), args.window,
+                                                  args.hop)
                       for u in tqdm(utterances, desc=f"LID over time {data_dir.name}", unit="utt")}
         frame_truth = {u: language_at(truth[u], len(p)) for u, p in posteriors.items()}
         seconds = sum(u.duration for u in utterances)

@@ -30,7 +30,7 @@ from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.lid.segments import (
     DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, tap_encoder, viterbi_segments, window_posteriors,
 )
-from espnet_ext.routing.routers import DEFAULT_TAU, HardRouter
+from espnet_ext.routing.routers import DEFAULT_TAU
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,6 @@ class Transcriber:
         self.loaded.asr_model.eval()
         self._tap_state = lambda: route_for_tap(self.loaded.asr_model)
         self.encode_to_tap = tap_encoder(self.loaded, self.head.layer)
-        self.guard = HardRouter(lid_only_min=self.head.lid_only_min)
         self.backend = make_backend(self.loaded, pad_to_30s=False)
         self.base_backend = make_backend(self.loaded, pad_to_30s=True)
         self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
@@ -116,8 +115,7 @@ class Transcriber:
     def language_track(self, audio: np.ndarray) -> torch.Tensor:
         """`[frames, languages]` posteriors of one window of the recording (1 s stretches encoded alone)."""
         self._tap_state()
-        track = window_posteriors(self.encode_to_tap, self.head, torch.from_numpy(audio))
-        return self.guard.guard_lid_only(track, self.head.languages)  # English only at its dev threshold
+        return window_posteriors(self.encode_to_tap, self.head, torch.from_numpy(audio))
 
     def segments(self, audio: np.ndarray) -> Tuple[List[SegmentResult], torch.Tensor]:
         """The language segments of a whole recording (cut into windows first) and its frame posteriors."""
