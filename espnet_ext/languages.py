@@ -50,10 +50,10 @@ LANGUAGES: Dict[str, Language] = {
     )
 }
 ROLES = ("adapter", "lid_only", "out_of_set")
-ADAPTER_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role == "adapter"]
-LID_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role in ("adapter", "lid_only")]
-OUT_OF_SET_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role == "out_of_set"]
 assert all(lang.role in ROLES for lang in LANGUAGES.values())
+ADAPTER_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role == "adapter"]
+LID_ONLY_LANGUAGES: List[str] = [code for code, lang in LANGUAGES.items() if lang.role == "lid_only"]
+LID_LANGUAGES: List[str] = [code for code in LANGUAGES if code in ADAPTER_LANGUAGES + LID_ONLY_LANGUAGES]
 
 FAMILIES: Dict[str, List[str]] = {}  # over the LID's classes: what hierarchical routing chooses between
 for _code in LID_LANGUAGES:
@@ -69,6 +69,15 @@ def get_language(code: str) -> Language:
             f"unknown language code {code!r}; known codes: {', '.join(LANGUAGES)} "
             "(add a row to espnet_ext/languages.py to support another language)"
         ) from None
+
+
+def adapter_language(code: str, where: str) -> str:
+    """`code` if it is an adapter language; else fail naming `where` it was asked for and the choices."""
+    language = get_language(code)
+    if language.role != "adapter":
+        raise ValueError(f"{where}: {code} ({language.name}) is {language.role.replace('_', '-')} in "
+                         f"espnet_ext/languages.py, it has no adapter; adapter languages: {', '.join(ADAPTER_LANGUAGES)}")
+    return language.code
 
 
 def script_fraction(text: str, code: str) -> float:

@@ -27,10 +27,9 @@ import torch
 from tqdm import tqdm
 
 from espnet_ext.bin.cli import start_cli
-from espnet_ext.data.kaldi import LanguageSegment, read_segments_lang
-from espnet_ext.fileio import atomic_write_text
 from espnet_ext.data.audio import utterance_audio
-from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_data_dir, read_segments_lang, write_segments_json
+from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lid.segments import (
     DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, tap_encoder, viterbi_segments,
     window_posteriors,
@@ -156,7 +155,6 @@ def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     from espnet_ext.bin.decode import load_lid_head
     from espnet_ext.bin.train_lid import tap_layer
-    from espnet_ext.data.kaldi import DataDirError
     from espnet_ext.models.registry import load_model
 
     try:
@@ -177,16 +175,15 @@ def main(argv=None) -> None:
                       for u in tqdm(utterances, desc=f"LID over time {data_dir.name}", unit="utt")}
         frame_truth = {u: language_at(truth[u], len(p)) for u, p in posteriors.items()}
         seconds = sum(u.duration for u in utterances)
-        results[data_dir.name] = {}
+        results[data_dir.name], drawn = {}, None
         for penalty in args.penalties:
             predicted = {u: to_seconds(viterbi_segments(p, penalty), languages) for u, p in posteriors.items()}
             frame_pred = {u: language_at(predicted[u], len(p)) for u, p in posteriors.items()}
             results[data_dir.name][f"{penalty:g}"] = evaluate_set(truth, predicted, frame_truth, frame_pred, seconds)
-            atomic_write_text(args.out_dir / data_dir.name / f"segments_{penalty:g}.json", json.dumps(
-                {u: [[s.start, s.end, s.lang] for s in segs] for u, segs in predicted.items()}, indent=1) + "\n")
+            write_segments_json(args.out_dir / data_dir.name / f"segments_{penalty:g}.json", predicted)
+            drawn = drawn or predicted  # the plots show the first penalty's segments
         penalty = args.penalties[0]
-        examples = [{"utt": u, "posteriors": posteriors[u].numpy(), "truth": truth[u],
-                     "predicted": to_seconds(viterbi_segments(posteriors[u], penalty), languages)}
+        examples = [{"utt": u, "posteriors": posteriors[u].numpy(), "truth": truth[u], "predicted": drawn[u]}
                     for u in sorted(posteriors)[: args.plots]]
         plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
                   f"{data_dir.name}: LID posteriors over time ({head.kind} head, {args.window:g} s windows every "

@@ -14,7 +14,6 @@ A job writes `<out_dir>/split<NJ>/<JOB>/{text,lid.json}`; the merge joins them i
 posteriors per utterance). Any Kaldi data dir with `wav.scp text utt2lang` works, also outside data/.
 """
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from espnet_ext.bin.cli import parse_args_with_config, save_resolved_args, str2bool
-from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_segments_lang
+from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_segments_json, read_segments_lang
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, merge_jobs
 from espnet_ext.routing.routers import DEFAULT_TAU, ROUTINGS, make_router
@@ -144,10 +143,7 @@ def read_segments(spec: str, data_dir: Path, routing: str) -> Dict[str, List[Lan
         raise SystemExit(f"decode.py: --segments decodes each segment with its own language forced; use it with "
                          f"--routing oracle, not {routing}")
     try:
-        if spec == "oracle":
-            return read_segments_lang(data_dir)
-        table = json.loads(Path(spec).read_text(encoding="utf-8"))
-        return {utt: [LanguageSegment(float(a), float(b), str(lang)) for a, b, lang in parts] for utt, parts in table.items()}
+        return read_segments_lang(data_dir) if spec == "oracle" else read_segments_json(spec)
     except (DataDirError, OSError, ValueError) as err:
         raise SystemExit(f"decode.py: --segments {spec}: {err} (give `oracle` or a segments_<penalty>.json of "
                          "espnet_ext.bin.codeswitch_lid)")

@@ -11,23 +11,18 @@
 import argparse
 import os
 
-from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, get_language
+from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES, adapter_language
 from espnet_ext.routing.routers import ROUTINGS
 
 
 def langs(lang: str) -> str:
     """Expand `--lang` (an adapter language's code or `all`) into the adapter languages it covers."""
-    if lang == "all":
-        return " ".join(ADAPTER_LANGUAGES)
-    if get_language(lang).role != "adapter":
-        raise ValueError(f"--lang {lang}: {get_language(lang).name} is {get_language(lang).role.replace('_', '-')} "
-                         f"in espnet_ext/languages.py, it has no adapter; choose from {', '.join(ADAPTER_LANGUAGES)} or all")
-    return lang
+    return " ".join(ADAPTER_LANGUAGES) if lang == "all" else adapter_language(lang, "--lang")
 
 
 def lid_only_langs() -> str:
     """The LID classes with no adapter (decoded by the base model): their dirs join the LID's data."""
-    return " ".join(code for code, language in LANGUAGES.items() if language.role == "lid_only")
+    return " ".join(LID_ONLY_LANGUAGES)
 
 
 def corpus_langs(lang: str) -> str:

@@ -32,7 +32,7 @@ import torch
 
 from espnet_ext.bin.cli import start_cli
 from espnet_ext.fileio import atomic_write_text
-from espnet_ext.languages import LANGUAGES, get_language
+from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES
 from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices, random_crops, speed
 from espnet_ext.lid.heads import HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
@@ -179,7 +179,7 @@ def main(argv=None) -> None:
         features["test" + suffix] = frames(args.test_dir, suffix, random_crops(tuple(args.crop_eval)))
         evaluated.append("test" + suffix)
     languages = [code for code in LANGUAGES if code in set(features["train"].langs)]  # the table's order
-    adapters = [lang for lang in languages if get_language(lang).role == "adapter"]
+    adapters = [lang for lang in languages if lang in ADAPTER_LANGUAGES]
     seen = sorted(set(features["out_of_set"].langs) & set(languages)) if "out_of_set" in features else []
     if seen:
         raise SystemExit(f"train_lid.py: {args.oos_dir} holds languages the heads are trained on ({seen}); "
@@ -203,8 +203,8 @@ def main(argv=None) -> None:
         report = {"languages": languages, "layer": layer, "parameters": sum(p.numel() for p in head.parameters()),
                   "train_seconds": seconds, "train_utterances": len(train.utt_ids), "history": history,
                   "eval": {split: evaluate(posteriors[split], features[split], languages) for split in evaluated}}
-        lid_only = [lang for lang in languages if get_language(lang).role == "lid_only"]
-        report["lid_only_min"] = lid_only_thresholds(posteriors["dev"], features["dev"].langs, languages, lid_only)
+        report["lid_only_min"] = lid_only_thresholds(posteriors["dev"], features["dev"].langs, languages,
+                                                     LID_ONLY_LANGUAGES)
         if "out_of_set" in features:  # as the routers see them: a LID-only class below its threshold dropped
             guarded = HardRouter(lid_only_min=report["lid_only_min"]).guard_lid_only(
                 torch.from_numpy(predict(head, features["out_of_set"])), languages).numpy()

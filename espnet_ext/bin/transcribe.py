@@ -16,7 +16,6 @@ import logging
 import sys
 from pathlib import Path
 
-
 from espnet_ext.bin.cli import start_cli
 from espnet_ext.data.audio import AudioError
 from espnet_ext.decode.service import UNKNOWN, FileResult, Transcriber

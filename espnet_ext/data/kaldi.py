@@ -10,6 +10,7 @@ order, so Python's own string sort is the C sort.
 Writing goes through a staging directory that replaces the old one only when complete, so a crash never
 leaves a mixture of old and new files behind.
 """
+import json
 import logging
 import os
 import shutil
@@ -253,7 +254,6 @@ def combine_data_dirs(out_dir: PathLike, src_dirs: Sequence[PathLike]) -> List[U
     return utterances
 
 
-
 SEGMENTS_LANG = "segments_lang"  # code-switched sets: `utt start end lang`, the true language segments
 SEGMENT_DECIMALS = 7  # seconds to 1e-7: every multiple of 1/16000 s is written exactly
 
@@ -291,3 +291,19 @@ def read_segments_lang(data_dir: PathLike) -> Dict[str, List[LanguageSegment]]:
             raise DataDirError(path, entry.line, f"segment {start}-{end} s is empty or negative", "fix its times")
         segments.setdefault(entry.key, []).append(LanguageSegment(start, end, lang))
     return {utt: sorted(parts, key=lambda s: s.start) for utt, parts in segments.items()}
+
+
+def write_segments_json(path: PathLike, segments: Mapping[str, Sequence[LanguageSegment]]) -> None:
+    """Predicted segments as JSON, `{utt: [[start, end, lang], ...]}` (what decode.py --segments reads)."""
+    table = {utt: [[s.start, s.end, s.lang] for s in parts] for utt, parts in segments.items()}
+    atomic_write_text(path, json.dumps(table, indent=1) + "\n")
+
+
+def read_segments_json(path: PathLike) -> Dict[str, List[LanguageSegment]]:
+    """The inverse of write_segments_json; a malformed file raises ValueError naming it."""
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {utt: [LanguageSegment(float(a), float(b), get_language(lang).code) for a, b, lang in parts]
+                for utt, parts in table.items()}
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a segments JSON {{utt: [[start, end, lang], ...]}} ({err})") from None

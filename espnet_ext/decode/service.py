@@ -16,7 +16,6 @@ router's tau) or shorter than MIN_LID_SECONDS is marked "unknown / low confidenc
 as hard routing decodes it (the top language's adapter; the routers' `min_confidence` fallback to the
 base model is off by default, since the bare base is far worse on hi/pa/te).
 """
-import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -31,8 +30,6 @@ from espnet_ext.lid.segments import (
     DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, tap_encoder, viterbi_segments, window_posteriors,
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
-
-log = logging.getLogger(__name__)
 
 WINDOW_SEARCH_S = 5.0  # a long recording is cut at the quietest point of the last 5 s before each limit
 SILENCE_RMS = 1e-3  # below this RMS (full scale 1.0) a recording is silence

@@ -204,14 +204,15 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
         pieces = [(u, k) for u in utt_ids for k in range(len(segments[u]))]
     else:
         pieces = [(u, None) for u in utt_ids]
-    audio = {}
+    recordings = {}  # segment mode: an utterance's audio is read once for all its segments
 
     def piece_audio(utt: str, k: Optional[int]) -> np.ndarray:
-        wave = audio[utt] if utt in audio else audio.setdefault(utt, utterance_audio(utterances[utt]))
         if k is None:
-            return wave
+            return utterance_audio(utterances[utt])
+        if utt not in recordings:
+            recordings[utt] = utterance_audio(utterances[utt])
         seg = segments[utt][k]
-        return wave[round(seg.start * SAMPLE_RATE):round(seg.end * SAMPLE_RATE)]
+        return recordings[utt][round(seg.start * SAMPLE_RATE):round(seg.end * SAMPLE_RATE)]
 
     def piece_seconds(piece) -> float:
         utt, k = piece
@@ -225,10 +226,10 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
 
     backends = {flag: make_backend(model, flag) for flag in {window(piece) for piece in pieces}}
     pieces.sort(key=lambda piece: (window(piece), -piece_seconds(piece)))
-    hyps = {}
-    batches = [group[i : i + options.batch_size] for flag in sorted(backends)
-               for group in [[piece for piece in pieces if window(piece) == flag]]
-               for i in range(0, len(group), options.batch_size)]
+    hyps, batches = {}, []
+    for flag in sorted(backends):  # a batch runs one input window
+        group = [piece for piece in pieces if window(piece) == flag]
+        batches += [group[i : i + options.batch_size] for i in range(0, len(group), options.batch_size)]
     for batch in tqdm(batches, desc=f"decode {data_dir.name} job {job}/{nj}", unit="batch"):
         backend = backends[window(batch[0])]
         audios = [piece_audio(u, k) for u, k in batch]

@@ -2,8 +2,8 @@
 
 A head maps a stretch of tap frames to posteriors; run on sliding windows of the audio
 (WINDOW_SECONDS long, every HOP_SECONDS, each encoded alone up to the tap) it gives a posterior
-track, and each tap frame takes the track of the window centred nearest to it. The track is noisy at the scale of a window, so it is cut into segments by
-Viterbi decoding over the languages: the best path maximises the summed log posteriors minus
+track, and each tap frame takes the track of the window centred nearest to it. The track is noisy
+at the scale of a window, so it is cut into segments by Viterbi decoding over the languages: the best path maximises the summed log posteriors minus
 `switch_penalty` per change of language (an HMM whose switch probability is exp(-penalty)); a larger
 penalty trades missed switches for fewer false ones and is tuned on a dev code-switched set.
 """

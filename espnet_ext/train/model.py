@@ -24,7 +24,7 @@ from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from espnet_ext.languages import ADAPTER_LANGUAGES, get_language
+from espnet_ext.languages import ADAPTER_LANGUAGES, adapter_language
 from espnet_ext.lora.inject import BankLayout, banks, inject, routing
 from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.train.augment import AugmentConfig, WaveformAugment
@@ -65,9 +65,7 @@ class LoRAConfig:
         config = cls(**{**conf, "languages": tuple(conf["languages"]),
                         "targets": tuple(conf.get("targets", cls.targets))})
         for lang in config.languages:
-            if get_language(lang).role != "adapter":
-                raise ValueError(f"lora_conf.languages: {lang} is {get_language(lang).role.replace('_', '-')} in "
-                                 f"espnet_ext/languages.py (no adapter); adapter languages: {ADAPTER_LANGUAGES}")
+            adapter_language(lang, "lora_conf.languages")
         if len(set(config.languages)) != len(config.languages):
             raise ValueError(f"lora_conf.languages has duplicates: {list(config.languages)}")
         if config.rank < 1 or config.alpha <= 0 or not 0 <= config.dropout < 1:

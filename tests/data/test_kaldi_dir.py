@@ -89,3 +89,14 @@ def test_combine(tmp_path):
     write_data_dir(tmp_path / "b", [utt("hi-s-1", "hi-s", text="नमस्ते", lang="hi")])
     combine_data_dirs(tmp_path / "all", [tmp_path / "a", tmp_path / "b"])
     assert (tmp_path / "all" / "utt2lang").read_text() == "hi-s-1 hi\nit-s-1 it\n"
+
+
+def test_segments_json_round_trips_and_names_a_bad_file(tmp_path):
+    from espnet_ext.data.kaldi import LanguageSegment, read_segments_json, write_segments_json
+
+    segments = {"u1": [LanguageSegment(0.0, 1.25, "hi"), LanguageSegment(1.25, 3.0, "en")]}
+    write_segments_json(tmp_path / "s.json", segments)
+    assert read_segments_json(tmp_path / "s.json") == segments
+    (tmp_path / "bad.json").write_text('{"u1": [[0, 1]]}')
+    with pytest.raises(ValueError, match=r"bad\.json: not a segments JSON"):
+        read_segments_json(tmp_path / "bad.json")

@@ -102,3 +102,9 @@ def test_a_lid_only_class_wins_only_at_its_threshold():
         assert routing.weights[0, 4] < 1e-6 and routing.weights[0].sum() == pytest.approx(1.0)
         assert bank_weights(routing, languages, ["hi", "pa", "te", "it"])[1].abs().sum() < 0.02  # ~ the base
     assert make_router("hard")(posteriors, languages).langs[0] == "en"  # no threshold: the argmax
+
+
+def test_recipe_refuses_a_language_without_adapter_for_lang():
+    assert recipe_info.langs("all").split() == ["hi", "pa", "te", "it"] and recipe_info.lid_only_langs() == "en"
+    with pytest.raises(ValueError, match=r"--lang: en \(English\) is lid-only .* adapter languages: hi, pa, te, it"):
+        recipe_info.langs("en")

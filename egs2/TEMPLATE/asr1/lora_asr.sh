@@ -175,10 +175,11 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         log "stage 4: LID heads ${heads} already trained (${marker}); --force true to redo"
     else
         log "stage 4: LID heads ${heads} on the tap of ${train_exp}/adapters -> ${train_exp}/lid (log: ${train_exp}/lid/log/train_lid.log)"
+        lid_only=$(python -m espnet_ext.bin.recipe_info lid_only_langs)
         lid_dirs() {  # a split's dirs for the LID: the adapters' languages, then each LID-only class prepared
             local d
             echo "$(data_dir_of "$1_${lang}")"
-            for l in $(python -m espnet_ext.bin.recipe_info lid_only_langs); do
+            for l in ${lid_only}; do
                 d=$(data_dir_of "$1_${l}"); [ -d "${d}" ] && echo "${d}"
             done
         }
