@@ -61,6 +61,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="code-switched speech with --routing oracle: decode each language segment alone, its "
                         "language forced: `oracle` (the data dir's segments_lang) or a segments JSON of "
                         "espnet_ext.bin.codeswitch_lid (predicted segments)")
+    p.add_argument("--one_pass", type=str2bool, default=False,
+                   help="with --segments: encode each utterance once, every frame through its segment's adapter, "
+                        "and decode each segment over its own frames (default: re-encode each segment alone)")
     p.add_argument("--pad_to_30s", type=str2bool, default=None,
                    help="encode the 30 s window or the real length; default: what the adapters or the "
                         "fine-tuned model were trained on (their config's pad_to_30s), and for the base "
@@ -163,6 +166,8 @@ def main(argv=None) -> None:
                          f"route; use it with --routing none, not {args.routing} (--language oracle|detect "
                          "picks the language)")
     segments = read_segments(args.segments, args.data_dir, args.routing) if args.segments else None
+    if args.one_pass and segments is None:
+        raise SystemExit("decode.py: --one_pass true routes the frames of language segments; give --segments too")
     if args.threads:
         torch.set_num_threads(args.threads)
     from espnet_ext.models.registry import load_model
@@ -191,7 +196,8 @@ def main(argv=None) -> None:
     save_resolved_args(args, args.out_dir / "decode_args.yaml")
     job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
     start = time.time()
-    n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router, segments)
+    n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router, segments,
+                        args.one_pass)
     log.info("decoded %d utterances in %.1f s -> %s", n, time.time() - start, job_dir)
 
 

@@ -34,6 +34,7 @@ from espnet_ext.lora.inject import (
     adapter_names,
     bank_info,
     banks,
+    language_banks,
     reorder_routing_weights,
     route_for_tap,
     set_language_routing,
@@ -179,6 +180,79 @@ def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Opti
     ]
 
 
+def _encoder_and_decoder_banks(backend) -> Tuple[List[str], List[str]]:
+    """The model's language banks split into (encoder, decoder) module names (the family knows its blocks)."""
+    prefixes = backend.family.encoder_block_names(backend.model)
+    encoder, decoder = [], []
+    for name in language_banks(backend.model):
+        (encoder if any(name.startswith(p + ".") for p in prefixes) else decoder).append(name)
+    return encoder, decoder
+
+
+def _segment_frames(seg: LanguageSegment, frames_per_second: float, frames: int) -> Tuple[int, int]:
+    """Frames [start, end) of `seg` among an utterance's `frames` encoder frames (at least one)."""
+    start = min(int(seg.start * frames_per_second), frames - 1)
+    return start, max(start + 1, min(frames, round(seg.end * frames_per_second)))
+
+
+@torch.no_grad()
+def transcribe_segments_one_pass(backend, audios: Sequence[np.ndarray], segments: Sequence[Sequence[LanguageSegment]],
+                                 config: SearchConfig) -> List[List[Hypothesis]]:
+    """Code-switched speech in one encoder pass: each frame through its segment's adapter (per-frame bank
+    weights `[batch, time, K]`, set by a tap before the first block, when the frame count is known); then
+    every segment of the batch decoded in one search, cross-attending to its own frames only, the decoder
+    through its language's adapter. A LID-only language (no adapter) gets zero weights: the base model.
+    The other way, each segment re-encoded alone, is decode_data_dir's default (README: "Code-switched
+    speech" measures both). Returns each utterance's segment hypotheses in time order."""
+    model, adapters = backend.model, adapter_names(backend.model)
+    encoder_banks, decoder_banks = _encoder_and_decoder_banks(backend)
+    speech, lengths = pad_batch(audios)
+    device = next(model.parameters()).device
+    speech, lengths = speech.to(device), lengths.to(device)
+    window_s = backend.family.window_samples / SAMPLE_RATE
+    seen_s = [window_s if backend.pad_to_30s else n / SAMPLE_RATE for n in lengths.tolist()]
+    one_hot = {lang: torch.eye(len(adapters))[adapters.index(lang)] if lang in adapters else torch.zeros(len(adapters))
+               for utt in segments for lang in {seg.lang for seg in utt}}
+    spans = {}  # (utterance, segment) -> its encoder frames
+
+    def route_frames(hidden: torch.Tensor, frames: torch.Tensor) -> None:
+        weights = torch.zeros(hidden.size(0), hidden.size(1), len(adapters))
+        for i, utt in enumerate(segments):
+            rate = int(frames[i]) / seen_s[i]
+            for k, seg in enumerate(utt):
+                spans[i, k] = _segment_frames(seg, rate, int(frames[i]))
+                weights[i, spans[i, k][0]:spans[i, k][1]] = one_hot[seg.lang]
+        set_language_routing(model, weights, encoder_banks)
+
+    set_language_routing(model, None)
+    set_shared_adapter(model, True)
+    encoded = backend.encode(speech, lengths, tap=Tap(0, route_frames))
+    set_language_routing(model, None, encoder_banks)
+    pieces = [(i, k) for i, utt in enumerate(segments) for k in range(len(utt))]
+    width = max(spans[p][1] - spans[p][0] for p in pieces)
+    features = encoded.features.new_zeros(len(pieces), width, encoded.features.size(-1))
+    for row, (i, k) in enumerate(pieces):
+        start, end = spans[i, k]
+        features[row, : end - start] = encoded.features[i, start:end]
+    span_lengths = torch.tensor([spans[p][1] - spans[p][0] for p in pieces], device=features.device)
+    langs = [segments[i][k].lang for i, k in pieces]
+    weights = torch.stack([one_hot[lang] for lang in langs])
+    if decoder_banks:
+        set_language_routing(model, weights, decoder_banks)
+    budgets = token_budget([segments[i][k].end - segments[i][k].start for i, k in pieces], config)
+    with backend.state(EncoderOutput(features, span_lengths)) as state:
+        search_state = _RoutedState(state, model)
+        if config.beam_size > 1:
+            search_state.reorder(torch.arange(len(pieces)).repeat_interleave(config.beam_size))
+        tokens = beam_search(search_state, [backend.prompt(lang) for lang in langs], backend.eot, backend.suppress,
+                             budgets, config)
+    source = "one encoder pass, per-frame routing weights; each segment decoded over its own frames"
+    out: List[List[Hypothesis]] = [[] for _ in segments]
+    for (i, _), t, lang, w in zip(pieces, tokens, langs, weights.tolist()):
+        out[i].append(Hypothesis(backend.decode_text(t), lang, {}, dict(zip(adapters, w)), source))
+    return out
+
+
 def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> List[str]:
     """The contiguous share of job `job` (1-based) out of `nj`, as Kaldi's split_data does."""
     if not 1 <= job <= nj:
@@ -189,18 +263,44 @@ def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> List[str]:
 
 def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions, job: int = 1, nj: int = 1,
                     lid=None, router: Optional[Router] = None,
-                    segments: Optional[Mapping[str, Sequence[LanguageSegment]]] = None) -> int:
+                    segments: Optional[Mapping[str, Sequence[LanguageSegment]]] = None, one_pass: bool = False) -> int:
     """Decode this job's share of `data_dir` into `out_dir/{text,lid.json}`; returns #utterances. With
     `segments` (utterance -> language segments), each segment is decoded alone with its language forced
     and the transcripts joined in time order: through its adapter, or for a language without one
     (LID-only English) through the base model on the 30 s window it was trained on (at the real length
-    the bare base repeats itself: measured on the code-switched sets)."""
+    the bare base repeats itself: measured on the code-switched sets). With `one_pass` too, each
+    utterance is encoded once with per-frame routing instead (transcribe_segments_one_pass)."""
     utterances = {u.utt_id: u for u in read_data_dir(data_dir)}
     utt_ids = job_slice(sorted(utterances), job, nj)
     if segments is not None:
         missing = [u for u in utt_ids if u not in segments]
         if missing:
             raise ValueError(f"no segments for {len(missing)} utterances of {data_dir} (e.g. {missing[0]})")
+    if segments is not None and one_pass:
+        hyps = _decode_one_pass(model, utterances, utt_ids, segments, options, f"{data_dir.name} job {job}/{nj}")
+    else:
+        hyps = _decode_pieces(model, utterances, utt_ids, segments, options, lid, router, f"{data_dir.name} job {job}/{nj}")
+    _write_decoding(out_dir, utt_ids, hyps, segments)
+    return len(utt_ids)
+
+
+def _decode_one_pass(model, utterances, utt_ids, segments, options: DecodeOptions, what: str) -> Dict:
+    """{(utt, k): hypothesis of segment k}, each utterance encoded once (transcribe_segments_one_pass)."""
+    backend = make_backend(model, options.pad_to_30s)
+    order = sorted(utt_ids, key=lambda u: -utterances[u].duration)
+    hyps = {}
+    for i in tqdm(range(0, len(order), options.batch_size), desc=f"decode {what} (one pass)", unit="batch"):
+        batch = order[i : i + options.batch_size]
+        audios = [utterance_audio(utterances[u]) for u in batch]
+        decoded = transcribe_segments_one_pass(backend, audios, [segments[u] for u in batch], options.search)
+        for utt, utt_hyps in zip(batch, decoded):
+            hyps.update({(utt, k): h for k, h in enumerate(utt_hyps)})
+    return hyps
+
+
+def _decode_pieces(model, utterances, utt_ids, segments, options: DecodeOptions, lid, router, what: str) -> Dict:
+    """{(utt, k): hypothesis} of each segment decoded alone, or {(utt, None): ...} without segments."""
+    if segments is not None:
         pieces = [(u, k) for u in utt_ids for k in range(len(segments[u]))]
     else:
         pieces = [(u, None) for u in utt_ids]
@@ -230,7 +330,7 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
     for flag in sorted(backends):  # a batch runs one input window
         group = [piece for piece in pieces if window(piece) == flag]
         batches += [group[i : i + options.batch_size] for i in range(0, len(group), options.batch_size)]
-    for batch in tqdm(batches, desc=f"decode {data_dir.name} job {job}/{nj}", unit="batch"):
+    for batch in tqdm(batches, desc=f"decode {what}", unit="batch"):
         backend = backends[window(batch[0])]
         audios = [piece_audio(u, k) for u, k in batch]
         if segments is not None:
@@ -238,6 +338,11 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
         else:
             langs = [None if options.detect_language else utterances[u].lang for u, _ in batch]
         hyps.update(zip(batch, transcribe_batch(backend, audios, langs, options.search, lid, router)))
+    return hyps
+
+
+def _write_decoding(out_dir: Path, utt_ids: Sequence[str], hyps: Mapping, segments) -> None:
+    """`out_dir/{text,lid.json}`: per utterance its transcript (segments' joined in time order) and routing."""
     texts, decisions = {}, {}
     for utt in utt_ids:
         if segments is None:
@@ -249,13 +354,12 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
             parts = [(seg, hyps[(utt, k)]) for k, seg in enumerate(segments[utt])]
             texts[utt] = " ".join(h.text for _, h in parts if h.text)
             longest = max(parts, key=lambda part: part[0].end - part[0].start)[0].lang
-            decisions[utt] = {"lang": longest, "source": f"per segment, each decoded alone: {parts[0][1].source}",
+            decisions[utt] = {"lang": longest, "source": f"per segment: {parts[0][1].source}",
                               "segments": [[seg.start, seg.end, seg.lang, h.text] for seg, h in parts]}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "text", "".join(f"{u} {texts[u]}\n" for u in sorted(texts)))
     atomic_write_text(out_dir / "lid.json", json.dumps({u: decisions[u] for u in sorted(decisions)},
                                                        ensure_ascii=False, indent=1))
-    return len(texts)
 
 
 def merge_jobs(out_dir: Path, nj: int) -> int:

@@ -3,7 +3,8 @@
     y = W x + sum_k w[b, k] * (alpha / r) * B_k A_k dropout(x)
 
 `w[b, :]` are the routing weights of sample `b`: one-hot for oracle/hard routing, a posterior for soft
-routing, sparse for top-K. ESPnet's LoRA (loralib) and PEFT hold one active adapter per module, so a
+routing, sparse for top-K. Weights `[batch, time, K]` route each frame of a sample on its own (code-
+switched speech in one encoder pass: the frames of each language segment through its adapter). ESPnet's LoRA (loralib) and PEFT hold one active adapter per module, so a
 batch mixing languages would need one forward per language; here all adapters live in stacked
 parameters (`lora_A: [K, r, in]`, `lora_B: [K, out, r]`) and a mixed batch costs one pass.
 
@@ -15,7 +16,8 @@ The weights are analysed once per batch into a `RoutingPlan` (shared by the bank
              so oracle-routed training on mixed-language batches costs one adapter per sample, not K;
 - "mixed":   anything else -> only the adapters whose weight column is not all zero, concatenated
              into one `[K' r, in]` / `[out, K' r]` pair so the mix is two matmuls;
-- "none":    all weights zero -> the base layer alone.
+- "none":    all weights zero -> the base layer alone;
+- "frames":  per-frame weights `[batch, time, K]` -> as "mixed", the mix taken per frame.
 
 Working out the plan needs the weights on the host (a device sync), which is why it happens once per
 batch and not once per layer.
@@ -33,8 +35,8 @@ from torch import nn
 class RoutingPlan:
     """Routing weights `[batch, K]` plus the cheapest way to apply them (see the module docstring)."""
 
-    kind: str  # "single" | "per_row" | "mixed" | "none"
-    weights: Optional[torch.Tensor]  # [batch, K]; None for a batch-independent active adapter
+    kind: str  # "single" | "per_row" | "mixed" | "none" | "frames"
+    weights: Optional[torch.Tensor]  # [batch, K] or [batch, time, K]; None for a batch-independent active adapter
     adapter: int = -1  # "single": the adapter's index
     rows: Optional[torch.Tensor] = None  # "per_row": [batch] adapter index of each sample
     row_weight: Optional[torch.Tensor] = None  # "per_row": [batch] that adapter's weight
@@ -47,18 +49,21 @@ def single_adapter_plan(index: int) -> RoutingPlan:
 
 
 def plan_routing(weights: torch.Tensor, num_adapters: int) -> RoutingPlan:
-    """Check `weights` ([batch, K] float) and choose the computation; syncs with the device once."""
-    if weights.dim() != 2 or weights.size(1) != num_adapters:
+    """Check `weights` ([batch, K] or per frame [batch, time, K], float) and choose the computation; syncs
+    with the device once."""
+    if weights.dim() not in (2, 3) or weights.size(-1) != num_adapters:
         raise ValueError(
-            f"routing weights must have shape [batch, {num_adapters}] (one column per adapter), "
-            f"got {tuple(weights.shape)}"
+            f"routing weights must have shape [batch, {num_adapters}] or [batch, time, {num_adapters}] (one "
+            f"column per adapter), got {tuple(weights.shape)}"
         )
     if not weights.is_floating_point():
         raise TypeError(f"routing weights must be a float tensor, got {weights.dtype}")
     nonzero = weights.detach() != 0
-    used = nonzero.any(0)
+    used = nonzero.flatten(0, -2).any(0)
     if not bool(used.any()):
         return RoutingPlan("none", weights)
+    if weights.dim() == 3:
+        return RoutingPlan("frames", weights, columns=used.nonzero().flatten())
     if bool((nonzero.sum(1) > 1).any()):
         return RoutingPlan("mixed", weights, columns=used.nonzero().flatten())
     rows = nonzero.to(torch.int8).argmax(1)  # rows with no adapter get index 0 and weight 0
@@ -154,6 +159,11 @@ class LoRABankLinear(nn.Module):
                 f"{x.size(0)} rows; when a search expands or reorders the batch, call "
                 "espnet_ext.lora.inject.reorder_routing_weights(model, index) alongside it"
             )
+        if plan.kind == "frames" and (x.dim() != 3 or x.size(1) != plan.weights.size(1)):
+            raise RuntimeError(
+                f"per-frame routing weights are set for {plan.weights.size(1)} frames but the input has shape "
+                f"{tuple(x.shape)}; route only the layers that see those frames (set_language_routing's modules)"
+            )
         return out + self._delta(self.dropout(x), plan).to(out.dtype)
 
     def _delta(self, x: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
@@ -175,11 +185,14 @@ class LoRABankLinear(nn.Module):
         return torch.einsum("b...r,bor->b...o", hidden, b)
 
     def _mixed_delta(self, x: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Also the per-frame case: `weights` [batch, time, K] against `x` [batch, time, in]."""
         used, r = columns.numel(), self.rank
         a = self.lora_A.index_select(0, columns).reshape(used * r, -1).to(x.dtype)  # [K' r, in]
         b = self.lora_B.index_select(0, columns).permute(1, 0, 2).reshape(-1, used * r).to(x.dtype)
-        mix = weights.index_select(1, columns.to(weights.device)).to(x.dtype).repeat_interleave(r, dim=1)
-        mix = (mix * self.scaling).view(x.size(0), *([1] * (x.dim() - 2)), used * r)
+        mix = weights.index_select(-1, columns.to(weights.device)).to(x.dtype).repeat_interleave(r, dim=-1)
+        mix = mix * self.scaling
+        if weights.dim() == 2:
+            mix = mix.view(x.size(0), *([1] * (x.dim() - 2)), used * r)
         return F.linear(F.linear(x, a) * mix, b)
 
     @torch.no_grad()

@@ -284,8 +284,9 @@ def _set_plan(bank_map: Mapping[str, LoRABankLinear], plan: Optional[RoutingPlan
 
 def set_language_routing(model: nn.Module, weights: Optional[torch.Tensor],
                          modules: Optional[Iterable[str]] = None) -> None:
-    """Route the language banks (only those named in `modules`, when given) by `weights` ([batch, K],
-    columns in `adapter_names` order; None: their base layers). Shared banks are left as they are.
+    """Route the language banks (only those named in `modules`, when given) by `weights` ([batch, K], or
+    per frame [batch, time, K] for encoder layers; columns in `adapter_names` order; None: their base
+    layers). Shared banks are left as they are.
 
     The weights are analysed once here (one device sync) and the plan is shared by those layers. A
     language-ID tap calls this in the middle of an encoder pass, for the layers above it.
@@ -364,7 +365,7 @@ def reorder_routing_weights(model: nn.Module, index: torch.Tensor) -> None:
             continue
         if id(plan) not in replaced:
             weights = plan.weights.index_select(0, index.to(plan.weights.device))
-            replaced[id(plan)] = plan_routing(weights, weights.size(1))
+            replaced[id(plan)] = plan_routing(weights, weights.size(-1))
         bank.routing = replaced[id(plan)]
 
 

@@ -208,3 +208,63 @@ def test_a_segment_without_adapter_is_decoded_by_the_base_on_its_30s_window(rout
     hindi = transcribe_batch(make_backend(routed_tiny, pad_to_30s=False), [wave[:8000]], ["hi"], options.search)[0].text
     english = transcribe_batch(make_backend(routed_tiny, pad_to_30s=True), [wave[8000:]], ["en"], options.search)[0].text
     assert text == " ".join(t for t in (hindi, english) if t)
+
+
+@pytest.mark.parametrize("kind, tap_layer", [("per_language", 0), ("shared_below", 1)])
+@torch.no_grad()
+def test_per_frame_routing_equals_per_utterance_routing_when_a_segment_is_the_whole_utterance(kind, tap_layer):
+    from espnet_ext.data.kaldi import LanguageSegment
+    from espnet_ext.decode.transcribe import transcribe_segments_one_pass
+
+    model = banked_tiny(kind, tap_layer)
+    backend = make_backend(model, pad_to_30s=False)
+    audios = [random_audio(s, i) for i, s in enumerate([0.8, 0.5, 1.1, 0.7])]
+    config = SearchConfig(max_tokens=8)
+    whole = [[LanguageSegment(0.0, len(a) / 16000, lang)] for a, lang in zip(audios, LANGS)]
+    one_pass = transcribe_segments_one_pass(backend, audios, whole, config)
+    per_utterance = transcribe_batch(backend, audios, LANGS, config)
+    assert [[h.text for h in hyps] for hyps in one_pass] == [[h.text] for h in per_utterance]
+    assert [hyps[0].weights[lang] for hyps, lang in zip(one_pass, LANGS)] == [1.0] * 4
+
+
+@torch.no_grad()
+def test_one_pass_decodes_each_segment_over_its_own_frames_with_its_language(routed_tiny, tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from espnet_ext.data.kaldi import LanguageSegment, Utterance, write_data_dir
+    from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, transcribe_segments_one_pass
+
+    wave = random_audio(1.2, 3)
+    sf.write(str(tmp_path / "u.wav"), wave, 16000, subtype="FLOAT")
+    write_data_dir(tmp_path / "cs", [Utterance("s1-u", "s1", "x", "hi", str(tmp_path / "u.wav"), 1.2)])
+    options = DecodeOptions(search=SearchConfig(max_tokens=6), pad_to_30s=False)
+    split = [LanguageSegment(0.0, 0.5, "hi"), LanguageSegment(0.5, 0.9, "en"), LanguageSegment(0.9, 1.2, "it")]
+    decode_data_dir(routed_tiny, tmp_path / "cs", tmp_path / "out", options, segments={"s1-u": split}, one_pass=True)
+    record = json.loads((tmp_path / "out" / "lid.json").read_text())["s1-u"]
+    assert [s[2] for s in record["segments"]] == ["hi", "en", "it"] and "one encoder pass" in record["source"]
+    hyps = transcribe_segments_one_pass(make_backend(routed_tiny, pad_to_30s=False), [wave], [split], options.search)[0]
+    assert [h.text for h in hyps] == [s[3] for s in record["segments"]]
+    assert sum(hyps[1].weights.values()) == 0 and hyps[2].weights["it"] == 1.0  # English: the base model
+    # the reference written out: frames 0-24 through hi, 25-44 the base, 45-59 through it (50 per second);
+    # the last segment decoded over frames 45-59 alone, its decoder through it
+    from espnet_ext.decode.search import beam_search
+    from espnet_ext.lora.inject import set_language_routing, set_shared_adapter
+    from espnet_ext.models.whisper_forward import EncoderOutput
+
+    backend = make_backend(routed_tiny, pad_to_30s=False)
+    asr = routed_tiny.asr_model
+    encoder = [n for n in banks(asr) if n.startswith("encoder.")]
+    decoder = [n for n in banks(asr) if not n.startswith("encoder.")]
+    frames = torch.zeros(1, 60, 4)
+    frames[0, :25, 0], frames[0, 45:, 3] = 1.0, 1.0
+    set_shared_adapter(asr, True)
+    set_language_routing(asr, frames, encoder)
+    speech, lengths = pad_batch([wave])
+    features = backend.encode(speech, lengths).features
+    set_language_routing(asr, None, encoder)
+    set_language_routing(asr, torch.tensor([[0.0, 0, 0, 1]]), decoder)
+    with backend.state(EncoderOutput(features[:, 45:60], torch.tensor([15]))) as state:
+        tokens = beam_search(state, [backend.prompt("it")], backend.eot, backend.suppress, [6], options.search)
+    assert backend.decode_text(tokens[0]) == hyps[2].text

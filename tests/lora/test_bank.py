@@ -95,6 +95,32 @@ def test_fast_paths_equal_the_general_path():
     torch.testing.assert_close(run(bank, x, plan_routing(sparse, 4)), general, atol=1e-6, rtol=0)
 
 
+def test_per_frame_weights_constant_over_time_equal_per_sample_weights():
+    bank = make_bank()
+    x = torch.randn(3, 6, 10)
+    weights = torch.tensor([[0.0, 1, 0, 0], [0.3, 0, 0.7, 0], [0, 0, 0, 0]])
+    frames = plan_routing(weights[:, None, :].expand(3, 6, 4).contiguous(), 4)
+    assert frames.kind == "frames"
+    torch.testing.assert_close(run(bank, x, frames), run(bank, x, plan_routing(weights, 4)), atol=1e-6, rtol=0)
+
+
+def test_per_frame_weights_route_each_frame_through_its_adapter():
+    bank = make_bank()
+    x = torch.randn(2, 5, 10)
+    langs = torch.tensor([[0, 0, 3, 3, 1], [2, 2, 2, 0, 0]])  # a switch inside each sample
+    weights = torch.nn.functional.one_hot(langs, 4).float()
+    weights[1, 4] = 0.0  # a frame of no adapter (the base model, as for LID-only English)
+    routed = run(bank, x, plan_routing(weights, 4))
+    base = run(bank, x, None)
+    for b in range(2):
+        for t in range(5):
+            k = int(langs[b, t])
+            alone = run(bank, x[b : b + 1, t : t + 1], single_adapter_plan(k))[0, 0] if weights[b, t].any() else base[b, t]
+            torch.testing.assert_close(routed[b, t], alone, atol=1e-5, rtol=0)
+    with pytest.raises(RuntimeError, match="modules"):  # e.g. the decoder's tokens are not those frames
+        run(bank, torch.randn(2, 4, 10), plan_routing(weights, 4))
+
+
 def test_merged_equals_unmerged_and_round_trip_restores_weight():
     bank = make_bank(whisper.model.Linear)
     original = bank.base.weight.detach().clone()
