@@ -13,10 +13,12 @@ VENV=${VENV:-.venv}
 
 if [ -z "${SKIP_APT:-}" ]; then
     # espeak-ng synthesises the default corpus; sox is handy for users; sctk provides NIST sclite, the
-    # scorer ESPnet's asr.sh uses; libsndfile backs soundfile (no ffmpeg needed anywhere).
+    # scorer ESPnet's asr.sh uses; libsndfile backs soundfile (no ffmpeg needed anywhere); chromium and
+    # its driver run the demo page's browser test (tests/decode/test_demo.py; optional for users).
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox sctk libsndfile1 perl >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox sctk libsndfile1 perl \
+            chromium chromium-driver >/dev/null
     else
         for bin in espeak-ng sox /usr/lib/sctk/bin/sclite; do
             command -v "$bin" >/dev/null || { echo "install.sh: $bin missing; run as root or: sudo apt-get install espeak-ng sox sctk" >&2; exit 1; }

@@ -24,6 +24,7 @@ setup(
             "espnet-ext-validate-data=espnet_ext.bin.validate_data_dir:main",
             "espnet-ext-convert-ct2=espnet_ext.bin.convert_ctranslate2:main",
             "espnet-lora-transcribe=espnet_ext.bin.transcribe:main",
+            "espnet-lora-demo=espnet_ext.bin.demo:main",
         ]
     },
 )

@@ -35,6 +35,7 @@ WINDOW_SEARCH_S = 5.0  # a long recording is cut at the quietest point of the la
 SILENCE_RMS = 1e-3  # below this RMS (full scale 1.0) a recording is silence
 MIN_LID_SECONDS = 0.5  # shorter speech is too little for the LID to judge
 UNKNOWN = "unknown / low confidence"
+TIMELINE_STEP_S = 0.1  # FileResult.timeline's resolution (the track itself moves every HOP_SECONDS)
 
 
 @dataclass
@@ -56,6 +57,9 @@ class FileResult:
     routing: str  # what decoded it, in words
     segments: List[SegmentResult] = field(default_factory=list)
     text: str = ""
+    # the language over time: every TIMELINE_STEP_S, the posteriors in `languages` order
+    languages: List[str] = field(default_factory=list)
+    timeline: List[List[float]] = field(default_factory=list)
 
     def as_dict(self) -> Dict:
         return asdict(self)
@@ -145,7 +149,8 @@ class Transcriber:
         duration = len(audio) / SAMPLE_RATE
         languages = list(self.head.languages)
         if len(audio) == 0 or float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) < SILENCE_RMS:
-            return FileResult(name, duration, {lang: 0.0 for lang in languages}, UNKNOWN, "silence: nothing decoded")
+            return FileResult(name, duration, {lang: 0.0 for lang in languages}, UNKNOWN, "silence: nothing decoded",
+                              languages=languages)
         segments, track = self.segments(audio)
         for seg in segments:  # a language without adapter: the base model on its 30 s window (decode_data_dir)
             backend = self.backend if seg.lang in self.adapters else self.base_backend
@@ -162,7 +167,8 @@ class Transcriber:
                             for s in segments)
         return FileResult(name, duration, dict(zip(languages, track.mean(0).tolist())), lang,
                           f"{self.head.kind} head on encoder layer {self.head.layer}, per segment ({routing})",
-                          segments, " ".join(t for t in texts if t))
+                          segments, " ".join(t for t in texts if t), languages,
+                          [[round(p, 3) for p in row] for row in track[::round(TIMELINE_STEP_S * FRAMES_PER_SECOND)].tolist()])
 
     def transcribe_file(self, path) -> FileResult:
         return self.transcribe(load_user_audio(path), str(path))

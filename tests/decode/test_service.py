@@ -1,60 +1,20 @@
-"""Transcribing users' files (espnet_ext.decode.service, espnet-lora-transcribe) on a tiny trained system:
-per-segment decoding consistent with routed decoding, long recordings cut at quiet points, silence and
-unreadable files said plainly."""
-import copy
-import dataclasses
+"""Transcribing users' files (espnet_ext.decode.service, espnet-lora-transcribe) on a tiny trained system
+(conftest.py's tiny_exp): per-segment decoding consistent with routed decoding, long recordings cut at
+quiet points, silence and unreadable files said plainly."""
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from espnet_ext.bin import train_lid
 from espnet_ext.bin import transcribe as transcribe_cli
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.service import UNKNOWN, Transcriber, cut_points, load_user_audio
 from espnet_ext.decode.transcribe import transcribe_batch
-from espnet_ext.lora.adapter_files import save_adapter
-from espnet_ext.lora.inject import SHARED, BankLayout, banks, inject
-from espnet_ext.models.family import WHISPER
-from espnet_ext.models.registry import load_model
 from decode_helpers import random_audio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_helpers import make_corpus  # noqa: E402
-
 LANGS = ["hi", "pa", "te", "it"]
-
-
-@pytest.fixture(scope="module")
-def tiny_exp(tmp_path_factory):
-    """exp/adapters (a shared_below bank, tap after block 1, random adapters) and exp/lid/linear on its tap."""
-    root = tmp_path_factory.mktemp("exp")
-    base = load_model("whisper_tiny_random")
-    model = dataclasses.replace(base, asr_model=copy.deepcopy(base.asr_model))
-    lower = tuple(WHISPER.encoder_block_names(model.asr_model)[:1])
-    inject(model.asr_model, ["whisper_all"], rank=4, alpha=8, languages=LANGS, layout=BankLayout("shared_below", 1, lower))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for bank in banks(model.asr_model).values():
-            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen) * 0.3)
-            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen) * 0.3)
-    meta = {"base_model": base.name, "base_fingerprint": base.fingerprint}
-    for name in LANGS + [SHARED]:
-        save_adapter(model.asr_model, name, root / "adapters" / name, meta)
-    data = make_corpus(root)
-    train_lid.main(["--model", "whisper_tiny_random", "--adapter_dir", str(root / "adapters"), "--train_dir", str(data),
-                    "--dev_dir", str(data), "--test_dir", str(data), "--out_dir", str(root / "lid"), "--heads", "linear",
-                    "--epochs", "2", "--threads", "1"])
-    return root
-
-
-@pytest.fixture(scope="module")
-def transcriber(tiny_exp):
-    return Transcriber(tiny_exp, head="linear", switch_penalty=4.0, search=SearchConfig(max_tokens=6))
 
 
 def test_cuts_fall_at_the_quietest_point_before_each_window_limit():
