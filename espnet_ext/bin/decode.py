@@ -52,6 +52,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="soft routing: w = softmax(log p / T)")
     p.add_argument("--tau", type=float, default=DEFAULT_TAU, help="threshold routing: hard when the top posterior >= tau")
     p.add_argument("--top_k", type=int, default=2, help="threshold routing: adapters mixed below tau")
+    p.add_argument("--language_candidates", type=int, default=1,
+                   help="where the routing mixes languages (soft, threshold below tau, hierarchical), decode with "
+                        "each of the top N languages (its decoder adapter and token) and keep the best-scoring; "
+                        "1 = the top language's token only")
     p.add_argument("--min_confidence", type=float, default=0.0,
                    help="LID routings: below this top posterior, decode with the base model (0: never)")
     p.add_argument("--finetuned_dir", type=Path, default=None,
@@ -192,6 +196,7 @@ def main(argv=None) -> None:
         batch_size=args.batch_size,
         pad_to_30s=args.pad_to_30s,
         detect_language=source in ("language_token", "lid_head") or (source == "none" and args.language == "detect"),
+        language_candidates=args.language_candidates,
     )
     save_resolved_args(args, args.out_dir / "decode_args.yaml")
     job_dir = args.out_dir / f"split{args.nj}" / str(args.job)

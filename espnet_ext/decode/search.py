@@ -74,8 +74,10 @@ def beam_search(
     suppress: torch.Tensor,
     budgets: Sequence[int],
     config: SearchConfig,
-) -> List[List[int]]:
-    """Decode a batch; return the generated tokens (no prompt, no EOT) of the best hypothesis each.
+    with_scores: bool = False,
+) -> List:
+    """Decode a batch; return the generated tokens (no prompt, no EOT) of the best hypothesis each (with
+    `with_scores`: (tokens, score) pairs, the score the search ranked by, comparable across rows).
 
     `prompts` must all have the same length (the backend pads or aligns them); `suppress` is a bool
     mask `[vocab]` of tokens never to emit. Each utterance keeps `beam_size` live hypotheses; rows of
@@ -132,11 +134,9 @@ def beam_search(
         active = still_active
         step += 1
         logprobs = state.step(torch.tensor(next_tokens, dtype=torch.long).unsqueeze(1))
-    return [_best(finished[utt], config).tokens for utt in range(n_utt)]
+    best = [max(finished[utt], key=lambda h: _rank(h, config)) for utt in range(n_utt)]
+    return [(h.tokens, _rank(h, config)) for h in best] if with_scores else [h.tokens for h in best]
 
 
-def _best(hyps: List[_Hyp], config: SearchConfig) -> _Hyp:
-    def rank(h: _Hyp) -> float:
-        return h.logprob / max(1, len(h.tokens)) if config.length_normalise else h.logprob
-
-    return max(hyps, key=rank)
+def _rank(h: _Hyp, config: SearchConfig) -> float:
+    return h.logprob / max(1, len(h.tokens)) if config.length_normalise else h.logprob

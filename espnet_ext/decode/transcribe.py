@@ -53,6 +53,7 @@ class DecodeOptions:
     batch_size: int = 8
     pad_to_30s: bool = True  # zero-shot Whisper is better on the 30 s window it was trained on
     detect_language: bool = False  # False: force each utterance's language from utt2lang (oracle)
+    language_candidates: int = 1  # > 1: a mixed routing decodes its top languages and keeps the best
 
 
 @dataclass
@@ -146,36 +147,79 @@ def _by_tap(backend, speech, lengths, lid, router: Router) -> Tuple[EncoderOutpu
     return encoded, decided["posteriors"], decided["routing"], source
 
 
+def language_candidates(routing: Routing, languages: Sequence[str], n: int) -> List[List[str]]:
+    """The decoder languages to try per utterance: where the weights mix languages, the `n` largest (a
+    beam per candidate language, as Kwok et al., TASLP 2025, recover LID errors); else its token alone."""
+    out = []
+    for row, token in zip(routing.weights.float().cpu(), routing.langs):
+        order = [int(j) for j in row.argsort(descending=True) if row[j] > 0]
+        out.append([languages[j] for j in order[:n]] if len(order) > 1 and n > 1 else [token])
+    return out
+
+
+def _search(backend, encoded: EncoderOutput, routing: Routing, languages: Sequence[str], durations: Sequence[float],
+            config: SearchConfig, candidates: int) -> Tuple[List[List[int]], List[str]]:
+    """The batch's tokens and decoder languages. An utterance with several `language_candidates` is
+    searched once per candidate, the decoder through that language's adapter alone and with its token
+    (the encoder keeps the mix), and the best-scoring candidate kept: up to `candidates` times the
+    decoder's cost for those utterances, none for the others."""
+    model = backend.model
+    routed = bool(banks(model))
+    tried = language_candidates(routing, languages, candidates)
+    rows = [(i, lang) for i, langs in enumerate(tried) for lang in langs]
+    if len(rows) > len(tried):
+        index = torch.tensor([i for i, _ in rows])
+        encoded = EncoderOutput(encoded.features.index_select(0, index.to(encoded.features.device)),
+                                encoded.lengths.index_select(0, index.to(encoded.lengths.device)))
+        adapters = adapter_names(model)
+        encoder, decoder = _encoder_and_decoder_banks(backend)
+        set_language_routing(model, None, encoder)
+        if decoder:
+            one_hot = Routing(torch.stack([torch.tensor([float(c == lang) for c in languages]) for _, lang in rows]),
+                              [lang for _, lang in rows])
+            set_language_routing(model, bank_weights(one_hot, languages, adapters), decoder)
+    budgets = token_budget([durations[i] for i, _ in rows], config)
+    with backend.state(encoded) as state:
+        search_state = _RoutedState(state, model) if routed else state
+        if config.beam_size > 1:
+            search_state.reorder(torch.arange(len(rows)).repeat_interleave(config.beam_size))
+        prompts = [backend.prompt(lang) for _, lang in rows]
+        found = beam_search(search_state, prompts, backend.eot, backend.suppress, budgets, config, with_scores=True)
+    best: Dict[int, Tuple[float, List[int], str]] = {}
+    for (i, lang), (tokens, score) in zip(rows, found):
+        if i not in best or score > best[i][0]:
+            best[i] = (score, tokens, lang)
+    return [best[i][1] for i in range(len(tried))], [best[i][2] for i in range(len(tried))]
+
+
 @torch.no_grad()
 def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Optional[str]], config: SearchConfig,
-                     lid=None, router: Optional[Router] = None) -> List[Hypothesis]:
+                     lid=None, router: Optional[Router] = None, candidates: int = 1) -> List[Hypothesis]:
     """Transcribe one batch; `langs[i]` forces utterance i's language; None for all lets `lid` (a head
     on the tap, its posteriors turned into weights by `router`, hard by default) or else the model's own
-    language token decide (module docstring)."""
+    language token decide (module docstring). `candidates` > 1: an utterance whose routing mixes
+    languages is decoded once per candidate language and the best kept (_search)."""
     speech, lengths = pad_batch(audios)
     device = next(backend.model.parameters()).device
     speech, lengths = speech.to(device), lengths.to(device)
-    candidates = list(LANGUAGES)
+    languages = list(LANGUAGES)
     if all(langs):
         encoded, posteriors, routing, source = _forced(backend, speech, lengths, langs)
     elif any(langs):
         raise ValueError("force every utterance's language of a batch or none of them")
     elif lid is not None:
         encoded, posteriors, routing, source = _by_tap(backend, speech, lengths, lid, router or HardRouter())
-        candidates = list(lid.languages)
+        languages = list(lid.languages)
     else:
         encoded, posteriors, routing, source = _by_language_token(backend, speech, lengths)
-    routed = bool(banks(backend.model))
-    budgets = token_budget([n / SAMPLE_RATE for n in lengths.tolist()], config)
-    with backend.state(encoded) as state:
-        search_state = _RoutedState(state, backend.model) if routed else state
-        if config.beam_size > 1:
-            search_state.reorder(torch.arange(len(audios)).repeat_interleave(config.beam_size))
-        prompts = [backend.prompt(lang) for lang in routing.langs]
-        tokens = beam_search(search_state, prompts, backend.eot, backend.suppress, budgets, config)
+        languages = list(LID_LANGUAGES)
+    durations = [n / SAMPLE_RATE for n in lengths.tolist()]
+    tokens, decoded_langs = _search(backend, encoded, routing, languages, durations, config, candidates)
+    if candidates > 1:
+        source += f"; decoder language: where the weights mix, the best-scoring of the top {candidates}"
     return [
-        Hypothesis(backend.decode_text(t), lang, dict(zip(candidates, p)), dict(zip(candidates, w)), source)
-        for t, lang, p, w in zip(tokens, routing.langs, posteriors.float().cpu().tolist(),
+        Hypothesis(backend.decode_text(t), lang, dict(zip(languages, p)), dict(zip(languages, w)), source)
+        for t, lang, p, w in zip(tokens, decoded_langs, posteriors.float().cpu().tolist(),
                                  routing.weights.float().cpu().tolist())
     ]
 
@@ -337,7 +381,8 @@ def _decode_pieces(model, utterances, utt_ids, segments, options: DecodeOptions,
             langs = [segments[u][k].lang for u, k in batch]
         else:
             langs = [None if options.detect_language else utterances[u].lang for u, _ in batch]
-        hyps.update(zip(batch, transcribe_batch(backend, audios, langs, options.search, lid, router)))
+        hyps.update(zip(batch, transcribe_batch(backend, audios, langs, options.search, lid, router,
+                                                options.language_candidates)))
     return hyps
 
 

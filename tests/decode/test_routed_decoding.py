@@ -268,3 +268,36 @@ def test_one_pass_decodes_each_segment_over_its_own_frames_with_its_language(rou
     with backend.state(EncoderOutput(features[:, 45:60], torch.tensor([15]))) as state:
         tokens = beam_search(state, [backend.prompt("it")], backend.eot, backend.suppress, [6], options.search)
     assert backend.decode_text(tokens[0]) == hyps[2].text
+
+
+@torch.no_grad()
+def test_language_candidates_decode_a_mixed_routing_once_per_language_and_keep_the_best():
+    from espnet_ext.decode.search import beam_search
+    from espnet_ext.lora.inject import set_language_routing, set_routing_weights
+    from espnet_ext.routing.routers import make_router
+
+    model = banked_tiny("per_language", 0)
+    backend = make_backend(model, pad_to_30s=False)
+    asr = model.asr_model
+    audios = [random_audio(s, 60 + i) for i, s in enumerate([0.9, 0.4, 1.2, 0.6])]
+    config, router = SearchConfig(max_tokens=8), make_router("threshold", tau=0.9)
+    top1 = transcribe_batch(backend, audios, [None] * 4, config, FixedHead(0, UNSURE), router)
+    tried = transcribe_batch(backend, audios, [None] * 4, config, FixedHead(0, UNSURE), router, candidates=2)
+    assert (tried[2].text, tried[2].lang) == (top1[2].text, top1[2].lang)  # 0.95 >= tau: one candidate
+    decoder = [n for n in banks(asr) if not n.startswith("encoder.")]
+    for i in (0, 1, 3):  # below tau: the top two languages mixed, each tried in the decoder
+        weights = torch.tensor([list(tried[i].weights.values())])
+        assert (weights > 0).sum() == 2 and tried[i].weights == top1[i].weights
+        set_routing_weights(asr, weights)
+        encoded = backend.encode(*pad_batch([audios[i]]))
+        scored = {}
+        for lang in [LANGS[j] for j in weights[0].nonzero().flatten().tolist()]:
+            set_language_routing(asr, torch.eye(4)[[LANGS.index(lang)]], decoder)
+            with backend.state(encoded) as state:
+                budget = 8 + int(config.tokens_per_second * len(audios[i]) / 16000)
+                (tokens, score), = beam_search(state, [backend.prompt(lang)], backend.eot, backend.suppress,
+                                              [min(config.max_tokens, budget)], config, with_scores=True)
+            scored[lang] = (score, backend.decode_text(tokens))
+        lang = max(scored, key=lambda k: scored[k][0])
+        assert (tried[i].lang, tried[i].text) == (lang, scored[lang][1])
+    assert "best-scoring of the top 2" in tried[0].source
