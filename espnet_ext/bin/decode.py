@@ -50,7 +50,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="a LID head (lid_config.json + lid_model.safetensors, stage 4) for the routings that "
                         "read the tap: " + ", ".join(k.name for k in ROUTINGS.values() if k.source == "lid_head"))
     p.add_argument("--temperature", type=float, default=1.0, help="soft routing: w = softmax(log p / T)")
-    p.add_argument("--tau", type=float, default=DEFAULT_TAU, help="threshold routing: hard when the top posterior >= tau")
+    p.add_argument("--tau", type=float, default=None,
+                   help=f"threshold routing: hard when the top posterior >= tau (default: the LID head's, set on dev "
+                        f"by stage 4; {DEFAULT_TAU:g} for a head without one)")
     p.add_argument("--top_k", type=int, default=2, help="threshold routing: adapters mixed below tau")
     p.add_argument("--language_candidates", type=int, default=1,
                    help="where the routing mixes languages (soft, threshold below tau, hierarchical), decode with "
@@ -187,6 +189,8 @@ def main(argv=None) -> None:
     args.pad_to_30s = input_window(args.pad_to_30s, trained_configs)
     source = ROUTINGS[args.routing].source
     lid = load_lid_head(model, args.lid_dir) if source == "lid_head" else None
+    if args.tau is None:
+        args.tau = lid.tau if lid is not None and lid.tau is not None else DEFAULT_TAU
     router = make_router(args.routing, args.temperature, args.tau, args.top_k, args.min_confidence,
                          lid.lid_only_min if lid is not None else None)
     model.asr_model.eval()

@@ -11,7 +11,8 @@ Usage (the default run's bank; the tap layer is the bank layout's):
 Each split may join several data dirs (the adapters' languages and the LID-only English class); the
 classes are the languages found in train, in the language table's order. `--oos_dir` holds clips of
 languages outside the classes (stage 1's `test_oos`): the report says how often each is routed
-confidently (top posterior >= the threshold router's tau) to an in-set adapter.
+confidently (top posterior >= the threshold router's tau) to an in-set adapter. Each head's tau is set
+on dev (espnet_ext.lid.train.dev_tau) and saved with it, as are the LID-only classes' thresholds.
 
 The tap's frames are extracted once per data dir into `<out_dir>/feats/<dir name>/` (Kaldi compressed matrices,
 kaldiio) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
@@ -37,9 +38,10 @@ from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indi
 from espnet_ext.lid.heads import HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
 from espnet_ext.lid.train import (
-    SHORT_SECONDS, HeadTraining, evaluate, evaluate_out_of_set, fit_head, lid_only_thresholds, predict,
+    SHORT_SECONDS, TAU_PRECISION, HeadTraining, dev_tau, evaluate, evaluate_out_of_set, fit_head, lid_only_thresholds,
+    predict,
 )
-from espnet_ext.routing.routers import DEFAULT_TAU, HardRouter
+from espnet_ext.routing.routers import HardRouter
 
 log = logging.getLogger("train_lid")
 SPLITS = ("train", "dev", "test")
@@ -120,7 +122,7 @@ def _out_of_set_table(reports: Dict[str, Dict]) -> str:
     columns = " | ".join(f"{lang} (n={first[lang]['n']})" for lang in langs)
     rows = "".join(f"| {kind} | " + " | ".join(f"{100 * oos[lang]['confident_adapter']:.0f}" for lang in langs) + " |\n"
                    for kind, oos in with_oos.items())
-    return (f"\nOut-of-set clips routed confidently (top posterior >= {DEFAULT_TAU:g}, after the LID-only "
+    return ("\nOut-of-set clips routed confidently (top posterior >= the head's tau, after the LID-only "
             "thresholds) to an in-set adapter, %:\n\n"
             f"| head | {columns} |\n|---|{'---:|' * len(langs)}\n{rows}")
 
@@ -135,6 +137,10 @@ def write_comparison(out_dir: Path) -> str:
               f"test < {SHORT_SECONDS:g} s |" + "".join(f" {c.replace('_', ' ')} |" for c in crops) +
               " test ECE | train s |\n|---|" + "---:|" * (8 + len(crops)) + "\n")
     table = header + "".join(_row(kind, r, crops) + "\n" for kind, r in reports.items())
+    taus = {kind: r["tau"] for kind, r in reports.items() if "tau" in r}
+    if taus:
+        table += (f"\nThreshold router's tau (set on dev: the lowest top posterior above which dev is "
+                  f"{100 * TAU_PRECISION:g}% right): " + ", ".join(f"{kind} {t:.2f}" for kind, t in taus.items()) + "\n")
     thresholds = {kind: r["lid_only_min"] for kind, r in reports.items() if r.get("lid_only_min")}
     if thresholds:
         table += ("\nLID-only classes win a routing only at or above (the lowest posterior of a dev utterance of "
@@ -205,15 +211,16 @@ def main(argv=None) -> None:
                   "eval": {split: evaluate(posteriors[split], features[split], languages) for split in evaluated}}
         report["lid_only_min"] = lid_only_thresholds(posteriors["dev"], features["dev"].langs, languages,
                                                      LID_ONLY_LANGUAGES)
+        report["tau"] = dev_tau(posteriors["dev"], features["dev"].langs, languages)
         if "out_of_set" in features:  # as the routers see them: a LID-only class below its threshold dropped
             guarded = HardRouter(lid_only_min=report["lid_only_min"]).guard_lid_only(
                 torch.from_numpy(predict(head, features["out_of_set"])), languages).numpy()
             report["out_of_set"] = evaluate_out_of_set(guarded, features["out_of_set"].langs, languages, adapters,
-                                                       DEFAULT_TAU)
+                                                       report["tau"])
         head.save(head_dir, {"base_model": loaded.name, "base_fingerprint": loaded.fingerprint,
                              "adapter_dir": str(args.adapter_dir) if args.adapter_dir else None,
                              "train_dir": [str(d) for d in args.train_dir], "training": vars(config),
-                             "lid_only_min": report["lid_only_min"]})
+                             "lid_only_min": report["lid_only_min"], "tau": report["tau"]})
         atomic_write_text(head_dir / "eval.json", json.dumps(report, indent=1) + "\n")
         labels = label_indices(features["test"].langs, languages)
         title = f"{kind} head, layer {layer}: test accuracy {100 * report['eval']['test']['accuracy']:.1f}%"

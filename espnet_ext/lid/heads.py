@@ -17,7 +17,7 @@ base it was trained on and the adapters under the tap) + `lid_model.safetensors`
 """
 import json
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence, Type
+from typing import Any, Dict, Mapping, Optional, Sequence, Type
 
 import safetensors.torch
 import torch
@@ -46,6 +46,7 @@ class LIDHead(nn.Module):
         self.layer = layer
         self.languages = tuple(languages)
         self.lid_only_min: Dict[str, float] = {}  # per LID-only class, the posterior it must reach to win
+        self.tau: Optional[float] = None  # the threshold router's tau, set on dev when the head was trained
         self.width = width
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("std", torch.ones(width))
@@ -201,4 +202,5 @@ def load_head(head_dir: PathLike, base_name: str, base_fingerprint: str) -> LIDH
     head = make_head(config["kind"], config["layer"], config["languages"], config["width"], **config["hyper"])
     head.load_state_dict(read_safetensors(head_dir / WEIGHTS_NAME, CONFIG_NAME, LIDFileError, "retrain it"))
     head.lid_only_min = dict(config.get("lid_only_min", {}))  # the routers' threshold per LID-only class
+    head.tau = config.get("tau")  # heads saved before dev-set tau have none
     return head.eval()

@@ -159,6 +159,23 @@ def lid_only_thresholds(posteriors: np.ndarray, true_langs: Sequence[str], langu
             for lang in lid_only if lang in languages and (truth == lang).any()}
 
 
+TAU_PRECISION = 0.995  # the threshold router routes hard where the head is at most 1 in 200 wrong on dev
+
+
+def dev_tau(posteriors: np.ndarray, true_langs: Sequence[str], languages: Sequence[str],
+            precision: float = TAU_PRECISION) -> float:
+    """The threshold router's tau for this head, set on dev: the lowest top posterior (in steps of 0.01)
+    at or above which the dev utterances are right at least `precision` of the time. Above it the head
+    is trusted (hard routing); below it, it hedges between its top languages."""
+    top = posteriors.max(1)
+    right = posteriors.argmax(1) == label_indices(true_langs, languages)
+    for step in range(100):
+        sure = top >= step / 100
+        if sure.any() and right[sure].mean() >= precision:
+            return step / 100
+    return 1.0
+
+
 def evaluate_out_of_set(posteriors: np.ndarray, true_langs: Sequence[str], languages: Sequence[str],
                         adapters: Sequence[str], tau: float) -> Dict[str, Dict[str, object]]:
     """Per true language outside the LID's classes: how often its clips would be routed confidently

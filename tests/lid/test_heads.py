@@ -5,7 +5,9 @@ import torch
 
 from espnet_ext.lid.features import FrameFeatures
 from espnet_ext.lid.heads import HEADS, LIDFileError, load_head, make_head
-from espnet_ext.lid.train import HeadTraining, crop, epoch_order, evaluate, expected_calibration_error, fit_head, predict
+from espnet_ext.lid.train import (
+    HeadTraining, crop, dev_tau, epoch_order, evaluate, expected_calibration_error, fit_head, predict,
+)
 
 LANGS = ("hi", "pa", "te", "it")
 
@@ -88,3 +90,14 @@ def test_training_is_reproducible_whatever_ran_before():
     fit_head(second, train, dev, FAST)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_dev_tau_is_the_lowest_confidence_above_which_dev_is_right_often_enough():
+    languages = ["hi", "pa"]
+    top = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    posteriors = np.stack([top, 1 - top], 1)
+    truth = ["hi", "hi", "hi", "pa", "hi", "pa"]  # wrong at 0.8 and at 0.6
+    assert dev_tau(posteriors, truth, languages, precision=1.0) == 0.81  # above the highest error
+    assert dev_tau(posteriors, truth, languages, precision=0.75) == 0.61  # 0.7 and up: 4 of 5 right
+    assert dev_tau(posteriors, truth, languages, precision=0.6) == 0.0  # 4 of 6 right overall
+    assert dev_tau(posteriors[:1], ["pa"], languages, precision=0.9) == 1.0  # never right enough: always hedge

@@ -89,6 +89,11 @@ def test_train_lid_joins_a_lid_only_class_and_reports_out_of_set_languages(tmp_p
     spanish = report["out_of_set"]["es"]
     assert spanish["n"] == 3 and sum(spanish["taken_for"].values()) == 3
     assert spanish["confident_adapter"] <= 1 - spanish["to_lid_only"]  # confident routing is to an adapter
+    from espnet_ext.lid.heads import load_head
+
+    config = json.loads((out / "linear/lid_config.json").read_text())
+    head = load_head(out / "linear", config["base_model"], config["base_fingerprint"])
+    assert head.tau == report["tau"] and 0.0 <= head.tau <= 1.0  # the dev tau travels with the head
     assert (out / "feats/train_en/feats.scp").is_file() and (out / "feats/test_oos/feats.scp").is_file()
     assert "Out-of-set clips routed confidently" in (out / "heads.md").read_text() and "es (n=3)" in (out / "heads.md").read_text()
     with pytest.raises(SystemExit, match="--oos_dir must hold other languages only"):
