@@ -12,7 +12,8 @@ Three tables:
   resumed run counts every epoch once) and dev WER / CER per language. This is the table the rank,
   targets and augmentation ablations are read from.
 - Routing: per trained exp dir and test set, one row per routing decoded there (and the zero-shot base
-  on the same set): WER / CER per language, the relative WER change against oracle routing with a
+  on the same set; on a code-switched set, whose oracle is its true segments, also each `segments_*`
+  decode): WER / CER per language, the relative WER change against oracle routing with a
   bootstrap 95% confidence interval (utterances resampled, both systems paired), the share of
   utterances routed to their true language, decode milliseconds per utterance (the decode jobs'
   own time over their utterances, one thread each), and, where the set has a `hard` decode, WER on
@@ -36,6 +37,7 @@ from espnet_ext.scoring.report import format_rate
 
 TEXT_COLUMNS = ("model", "decode", "test set", "lang")
 NUMBER_COLUMNS = ("utts", "words", "WER", "chars", "CER")  # right-aligned
+SEGMENTS = "segments_"  # code-switched sets' per-segment decodes (lora_asr.sh --codeswitch), after the routings
 
 
 def table_rows(scores_path: Path) -> List[List[str]]:
@@ -193,8 +195,9 @@ def routing_table(exp_dir: Path) -> List[str]:
         test_set = oracle_dir.name[len("decode_"):-len("_oracle")]
         oracle = json.loads((oracle_dir / "scores.json").read_text(encoding="utf-8"))
         systems = [(d.name[len(f"decode_{test_set}_"):], d) for d in oracle_dir.parent.glob(f"decode_{test_set}_*")
-                   if (d / "scores.json").is_file() and d.name[len(f"decode_{test_set}_"):] in ROUTINGS]
-        systems.sort(key=lambda system: order[system[0]])
+                   if (d / "scores.json").is_file()]
+        systems = [(name, d) for name, d in systems if name in ROUTINGS or name.startswith(SEGMENTS)]
+        systems.sort(key=lambda system: (order.get(system[0], len(order)), system[0]))
         zeroshot = sorted(exp_dir.glob(f"*_zeroshot/decode_{test_set}_none"))
         systems = [("none (zero-shot)", d) for d in zeroshot if (d / "scores.json").is_file()] + systems
         langs = [lang for lang in oracle["scores"] if lang != "all"]

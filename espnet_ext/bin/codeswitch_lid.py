@@ -12,7 +12,8 @@ Per set and penalty: switches detected within TOLERANCE_S of a true one (each tr
 most one predicted, nearest first), the boundary error of the detected ones (median, 90th percentile,
 ms), missed switches, and false switches per minute of audio; segment LID accuracy (a true segment
 counts as right when the language predicted over most of its frames is its own) and frame accuracy.
-Writes `cs_lid.md` / `cs_lid.json`, each set's predicted segments (`<set>/segments_<penalty>.json`) and a
+Writes `cs_lid.md` / `cs_lid.json`, each set's predicted segments (`<set>/segments_<penalty>.json`, and the
+first penalty's as `<set>/segments.json`, which the recipe's --codeswitch decodes read) and a
 grid PNG per set of the first utterances' posteriors over time, the true (solid) and predicted
 (dashed) boundaries drawn in.
 """
@@ -181,7 +182,9 @@ def main(argv=None) -> None:
             frame_pred = {u: language_at(predicted[u], len(p)) for u, p in posteriors.items()}
             results[data_dir.name][f"{penalty:g}"] = evaluate_set(truth, predicted, frame_truth, frame_pred, seconds)
             write_segments_json(args.out_dir / data_dir.name / f"segments_{penalty:g}.json", predicted)
-            drawn = drawn or predicted  # the plots show the first penalty's segments
+            if drawn is None:  # the first penalty's segments: the plots' and the recipe's (<set>/segments.json)
+                drawn = predicted
+                write_segments_json(args.out_dir / data_dir.name / "segments.json", predicted)
         penalty = args.penalties[0]
         examples = [{"utt": u, "posteriors": posteriors[u].numpy(), "truth": truth[u], "predicted": drawn[u]}
                     for u in sorted(posteriors)[: args.plots]]

@@ -27,7 +27,7 @@ def run_recipe(tmp_path, *args):
 @pytest.mark.slow
 def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     done = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--nj", "2", "--train_args",
-                      "--max_epoch 1 --num_iters_per_epoch 4")
+                      "--max_epoch 1 --num_iters_per_epoch 4", "--codeswitch", "true", "--cs_per_kind", "2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp" / "whisper_base_zeroshot"
     lora_exp = tmp_path / "exp" / "whisper_base_all_r16"
@@ -70,6 +70,19 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     # the experiments table: rank 16 on every attention projection and MLP of Whisper base above the tap
     # (encoder blocks 4-6 and the decoder) is 1.72M per language
     assert "| whisper_base_all_r16 | whisper_all | 16 | 1.72M | 8 | 1/1 |" in results
+
+    # --codeswitch: the three code-switched sets, each decoded five ways and compared with its true segments
+    for kind in ("inter", "intra", "rapid"):
+        segments = json.loads((lora_exp / "codeswitch_lid" / "test" / f"test_cs_{kind}" / "segments.json").read_text())
+        assert len(segments) == 2 and all(segs for segs in segments.values())
+        assert f"## Routing: whisper_base_all_r16 on test_cs_{kind}" in results
+        for variant in ("oracle", "hard", "segments_lid", "segments_oracle_one_pass", "segments_lid_one_pass"):
+            scores = json.loads((lora_exp / f"decode_test_cs_{kind}_{variant}" / "scores.json").read_text())
+            assert scores["scores"]["all"]["utterances"] == 2, (kind, variant)
+        table = results.split(f"on test_cs_{kind}")[1].split("## ")[0]
+        assert "\n| segments_lid | " in table and "\n| segments_lid_one_pass | " in table
+    one_pass = json.loads((lora_exp / "decode_test_cs_inter_segments_lid_one_pass" / "lid.json").read_text())
+    assert all("one encoder pass" in d["source"] for d in one_pass.values())
 
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0

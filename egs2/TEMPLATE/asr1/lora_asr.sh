@@ -49,6 +49,12 @@ lora_decode_config=conf/decode_lora.yaml          # adapters and full fine-tunin
 decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_size 4"
 test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang> (test_all
                        # for --lang all: languages share batches, result.txt scores each)
+# Code-switched speech (stages 1, 5, 6; --lang all with adapters)
+codeswitch=false       # true: stage 1 builds test_cs_{inter,intra,rapid} (local/make_codeswitch.py); stage 5
+                       # finds their language segments with the LID head and decodes each set five ways
+                       # (cs_variants), stage 6 scores them against oracle segments (~17 min on 2 CPU cores)
+cs_per_kind=           # code-switched utterances per kind (empty: local/make_codeswitch.py's default, 50)
+switch_penalty=        # Viterbi penalty per language switch (empty: espnet_ext.lid.segments' default)
 
 help_message="Usage: $0 [options]
   e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
@@ -86,6 +92,28 @@ decodes_trained=false  # any routing but none decodes the trained system: then i
 for routing in ${routings}; do [ "${routing}" != none ] && decodes_trained=true; done
 
 done_or_force() { [ -f "$1" ] && [ "${force}" != true ]; }
+if ${codeswitch} && { [ "${finetune}" != lora ] || [ "${lang}" != all ]; }; then
+    log "--codeswitch true routes segments to the adapters of every language: use it with --lang all (LoRA)"
+    exit 1
+fi
+# The code-switched decodes (decode_<set>_<variant>): oracle = the true segments, each through its
+# language's adapter (what the others are compared with); hard = the whole utterance through one routed
+# adapter; segments_lid = the segments the LID head finds; *_one_pass = one encoder pass with per-frame
+# routing instead of re-encoding each segment alone.
+cs_variants="oracle hard segments_lid segments_oracle_one_pass segments_lid_one_pass"
+cs_segments=${train_exp}/codeswitch_lid/test  # codeswitch_lid's output: <set>/segments.json
+cs_sets() { if ${codeswitch}; then (cd "${datadir}" && ls -d test_cs_* 2>/dev/null); fi; }
+cs_decode() {  # set, variant
+    local data dir=${train_exp}/decode_$1_$2 found=${cs_segments}/$1/segments.json
+    data=$(data_dir_of "$1")
+    case $2 in
+        oracle) decode_set "${data}" "${dir}" oracle --segments oracle ;;
+        hard) decode_set "${data}" "${dir}" hard ;;
+        segments_lid) decode_set "${data}" "${dir}" oracle --segments "${found}" ;;
+        segments_oracle_one_pass) decode_set "${data}" "${dir}" oracle --segments oracle --one_pass true ;;
+        segments_lid_one_pass) decode_set "${data}" "${dir}" oracle --segments "${found}" --one_pass true ;;
+    esac
+}
 decode_dir_of() {  # data set, routing -> decode dir
     local suffix=""
     [ "$2" = none ] && [ "${decode_language}" = detect ] && suffix="_detectlang"
@@ -98,8 +126,8 @@ decode_dir_of() {  # data set, routing -> decode dir
 data_dir_of() {  # a name under data/ or a path
     if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
 }
-decode_set() {  # data dir, decode dir, routing: nj parallel jobs, then their merge (skipped when done)
-    local data=$1 dir=$2 routing=$3 config=${lora_decode_config} language=${decode_language}
+decode_set() {  # data dir, decode dir, routing[, decode.py options]: nj parallel jobs, then their merge (skipped when done)
+    local data=$1 dir=$2 routing=$3 config=${lora_decode_config} language=${decode_language} extra=("${@:4}")
     local system=(--routing "${routing}" --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}")
     [ "${routing}" = none ] && config=${zeroshot_decode_config}
     if [ "${finetune}" = full ] && [ "${routing}" = oracle ]; then  # the fine-tuned model, utt2lang's language
@@ -114,7 +142,7 @@ decode_set() {  # data dir, decode dir, routing: nj parallel jobs, then their me
     ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
         python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
             --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
-            --ngpu "${ngpu}" --config "${config}" --language "${language}" "${system[@]}" ${decode_args}
+            --ngpu "${ngpu}" --config "${config}" --language "${language}" "${system[@]}" ${extra[@]+"${extra[@]}"} ${decode_args}
     python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
     touch "${dir}/.done"
 }
@@ -143,6 +171,18 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
         ${train_cmd} "${expdir}/log/data_prep_${corpus}.log" python "${args[@]}"
         ${train_cmd} "${expdir}/log/validate_data_${corpus}.log" \
             python -m espnet_ext.bin.validate_data_dir "${datadir}"/*_*/
+        touch "${marker}"
+    fi
+fi
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ] && ${codeswitch}; then
+    marker=${datadir}/.done_codeswitch
+    if done_or_force "${marker}"; then
+        log "stage 1: code-switched test sets already built (${marker}); --force true to redo"
+    else
+        log "stage 1: code-switched test sets -> ${datadir}/test_cs_* (log: ${expdir}/log/make_codeswitch.log)"
+        ${train_cmd} "${expdir}/log/make_codeswitch.log" python local/make_codeswitch.py --data_dir "${datadir}" \
+            ${cs_per_kind:+--per_kind "${cs_per_kind}"}
         touch "${marker}"
     fi
 fi
@@ -208,6 +248,21 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
             decode_set "$(data_dir_of "${dset}")" "$(decode_dir_of "${dset}" "${routing}")" "${routing}"
         done
     done
+    sets=$(cs_sets)
+    if [ -n "${sets}" ] && ! done_or_force "${cs_segments}/.done"; then
+        log "stage 5: language segments of ${sets//$'\n'/ } (LID head ${lid_head}) -> ${cs_segments}"
+        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
+            "${cs_segments}/log/codeswitch_lid.log" \
+            python -m espnet_ext.bin.codeswitch_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}" \
+                --data_dir $(for d in ${sets}; do data_dir_of "${d}"; done) --out_dir "${cs_segments}" \
+                ${switch_penalty:+--penalties "${switch_penalty}"} \
+                --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)"
+        touch "${cs_segments}/.done"
+    fi
+    for dset in ${sets}; do
+        for variant in ${cs_variants}; do cs_decode "${dset}" "${variant}"; done
+    done
 fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
@@ -215,6 +270,9 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         for dset in ${test_sets}; do
             score_set "$(decode_dir_of "${dset}" "${routing}")" "$(data_dir_of "${dset}")"
         done
+    done
+    for dset in $(cs_sets); do
+        for variant in ${cs_variants}; do score_set "${train_exp}/decode_${dset}_${variant}" "$(data_dir_of "${dset}")"; done
     done
     if ${decodes_trained}; then
         score_set "${dev_decode_dir}" "$(data_dir_of "dev_${lang}")"
