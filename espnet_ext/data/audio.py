@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 PathLike = Union[str, os.PathLike]
 
 SAMPLE_RATE = 16000
+WINDOW_SEARCH_S = 5.0  # a long recording is cut at the quietest point of the last 5 s before each limit
 SNDFILE_SUFFIXES = {f".{fmt.lower()}" for fmt in sf.available_formats()} | {".opus", ".oga"}
 
 
@@ -186,3 +187,16 @@ def utterance_audio(utt: "Utterance") -> np.ndarray:
     if utt.segment is not None:
         wave = wave[int(utt.segment.start * rate) : int(utt.segment.end * rate)]
     return wave
+
+
+def cut_points(audio: np.ndarray, max_seconds: float) -> List[int]:
+    """Sample indices where a recording longer than `max_seconds` is cut: each at the quietest 100 ms
+    of the last WINDOW_SEARCH_S seconds before the window's limit."""
+    limit, hop, cuts, start = int(max_seconds * SAMPLE_RATE), SAMPLE_RATE // 10, [], 0
+    while len(audio) - start > limit:
+        lo = start + max(hop, limit - int(WINDOW_SEARCH_S * SAMPLE_RATE))
+        frames = [(float(np.mean(audio[i:i + hop] ** 2)), i) for i in range(lo, start + limit - hop + 1, hop)]
+        quietest = min(frames)[1] + hop // 2
+        cuts.append(quietest)
+        start = quietest
+    return cuts

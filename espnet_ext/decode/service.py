@@ -3,7 +3,7 @@ page run. The base, the adapters and the LID head load once (`Transcriber`); eve
 
 1. the file read (any format soundfile or PyAV reads), mixed to mono, resampled to 16 kHz;
 2. recordings longer than the model's window (Whisper: 30 s) cut into windows at low-energy points
-   (the quietest 100 ms in the last WINDOW_SEARCH_S seconds before each limit);
+   (espnet_ext.data.audio.cut_points: the quietest 100 ms of the last 5 s before each limit);
 3. per window, the head on 1 s sliding stretches (each encoded alone up to the LID tap) gives the
    language over time, cut into segments by Viterbi decoding (espnet_ext.lid.segments); neighbouring
    segments of one language across a window cut are joined;
@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from espnet_ext.data.audio import SAMPLE_RATE, read_audio, resample, to_mono
+from espnet_ext.data.audio import SAMPLE_RATE, cut_points, read_audio, resample, to_mono
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.lid.segments import (
@@ -31,7 +31,6 @@ from espnet_ext.lid.segments import (
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
 
-WINDOW_SEARCH_S = 5.0  # a long recording is cut at the quietest point of the last 5 s before each limit
 SILENCE_RMS = 1e-3  # below this RMS (full scale 1.0) a recording is silence
 MIN_LID_SECONDS = 0.5  # shorter speech is too little for the LID to judge
 UNKNOWN = "unknown / low confidence"
@@ -69,19 +68,6 @@ def load_user_audio(path) -> np.ndarray:
     """Mono 16 kHz float32 of any file read_audio decodes; AudioError (naming the file) otherwise."""
     wave, rate = read_audio(path)
     return resample(to_mono(wave).astype(np.float32), rate, SAMPLE_RATE)
-
-
-def cut_points(audio: np.ndarray, max_seconds: float) -> List[int]:
-    """Sample indices where a recording longer than `max_seconds` is cut: each at the quietest 100 ms
-    of the last WINDOW_SEARCH_S seconds before the window's limit."""
-    limit, hop, cuts, start = int(max_seconds * SAMPLE_RATE), SAMPLE_RATE // 10, [], 0
-    while len(audio) - start > limit:
-        lo = start + max(hop, limit - int(WINDOW_SEARCH_S * SAMPLE_RATE))
-        frames = [(float(np.mean(audio[i:i + hop] ** 2)), i) for i in range(lo, start + limit - hop + 1, hop)]
-        quietest = min(frames)[1] + hop // 2
-        cuts.append(quietest)
-        start = quietest
-    return cuts
 
 
 class Transcriber:

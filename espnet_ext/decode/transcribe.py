@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext.data.audio import SAMPLE_RATE, pad_batch, utterance_audio
+from espnet_ext.data.audio import SAMPLE_RATE, cut_points, pad_batch, utterance_audio
 from espnet_ext.data.kaldi import LanguageSegment, read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.fileio import atomic_write_text
@@ -343,30 +343,40 @@ def _decode_one_pass(model, utterances, utt_ids, segments, options: DecodeOption
 
 
 def _decode_pieces(model, utterances, utt_ids, segments, options: DecodeOptions, lid, router, what: str) -> Dict:
-    """{(utt, k): hypothesis} of each segment decoded alone, or {(utt, None): ...} without segments."""
-    if segments is not None:
-        pieces = [(u, k) for u in utt_ids for k in range(len(segments[u]))]
-    else:
-        pieces = [(u, None) for u in utt_ids]
-    recordings = {}  # segment mode: an utterance's audio is read once for all its segments
+    """{(utt, k): hypothesis} of each segment decoded alone, or {(utt, None): ...} without segments; an
+    utterance longer than the model's window is cut at quiet points (cut_points) into windows (utt, k)
+    decoded alone, as Whisper's own long-form transcription does, so that nothing past 30 s is lost."""
+    recordings = {}  # utterances read while planning (to segment or to cut): read once
+    spans: Dict[str, List[Tuple[int, int]]] = {}  # utt -> its pieces' [start, end) samples
+    limit = model.family.window_samples
+    for utt in utt_ids:
+        if segments is not None:
+            spans[utt] = [(round(s.start * SAMPLE_RATE), round(s.end * SAMPLE_RATE)) for s in segments[utt]]
+        elif utterances[utt].duration * SAMPLE_RATE > limit:
+            recordings[utt] = utterance_audio(utterances[utt])
+            bounds = [0] + cut_points(recordings[utt], limit / SAMPLE_RATE) + [len(recordings[utt])]
+            spans[utt] = list(zip(bounds, bounds[1:]))
+            log.info("%s: %.1f s, longer than the model's %g s window: decoded in %d windows cut at quiet points",
+                     utt, utterances[utt].duration, limit / SAMPLE_RATE, len(spans[utt]))
+    pieces = [(u, k) for u in utt_ids for k in range(len(spans[u]))] if spans else []
+    pieces += [(u, None) for u in utt_ids if u not in spans]
 
     def piece_audio(utt: str, k: Optional[int]) -> np.ndarray:
         if k is None:
             return utterance_audio(utterances[utt])
         if utt not in recordings:
             recordings[utt] = utterance_audio(utterances[utt])
-        seg = segments[utt][k]
-        return recordings[utt][round(seg.start * SAMPLE_RATE):round(seg.end * SAMPLE_RATE)]
+        return recordings[utt][spans[utt][k][0]:spans[utt][k][1]]
 
     def piece_seconds(piece) -> float:
         utt, k = piece
-        return utterances[utt].duration if k is None else segments[utt][k].end - segments[utt][k].start
+        return utterances[utt].duration if k is None else (spans[utt][k][1] - spans[utt][k][0]) / SAMPLE_RATE
 
     adapters = set(adapter_names(model.asr_model)) if banks(model.asr_model) else set()
 
     def window(piece) -> bool:  # whether the piece is decoded on the 30 s window
         utt, k = piece
-        return options.pad_to_30s or (k is not None and segments[utt][k].lang not in adapters)
+        return options.pad_to_30s or (segments is not None and segments[utt][k].lang not in adapters)
 
     backends = {flag: make_backend(model, flag) for flag in {window(piece) for piece in pieces}}
     pieces.sort(key=lambda piece: (window(piece), -piece_seconds(piece)))
@@ -390,11 +400,18 @@ def _write_decoding(out_dir: Path, utt_ids: Sequence[str], hyps: Mapping, segmen
     """`out_dir/{text,lid.json}`: per utterance its transcript (segments' joined in time order) and routing."""
     texts, decisions = {}, {}
     for utt in utt_ids:
-        if segments is None:
+        if (utt, None) in hyps:
             hyp = hyps[(utt, None)]
             texts[utt] = hyp.text
             decisions[utt] = {"lang": hyp.lang, "posteriors": hyp.lang_posteriors, "weights": hyp.weights,
                               "source": hyp.source}
+        elif segments is None:  # a long recording's windows, each routed on its own
+            parts = [hyps[key] for key in sorted(k for k in hyps if k[0] == utt)]
+            texts[utt] = " ".join(h.text for h in parts if h.text)
+            first = parts[0]
+            decisions[utt] = {"lang": first.lang, "posteriors": first.lang_posteriors, "weights": first.weights,
+                              "source": f"{first.source}; {len(parts)} windows cut at quiet points",
+                              "windows": [[h.lang, h.text] for h in parts]}
         else:
             parts = [(seg, hyps[(utt, k)]) for k, seg in enumerate(segments[utt])]
             texts[utt] = " ".join(h.text for _, h in parts if h.text)

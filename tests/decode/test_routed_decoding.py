@@ -301,3 +301,33 @@ def test_language_candidates_decode_a_mixed_routing_once_per_language_and_keep_t
         lang = max(scored, key=lambda k: scored[k][0])
         assert (tried[i].lang, tried[i].text) == (lang, scored[lang][1])
     assert "best-scoring of the top 2" in tried[0].source
+
+
+@torch.no_grad()
+def test_a_recording_over_30s_is_decoded_in_windows_cut_at_its_pauses(routed_tiny, tmp_path):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from espnet_ext.data.kaldi import Utterance, write_data_dir
+    from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir
+
+    pause = np.zeros(16000, dtype=np.float32)
+    parts = [random_audio(27.0, 71), random_audio(26.0, 72), random_audio(15.0, 73)]
+    wave = np.concatenate([parts[0], pause, parts[1], pause, parts[2]])  # 70 s, pauses at 27-28 s and 54-55 s
+    sf.write(str(tmp_path / "long.wav"), wave, 16000, subtype="FLOAT")
+    write_data_dir(tmp_path / "long", [Utterance("s1-long", "s1", "x", "it", str(tmp_path / "long.wav"), 70.0)])
+    options = DecodeOptions(search=SearchConfig(max_tokens=6), pad_to_30s=False)
+    decode_data_dir(routed_tiny, tmp_path / "long", tmp_path / "out", options)
+    record = json.loads((tmp_path / "out" / "lid.json").read_text())["s1-long"]
+    assert len(record["windows"]) == 3 and "3 windows cut at quiet points" in record["source"]
+    from espnet_ext.data.audio import cut_points
+
+    cuts = cut_points(wave, 30.0)  # each window ends inside a pause, none past the 30 s window
+    assert 27 * 16000 <= cuts[0] < 28 * 16000 and 54 * 16000 <= cuts[1] < 55 * 16000
+    cuts = [0, *cuts, len(wave)]
+    backend = make_backend(routed_tiny, pad_to_30s=False)
+    alone = [transcribe_batch(backend, [wave[a:b]], ["it"], options.search)[0].text for a, b in zip(cuts, cuts[1:])]
+    text = (tmp_path / "out" / "text").read_text().split(" ", 1)[1].strip()
+    assert text == " ".join(t for t in alone if t) and all(alone)

@@ -10,7 +10,8 @@ import torch
 
 from espnet_ext.bin import transcribe as transcribe_cli
 from espnet_ext.decode.search import SearchConfig
-from espnet_ext.decode.service import UNKNOWN, Transcriber, cut_points, load_user_audio
+from espnet_ext.data.audio import cut_points
+from espnet_ext.decode.service import UNKNOWN, Transcriber, load_user_audio
 from espnet_ext.decode.transcribe import transcribe_batch
 from decode_helpers import random_audio
 
