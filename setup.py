@@ -1,7 +1,8 @@
 """espnet_ext: per-language LoRA adapters, LID routing and analysis on ESPnet's Whisper and OWSM.
 
-Runtime dependencies are installed by install.sh (see there for why torch, espnet, openai-whisper and
-torchaudio cannot simply be listed here: a plain resolve replaces CPU torch by a CUDA build).
+install_requires names the three pins the code is written against, for the package's metadata; install.sh
+installs them (and torchaudio, and requirements.txt) itself and this package with --no-deps, because
+letting pip resolve espnet's own requirements replaces CPU torch by a CUDA build (see install.sh).
 """
 from setuptools import find_packages, setup
 
@@ -19,6 +20,8 @@ setup(
     ],
     entry_points={
         "console_scripts": [
+            "espnet-ext-train-lora=espnet_ext.bin.train_lora:main",
+            "espnet-ext-train-lid=espnet_ext.bin.train_lid:main",
             "espnet-ext-decode=espnet_ext.bin.decode:main",
             "espnet-ext-score=espnet_ext.bin.score:main",
             "espnet-ext-validate-data=espnet_ext.bin.validate_data_dir:main",

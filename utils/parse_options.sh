@@ -10,7 +10,8 @@
 # Then `--stage 3` and `--stage=3` set stage; dashes in option names stand for underscores
 # (`--use-lora false` sets use_lora); a variable whose default is true or false only takes true or
 # false; parsing stops at the first argument not starting with `--` (or after a bare `--`) and leaves
-# the rest in "$@". `--help` / `-h` prints help_message and every option with its default, and exits 0.
+# the rest in "$@". `--help` / `-h` prints help_message and every option with its description and
+# default, and exits 0.
 #
 # The options are the variables the calling script assigns before the line that sources this file,
 # found by reading that script: so only what a script declares can be set from the command line (a
@@ -27,10 +28,12 @@ if [ -z "$_po_script" ] || [ ! -r "$_po_script" ]; then
     return 1 2>/dev/null || exit 1
 fi
 
-# Names assigned at column 0 before the `. utils/parse_options.sh` line, each once, in order.
+# Names assigned at column 0 before the `. utils/parse_options.sh` line, each once, in order; the comment
+# on an option's line (and on the indented comment lines right below it) is its description for --help.
 _po_names=()
-declare -A _po_default=()
+declare -A _po_default=() _po_about=()
 _po_lineno=0
+_po_last=
 while IFS= read -r _po_line || [ -n "$_po_line" ]; do
     _po_lineno=$((_po_lineno + 1))
     if [ "$_po_lineno" -ge "${BASH_LINENO[0]}" ]; then
@@ -38,10 +41,18 @@ while IFS= read -r _po_line || [ -n "$_po_line" ]; do
     fi
     if [[ $_po_line =~ ^([A-Za-z_][A-Za-z0-9_]*)= ]]; then
         _po_name=${BASH_REMATCH[1]}
+        _po_last=
         if [ "$_po_name" != help_message ] && [[ -v $_po_name ]] && [[ ! -v _po_default[$_po_name] ]]; then
             _po_names+=("$_po_name")
             _po_default[$_po_name]=${!_po_name}
+            _po_about[$_po_name]=
+            [[ $_po_line =~ ^[^#]*#[[:space:]]*(.*)$ ]] && _po_about[$_po_name]=${BASH_REMATCH[1]}
+            _po_last=$_po_name
         fi
+    elif [ -n "$_po_last" ] && [[ $_po_line =~ ^[[:space:]]+#[[:space:]]*(.*)$ ]]; then
+        _po_about[$_po_last]+=" ${BASH_REMATCH[1]}"
+    else
+        _po_last=
     fi
 done < "$_po_script"
 
@@ -53,7 +64,7 @@ _po_help() {
     local name value
     for name in "${_po_names[@]}"; do
         value=${_po_default[$name]}
-        printf '  --%-24s (default: %s)\n' "$name" "${value:-\"\"}"
+        printf '  --%-24s %s (default: %s)\n' "$name" "${_po_about[$name]}" "${value:-\"\"}"
     done
 }
 
@@ -103,5 +114,5 @@ while [ $# -gt 0 ]; do
 done
 
 unset -f _po_help
-unset _po_script _po_names _po_default _po_lineno _po_line _po_name _po_opt _po_value
+unset _po_script _po_names _po_default _po_about _po_last _po_lineno _po_line _po_name _po_opt _po_value
 true # the status of sourcing this file is 0, which callers under `set -e` rely on

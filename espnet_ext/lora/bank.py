@@ -4,9 +4,12 @@
 
 `w[b, :]` are the routing weights of sample `b`: one-hot for oracle/hard routing, a posterior for soft
 routing, sparse for top-K. Weights `[batch, time, K]` route each frame of a sample on its own (code-
-switched speech in one encoder pass: the frames of each language segment through its adapter). ESPnet's LoRA (loralib) and PEFT hold one active adapter per module, so a
-batch mixing languages would need one forward per language; here all adapters live in stacked
-parameters (`lora_A: [K, r, in]`, `lora_B: [K, out, r]`) and a mixed batch costs one pass.
+switched speech in one encoder pass: the frames of each language segment through its adapter).
+ESPnet's LoRA (loralib) holds one adapter per module. PEFT's LoRA layers hold several and sum the
+active ones with weight 1; at inference PEFT can also give each sample its own adapter
+(`adapter_names=`), running the adapters one after another on their sub-batches. Neither weights
+adapters per sample or per frame. Here all adapters live in stacked parameters (`lora_A: [K, r, in]`,
+`lora_B: [K, out, r]`), so a mixed batch, one-hot or weighted, is one batched computation.
 
 The weights are analysed once per batch into a `RoutingPlan` (shared by the bank layers it routes, see
 `espnet_ext.lora.inject.set_language_routing`), which picks the cheapest exact computation:

@@ -8,9 +8,10 @@ PARSE_OPTIONS = Path(__file__).resolve().parents[2] / "utils" / "parse_options.s
 
 SCRIPT = f"""#!/usr/bin/env bash
 set -euo pipefail
-stage=1
+stage=1                # first stage to run
 model_name=whisper_base
-use_lora=true
+use_lora=true          # false: the base model alone
+                       # (no adapters)
 inference_args=""
 help_message=$(cat <<EOT
 Usage: $0 [options] <data-dir>
@@ -70,15 +71,16 @@ def test_boolean_takes_only_true_or_false(run):
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
-def test_help_lists_every_option_with_its_default(run, flag):
+def test_help_lists_every_option_with_its_description_and_default(run, flag):
     out = run("--stage", "7", flag)
     assert out.returncode == 0
     assert out.stdout.startswith("Usage: ")
     options = [line.split() for line in out.stdout.splitlines() if line.startswith("  --")]
     # Defaults are the script's, not the values given before --help; here-doc text is no option.
+    # The comment beside an option (and the indented comment lines under it) is its description.
     assert options == [
-        ["--stage", "(default:", "1)"],
+        ["--stage", "first", "stage", "to", "run", "(default:", "1)"],
         ["--model_name", "(default:", "whisper_base)"],
-        ["--use_lora", "(default:", "true)"],
+        ["--use_lora", "false:", "the", "base", "model", "alone", "(no", "adapters)", "(default:", "true)"],
         ["--inference_args", "(default:", '"")'],
     ]

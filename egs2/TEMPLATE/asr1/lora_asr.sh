@@ -21,8 +21,8 @@ nj=2                   # parallel jobs per stage
 ngpu=0                 # GPUs per job (0: CPU)
 cmd=                   # run.pl or slurm.pl; empty: the backend chosen in cmd.sh
 force=false            # rerun stages whose .done marker exists
-datadir=data
-expdir=exp
+datadir=data           # where stage 1 writes the Kaldi data dirs (and later stages read them)
+expdir=exp             # where every experiment dir, log and RESULTS.md goes
 # Stage 1: data
 corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
 tts_utts_per_split=    # dev/test utterances per language (empty: local/prepare_tts_corpus.py's default, 100)
