@@ -28,7 +28,21 @@ fi
 
 # The venv's bundled pip (23.x) is kept on purpose: pip 26.3 refuses some ESPnet sdists (ci_sdr).
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+# One line per step; pip's own output goes to $LOG, shown when a step fails. (The --no-deps installs
+# below leave requirements pip's resolver reports as unmet, in a block headed "ERROR", on success too.)
+LOG=${LOG:-$VENV/install.log}
+: > "$LOG"
+PIP=(pip_step "$VENV/bin/python" -m pip install --disable-pip-version-check)
+pip_step() {
+    local arg what=()
+    for arg in "${@:5}"; do [[ $arg == -* ]] || what+=("$arg"); done
+    echo "install.sh: pip install ${what[*]}"
+    if ! "$@" >> "$LOG" 2>&1; then
+        tail -n 30 "$LOG" >&2
+        echo "install.sh: pip install ${what[*]} failed; its whole log is $LOG" >&2
+        exit 1
+    fi
+}
 
 # torch==2.13.0 resolves to the CPU wheel on this machine kind. Anything that asks for plain `torch`
 # afterwards must not be allowed to resolve again, or pip pulls a 5 GB CUDA build.
@@ -51,4 +65,4 @@ rm -f "$VENV"/lib/python3.*/site-packages/torchaudio/lib/*.so
 "${PIP[@]}" -r requirements.txt
 "${PIP[@]}" --no-deps -e .
 "$VENV/bin/python" -c "import torch; assert not torch.version.cuda, 'a CUDA torch slipped in: ' + torch.__version__"
-echo "install.sh: done. Activate with: . $VENV/bin/activate"
+echo "install.sh: done (pip's log: $LOG). Activate with: . $VENV/bin/activate"
