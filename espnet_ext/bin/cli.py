@@ -1,6 +1,11 @@
-"""Small argument-parsing helpers shared by the command-line entry points."""
+"""Small helpers shared by the command-line entry points: argument parsing, logging, user errors."""
 import argparse
+import functools
+import inspect
 import logging
+from pathlib import Path
+
+from espnet_ext.errors import UserError
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -15,6 +20,22 @@ def start_cli(parser: argparse.ArgumentParser, argv=None, level: int = logging.I
 
         torch.set_num_threads(args.threads)
     return args
+
+
+def exits_on_user_error(main):
+    """Decorate a CLI's `main(argv)`: a UserError (espnet_ext.errors: bad data, audio, model, adapter or
+    option, its message naming the file and the fix) ends the command with that one line and exit
+    status 1, `<command>.py: <message>`; any other exception is a bug and keeps its traceback."""
+    prog = Path(inspect.getfile(main)).name  # decode.py, also when run as `python -m espnet_ext.bin.decode`
+
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            return main(argv)
+        except UserError as err:
+            raise SystemExit(f"{prog}: {err}") from None
+
+    return run
 
 
 def str2bool(value: str) -> bool:

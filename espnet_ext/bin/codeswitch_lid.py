@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from espnet_ext.bin.cli import start_cli
+from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_data_dir, read_segments_lang, write_segments_json
 from espnet_ext.fileio import atomic_write_text
@@ -152,6 +152,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     from espnet_ext.bin.decode import load_lid_head

@@ -10,6 +10,7 @@ import time
 from typing import List, Optional
 
 from espnet_ext.models import ctranslate2_convert as ct2
+from espnet_ext.bin.cli import exits_on_user_error
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exits_on_user_error
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     if args.model_bin and not args.config:
@@ -39,9 +41,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             parts, config = (args.model_bin, args.config) if args.model_bin else ct2.whisper_base_package_files()
             ct2.convert(parts, config, args.out, dtype=args.dtype)
-    except (ct2.Ct2FormatError, FileNotFoundError) as err:
-        print(f"convert_ctranslate2: error: {err}", file=sys.stderr)
-        return 1
+    except FileNotFoundError as err:  # a format error is a UserError: exits_on_user_error says it
+        raise SystemExit(f"convert_ctranslate2.py: {err} (give the path of an existing file)") from None
     print(f"convert_ctranslate2: wrote {args.out} in {time.time() - start:.1f} s", file=sys.stderr)
     return 0
 

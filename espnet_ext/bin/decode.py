@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from espnet_ext.bin.cli import parse_args_with_config, save_resolved_args, str2bool
+from espnet_ext.bin.cli import exits_on_user_error, parse_args_with_config, save_resolved_args, str2bool
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_segments_json, read_segments_lang
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, merge_jobs
@@ -92,10 +92,7 @@ def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
     langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}") if p.parent.name != SHARED)
     if not langs:
         raise SystemExit(f"decode.py: no adapters in {adapter_dir} (expected <lang>/{CONFIG_NAME}); run stage 3 first")
-    try:
-        configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
-    except ValueError as e:  # AdapterFileError: the file and the fix are in the message
-        raise SystemExit(f"decode.py: {e}") from None
+    configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
     layout = configs[langs[0]].get("layout", {}).get("kind", "per_language")
     log.info("loaded LoRA adapters %s from %s (layout %s)", ", ".join(configs), adapter_dir, layout)
     return list(configs.values())
@@ -103,27 +100,21 @@ def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
 
 def load_lid_head(model, lid_dir: Optional[Path]):
     """The LID head in `lid_dir`, checked against the base `model`."""
-    from espnet_ext.lid.heads import LIDFileError, load_head
+    from espnet_ext.lid.heads import load_head
 
     if lid_dir is None:
         raise SystemExit("decode.py: this --routing reads a LID head on the tap; give --lid_dir <exp>/lid/<head> "
                          "(stage 4 trains it)")
-    try:
-        head = load_head(lid_dir, model.name, model.fingerprint)
-    except LIDFileError as e:
-        raise SystemExit(f"decode.py: {e}") from None
+    head = load_head(lid_dir, model.name, model.fingerprint)
     log.info("loaded LID head %s (%s on encoder layer %d, %s)", lid_dir, head.kind, head.layer, ", ".join(head.languages))
     return head.to(next(model.asr_model.parameters()).device)
 
 
 def load_finetuned_model(model, finetuned_dir: Path) -> Dict[str, Any]:
     """Load the fully fine-tuned weights in `finetuned_dir` over the registry base `model`; their config."""
-    from espnet_ext.models.finetuned import FinetunedFileError, load_finetuned
+    from espnet_ext.models.finetuned import load_finetuned
 
-    try:
-        config = load_finetuned(model.asr_model, finetuned_dir, model.name, model.fingerprint)
-    except FinetunedFileError as e:
-        raise SystemExit(f"decode.py: {e}") from None
+    config = load_finetuned(model.asr_model, finetuned_dir, model.name, model.fingerprint)
     log.info("loaded the fine-tuned weights of %s from %s", model.name, finetuned_dir)
     return config
 
@@ -158,6 +149,7 @@ def read_segments(spec: str, data_dir: Path, routing: str) -> Dict[str, List[Lan
                          "espnet_ext.bin.codeswitch_lid)")
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     args = parse_args_with_config(get_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

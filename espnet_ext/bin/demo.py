@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from espnet_ext.bin.cli import start_cli
+from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.decode.demo import make_server
 from espnet_ext.decode.service import UNKNOWN, Transcriber
 from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY
@@ -37,6 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     transcriber = Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_confidence)

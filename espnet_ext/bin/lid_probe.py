@@ -23,7 +23,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from espnet_ext.bin.cli import start_cli
+from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.fileio import atomic_open, atomic_write_text
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.lid.features import PooledFeatures, label_indices, pooled_layer_features
@@ -83,6 +83,7 @@ def _table(results: Dict[int, Dict[str, float]], chosen: int) -> str:
     return "\n".join(rows) + "\n"
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     for split in ("train", "dev", "test"):

@@ -13,6 +13,7 @@ import os
 
 from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES, adapter_language
 from espnet_ext.routing.routers import ROUTINGS
+from espnet_ext.bin.cli import exits_on_user_error
 
 
 def langs(lang: str) -> str:
@@ -50,6 +51,7 @@ def routing_source(name: str) -> str:
     return ROUTINGS[routings(name)].source
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="question", required=True)
@@ -66,7 +68,7 @@ def main(argv=None) -> None:
     try:
         print(answer[args.question]())
     except ValueError as e:
-        raise SystemExit(f"recipe: {e}")
+        raise SystemExit(f"recipe_info.py: {e}")
 
 
 if __name__ == "__main__":

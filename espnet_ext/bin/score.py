@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ext.scoring import ScoringError
 from espnet_ext.scoring.report import format_rate, score_decode_dir
+from espnet_ext.bin.cli import exits_on_user_error
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exits_on_user_error
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="score.py: %(levelname)s: %(message)s")
@@ -35,13 +36,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     utt2lang = args.utt2lang
     if utt2lang is None and (data_dir / "utt2lang").is_file():
         utt2lang = data_dir / "utt2lang"
-    try:
-        scores = score_decode_dir(
-            args.decode_dir, args.ref_text, args.utt2spk or data_dir / "utt2spk", utt2lang, args.sclite
-        )
-    except ScoringError as e:
-        print(f"score.py: error: {e}", file=sys.stderr)
-        return 1
+    scores = score_decode_dir(args.decode_dir, args.ref_text, args.utt2spk or data_dir / "utt2spk", utt2lang, args.sclite)
     overall = scores["scores"]["all"]
     logging.info(
         "%s: WER %s%% CER %s%% over %d utterances; details in %s",

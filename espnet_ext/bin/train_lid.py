@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from espnet_ext.bin.cli import start_cli
+from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES
 from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices, random_crops, speed
@@ -153,6 +153,7 @@ def write_comparison(out_dir: Path) -> str:
     return table
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     heads = _head_names(args.heads)

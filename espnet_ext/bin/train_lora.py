@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from espnet_ext.bin.cli import save_resolved_args, str2bool
+from espnet_ext.bin.cli import exits_on_user_error, save_resolved_args, str2bool
 from espnet_ext.train.export import EXPORT_CHOICES
 from espnet_ext.train.model import FINETUNE_CHOICES
 
@@ -76,6 +76,7 @@ def choose_wandb_mode() -> None:
         log.info("W&B: no key or login found; logging offline (upload later with `wandb sync <exp_dir>/wandb/*`)")
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     args, espnet_args = get_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from espnet_ext.bin.cli import start_cli
+from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.data.audio import AudioError
 from espnet_ext.decode.service import UNKNOWN, FileResult, Transcriber
 from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY
@@ -50,6 +50,7 @@ def describe(result: FileResult) -> str:
     return "\n".join(lines)
 
 
+@exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv, logging.WARNING)
     transcriber = Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_confidence)

@@ -14,6 +14,7 @@ from typing import List, Optional
 
 from espnet_ext.data.corpus import LOG_FORMAT
 from espnet_ext.data.validate import DEFAULT_DUR_TOLERANCE, InvalidDataDir, validate_data_dir
+from espnet_ext.bin.cli import exits_on_user_error
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exits_on_user_error
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)

@@ -19,6 +19,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from espnet_ext.fileio import atomic_open
+from espnet_ext.errors import UserError
 
 if TYPE_CHECKING:
     from espnet_ext.data.kaldi import Utterance
@@ -30,7 +31,7 @@ WINDOW_SEARCH_S = 5.0  # a long recording is cut at the quietest point of the la
 SNDFILE_SUFFIXES = {f".{fmt.lower()}" for fmt in sf.available_formats()} | {".opus", ".oga"}
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """Audio that cannot be used, with the file named in the message (one string: picklable)."""
 
 

@@ -21,6 +21,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import get_language
+from espnet_ext.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ REQUIRED_FILES = PER_UTTERANCE_FILES + ("spk2utt",)
 SEGMENTS = "segments"
 
 
-class DataDirError(ValueError):
+class DataDirError(UserError, ValueError):
     """A problem in a data dir (or a corpus manifest), located at `path:line`, with how to fix it."""
 
     def __init__(self, path: PathLike, line: Optional[int], message: str, fix: str):

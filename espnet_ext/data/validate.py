@@ -19,6 +19,7 @@ from espnet_ext.data.kaldi import (
     PER_UTTERANCE_FILES, REQUIRED_FILES, SEGMENTS, DataDirError, Entry, read_entries, spk2utt_from_utt2spk,
 )
 from espnet_ext.languages import get_language
+from espnet_ext.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ DEFAULT_DUR_TOLERANCE = 0.05  # seconds; utt2dur is written with 3 decimals, so 
 MAX_SHOWN = 30  # problems printed; a corpus-wide fault would otherwise print one line per utterance
 
 
-class InvalidDataDir(ValueError):
+class InvalidDataDir(UserError, ValueError):
     """A data dir failed validation; the message lists every problem found."""
 
     def __init__(self, data_dir: PathLike, problems: List[DataDirError]):

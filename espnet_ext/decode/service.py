@@ -26,6 +26,7 @@ import torch
 from espnet_ext.data.audio import SAMPLE_RATE, cut_points, read_audio, resample, to_mono
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
+from espnet_ext.errors import UserError
 from espnet_ext.lid.segments import (
     DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, tap_encoder, viterbi_segments, window_posteriors,
 )
@@ -84,8 +85,8 @@ class Transcriber:
         exp_dir = Path(exp_dir)
         configs = sorted((exp_dir / "adapters").glob(f"*/{CONFIG_NAME}"))
         if not configs:
-            raise SystemExit(f"transcribe: no adapters in {exp_dir}/adapters; give --exp the dir stage 3 trained "
-                             "(e.g. exp/whisper_base_all_r16)")
+            raise UserError(f"{exp_dir}/adapters: no adapters there; give --exp the dir stage 3 trained "
+                            "(e.g. exp/whisper_base_all_r16)")
         self.loaded = load_model(read_adapter_config(configs[0].parent)["base_model"], model_path=model_path)
         load_adapters(self.loaded, exp_dir / "adapters")
         self.head = load_lid_head(self.loaded, exp_dir / "lid" / head)

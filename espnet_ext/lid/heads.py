@@ -23,6 +23,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from espnet_ext.errors import UserError
 from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text, read_format_config, read_safetensors
 from espnet_ext.lid.features import mean_pool
 from espnet_ext.models.whisper_forward import frame_mask
@@ -32,7 +33,7 @@ WEIGHTS_NAME = "lid_model.safetensors"
 FORMAT = "espnet_ext.lid_head/1"
 
 
-class LIDFileError(ValueError):
+class LIDFileError(UserError, ValueError):
     """A LID head directory that is missing, corrupt or was trained on another base."""
 
 

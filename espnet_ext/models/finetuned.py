@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from espnet_ext.fileio import PathLike, atomic_write_bytes, atomic_write_text, read_format_config, read_safetensors
+from espnet_ext.errors import UserError
 
 CONFIG_NAME = "model_config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -33,7 +34,7 @@ _REQUIRED_META = ("base_model", "base_fingerprint")
 _FROM_MODEL = ("format", "finetune", "parameters", "tied")
 
 
-class FinetunedFileError(ValueError):
+class FinetunedFileError(UserError, ValueError):
     """A fine-tuned model directory that is missing, corrupt or does not fit the base model."""
 
 

@@ -30,6 +30,7 @@ from espnet_ext.models import ctranslate2_convert as ct2
 from espnet_ext.models import owsm
 from espnet_ext.models.family import OWSM, WHISPER, ModelFamily
 from espnet_ext.models import whisper as whisper_models
+from espnet_ext.errors import UserError
 
 TINY_WHISPER_SEED = 1234
 TINY_WHISPER_RECIPE = 2  # bump whenever the generation below changes, so stale cached files are not reused
@@ -58,7 +59,11 @@ _WHISPER_WIDTHS = {"whisper_base": 512, "whisper_small": 768, "whisper_medium": 
 _OWSM_REPOS = {"owsm_v4_small": "espnet/owsm_v4_small_370M", "owsm_v4_medium": "espnet/owsm_v4_medium_1B"}
 
 
-class ModelNotAvailable(FileNotFoundError):
+class UnknownModel(UserError, ValueError):
+    """A model name the registry does not have."""
+
+
+class ModelNotAvailable(UserError, FileNotFoundError):
     """The model is known but its weights are not on this machine."""
 
 
@@ -302,7 +307,7 @@ def list_models() -> List[str]:
 def load_model(name: str, device: str = "cpu", model_path: Optional[str] = None) -> LoadedModel:
     """Load base model `name` onto `device`, from local files only (see the module table)."""
     if name not in _FAMILIES:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+        raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(list_models())} (give one of them)")
     if model_path and name in _GENERATED:
         raise ValueError(f"{name} is generated from a fixed seed; model_path does not apply to it")
     path = Path(model_path).expanduser() if model_path else None

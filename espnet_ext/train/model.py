@@ -24,6 +24,7 @@ from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from espnet_ext.errors import UserError
 from espnet_ext.languages import ADAPTER_LANGUAGES, adapter_language
 from espnet_ext.lora.inject import BankLayout, banks, inject, routing
 from espnet_ext.models.espnet_import import import_espnet_module
@@ -34,7 +35,7 @@ FINETUNE_CHOICES = ("lora", "full")  # --finetune: LoRARoutedModel or FullFinetu
 _AbsESPnetModel = import_espnet_module("espnet2.train.abs_espnet_model").AbsESPnetModel
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A batch produced a NaN/inf loss; raised before it can reach the trained weights."""
 
 
