@@ -10,13 +10,10 @@ page and its API are espnet_ext.decode.demo. Ctrl-C stops it.
 """
 import argparse
 import logging
-from pathlib import Path
 
 from espnet_ext.bin.cli import exits_on_user_error, start_cli
+from espnet_ext.bin.transcribe import add_system_arguments, load_system
 from espnet_ext.decode.demo import make_server
-from espnet_ext.decode.service import UNKNOWN, Transcriber
-from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY
-from espnet_ext.routing.routers import DEFAULT_TAU
 
 log = logging.getLogger("espnet-lora-demo")
 
@@ -24,13 +21,7 @@ log = logging.getLogger("espnet-lora-demo")
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="espnet-lora-demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp", type=Path, required=True, help="a trained exp dir holding adapters/ and lid/<head>/")
-    p.add_argument("--lid_head", default="mlp", help="which head under <exp>/lid/ routes")
-    p.add_argument("--model_path", default=None, help="local weights for models that need them")
-    p.add_argument("--switch_penalty", type=float, default=DEFAULT_SWITCH_PENALTY,
-                   help="Viterbi penalty per language switch (nats): higher, fewer segments")
-    p.add_argument("--min_confidence", type=float, default=DEFAULT_TAU,
-                   help=f"segments below this mean top posterior are marked {UNKNOWN!r}")
+    add_system_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves other machines too")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -40,7 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
 @exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
-    transcriber = Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_confidence)
+    transcriber = load_system(args)
     try:
         server = make_server(transcriber, f"{args.exp.name} (LID head {args.lid_head})", args.host, args.port)
     except OSError as err:

@@ -23,9 +23,8 @@ from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY
 from espnet_ext.routing.routers import DEFAULT_TAU
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="espnet-lora-transcribe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_system_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that say which trained system transcribes (this command's and espnet-lora-demo's)."""
     p.add_argument("--exp", type=Path, required=True, help="a trained exp dir holding adapters/ and lid/<head>/")
     p.add_argument("--lid_head", default="mlp", help="which head under <exp>/lid/ routes")
     p.add_argument("--model_path", default=None, help="local weights for models that need them")
@@ -33,6 +32,17 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Viterbi penalty per language switch (nats): higher, fewer segments")
     p.add_argument("--min_confidence", type=float, default=DEFAULT_TAU,
                    help=f"segments below this mean top posterior are marked {UNKNOWN!r}")
+
+
+def load_system(args: argparse.Namespace) -> Transcriber:
+    """The Transcriber those options name (loaded once)."""
+    return Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_confidence)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="espnet-lora-transcribe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_system_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON line per file instead of text")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("files", nargs="+", type=Path)
@@ -53,7 +63,7 @@ def describe(result: FileResult) -> str:
 @exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv, logging.WARNING)
-    transcriber = Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_confidence)
+    transcriber = load_system(args)
     failed = 0
     for path in args.files:
         try:

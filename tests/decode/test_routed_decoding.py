@@ -35,6 +35,17 @@ def banked_tiny(kind: str = "per_language", tap_layer: int = 0):
     return model
 
 
+def one_utterance_dir(tmp_path, wave, name: str = "cs"):
+    """A data dir `tmp_path/name` holding `wave` as utterance s1-u (Hindi by utt2lang)."""
+    import soundfile as sf
+
+    from espnet_ext.data.kaldi import Utterance, write_data_dir
+
+    sf.write(str(tmp_path / f"{name}.wav"), wave, 16000, subtype="FLOAT")
+    write_data_dir(tmp_path / name, [Utterance("s1-u", "s1", "x", "hi", str(tmp_path / f"{name}.wav"), len(wave) / 16000)])
+    return tmp_path / name
+
+
 @pytest.fixture(scope="module")
 def routed_tiny():
     return banked_tiny()
@@ -193,14 +204,11 @@ def test_segments_decode_alone_with_their_language_and_join_in_order(routed_tiny
 
 @torch.no_grad()
 def test_a_segment_without_adapter_is_decoded_by_the_base_on_its_30s_window(routed_tiny, tmp_path):
-    import soundfile as sf
-
-    from espnet_ext.data.kaldi import LanguageSegment, Utterance, write_data_dir
+    from espnet_ext.data.kaldi import LanguageSegment
     from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir
 
     wave = random_audio(1.0, 9)
-    sf.write(str(tmp_path / "u.wav"), wave, 16000, subtype="FLOAT")
-    write_data_dir(tmp_path / "cs", [Utterance("s1-u", "s1", "x", "hi", str(tmp_path / "u.wav"), 1.0)])
+    one_utterance_dir(tmp_path, wave)
     options = DecodeOptions(search=SearchConfig(max_tokens=6), pad_to_30s=False)
     segments = {"s1-u": [LanguageSegment(0.0, 0.5, "hi"), LanguageSegment(0.5, 1.0, "en")]}
     decode_data_dir(routed_tiny, tmp_path / "cs", tmp_path / "out", options, segments=segments)
@@ -231,14 +239,11 @@ def test_per_frame_routing_equals_per_utterance_routing_when_a_segment_is_the_wh
 def test_one_pass_decodes_each_segment_over_its_own_frames_with_its_language(routed_tiny, tmp_path):
     import json
 
-    import soundfile as sf
-
-    from espnet_ext.data.kaldi import LanguageSegment, Utterance, write_data_dir
+    from espnet_ext.data.kaldi import LanguageSegment
     from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, transcribe_segments_one_pass
 
     wave = random_audio(1.2, 3)
-    sf.write(str(tmp_path / "u.wav"), wave, 16000, subtype="FLOAT")
-    write_data_dir(tmp_path / "cs", [Utterance("s1-u", "s1", "x", "hi", str(tmp_path / "u.wav"), 1.2)])
+    one_utterance_dir(tmp_path, wave)
     options = DecodeOptions(search=SearchConfig(max_tokens=6), pad_to_30s=False)
     split = [LanguageSegment(0.0, 0.5, "hi"), LanguageSegment(0.5, 0.9, "en"), LanguageSegment(0.9, 1.2, "it")]
     decode_data_dir(routed_tiny, tmp_path / "cs", tmp_path / "out", options, segments={"s1-u": split}, one_pass=True)
@@ -308,19 +313,16 @@ def test_a_recording_over_30s_is_decoded_in_windows_cut_at_its_pauses(routed_tin
     import json
 
     import numpy as np
-    import soundfile as sf
 
-    from espnet_ext.data.kaldi import Utterance, write_data_dir
     from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir
 
     pause = np.zeros(16000, dtype=np.float32)
     parts = [random_audio(27.0, 71), random_audio(26.0, 72), random_audio(15.0, 73)]
     wave = np.concatenate([parts[0], pause, parts[1], pause, parts[2]])  # 70 s, pauses at 27-28 s and 54-55 s
-    sf.write(str(tmp_path / "long.wav"), wave, 16000, subtype="FLOAT")
-    write_data_dir(tmp_path / "long", [Utterance("s1-long", "s1", "x", "it", str(tmp_path / "long.wav"), 70.0)])
+    one_utterance_dir(tmp_path, wave, "long")
     options = DecodeOptions(search=SearchConfig(max_tokens=6), pad_to_30s=False)
     decode_data_dir(routed_tiny, tmp_path / "long", tmp_path / "out", options)
-    record = json.loads((tmp_path / "out" / "lid.json").read_text())["s1-long"]
+    record = json.loads((tmp_path / "out" / "lid.json").read_text())["s1-u"]
     assert len(record["windows"]) == 3 and "3 windows cut at quiet points" in record["source"]
     from espnet_ext.data.audio import cut_points
 
@@ -328,6 +330,6 @@ def test_a_recording_over_30s_is_decoded_in_windows_cut_at_its_pauses(routed_tin
     assert 27 * 16000 <= cuts[0] < 28 * 16000 and 54 * 16000 <= cuts[1] < 55 * 16000
     cuts = [0, *cuts, len(wave)]
     backend = make_backend(routed_tiny, pad_to_30s=False)
-    alone = [transcribe_batch(backend, [wave[a:b]], ["it"], options.search)[0].text for a, b in zip(cuts, cuts[1:])]
+    alone = [transcribe_batch(backend, [wave[a:b]], ["hi"], options.search)[0].text for a, b in zip(cuts, cuts[1:])]
     text = (tmp_path / "out" / "text").read_text().split(" ", 1)[1].strip()
     assert text == " ".join(t for t in alone if t) and all(alone)
