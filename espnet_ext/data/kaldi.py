@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+import soundfile as sf
+
+from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import get_language
-from espnet_ext.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -221,14 +223,44 @@ def _parse_segment(data_dir: Path, utt_id: str, value: str) -> Segment:
                            "write '<utt> <recording> <start> <end>' with times in seconds") from None
 
 
+def _measure_durations(data_dir: Path, maps: Mapping[str, Dict[str, str]]) -> Dict[str, str]:
+    """utt2dur of a dir that lacks it: from `segments`, else from each file's header (soundfile) or its
+    decoding; written to `<data_dir>/utt2dur` where the dir is writable, so it is measured once."""
+    from espnet_ext.data.audio import read_audio
+
+    durations = {}
+    for utt_id in maps["text"]:
+        if SEGMENTS in maps:
+            segment = _parse_segment(data_dir, utt_id, _lookup(maps, data_dir, SEGMENTS, utt_id))
+            durations[utt_id] = f"{segment.end - segment.start:.3f}"
+            continue
+        path = _lookup(maps, data_dir, "wav.scp", utt_id)
+        try:
+            info = sf.info(path)
+            seconds = info.frames / info.samplerate
+        except (RuntimeError, sf.LibsndfileError):
+            wave, rate = read_audio(path)
+            seconds = len(wave) / rate
+        durations[utt_id] = f"{seconds:.3f}"
+    if os.access(data_dir, os.W_OK):
+        atomic_write_text(data_dir / "utt2dur", "".join(f"{u} {d}\n" for u, d in sorted(durations.items())))
+        log.info("%s/utt2dur was missing: measured %d durations and wrote it", data_dir, len(durations))
+    else:
+        log.info("%s/utt2dur is missing and the dir is read-only: measured %d durations", data_dir, len(durations))
+    return durations
+
+
 def read_data_dir(data_dir: PathLike) -> List[Utterance]:
     """Read a data dir into utterances in sorted order (validate it first for full error reports)."""
     data_dir = Path(data_dir)
+    derivable = ("utt2dur", "spk2utt")  # Kaldi dirs often lack them; utt2dur is measured, spk2utt unused here
     for name in REQUIRED_FILES:
-        if not (data_dir / name).is_file():
+        if not (data_dir / name).is_file() and name not in derivable:
             raise DataDirError(data_dir / name, None, "missing", "rerun the data preparation stage")
     names = PER_UTTERANCE_FILES + ((SEGMENTS,) if (data_dir / SEGMENTS).is_file() else ())
-    maps = {name: _as_map(data_dir, name) for name in names}
+    maps = {name: _as_map(data_dir, name) for name in names if name != "utt2dur" or (data_dir / name).is_file()}
+    if "utt2dur" not in maps:
+        maps["utt2dur"] = _measure_durations(data_dir, maps)
     utterances = []
     for utt_id in sorted(maps["text"]):
         segment = None

@@ -100,3 +100,18 @@ def test_segments_json_round_trips_and_names_a_bad_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"u1": [[0, 1]]}')
     with pytest.raises(ValueError, match=r"bad\.json: not a segments JSON"):
         read_segments_json(tmp_path / "bad.json")
+
+
+def test_a_kaldi_dir_without_utt2dur_and_spk2utt_is_read_with_measured_durations(data_dir):
+    (data_dir / "utt2dur").unlink()
+    (data_dir / "spk2utt").unlink()
+    durations = {u.utt_id: u.duration for u in read_data_dir(data_dir)}
+    assert durations == {"hi-a-0001": 1.0, "hi-a-0002": 0.5, "te-b-0001": 0.75}  # measured from the WAVs
+    assert (data_dir / "utt2dur").read_text().splitlines()[0] == "hi-a-0001 1.000"  # written for next time
+
+
+def test_a_read_only_dir_without_utt2dur_is_measured_and_left_alone(data_dir, monkeypatch):
+    (data_dir / "utt2dur").unlink()
+    monkeypatch.setattr("espnet_ext.data.kaldi.os.access", lambda path, mode: False)  # as for a user, not root
+    assert [u.duration for u in read_data_dir(data_dir)] == [1.0, 0.5, 0.75]
+    assert not (data_dir / "utt2dur").exists()
