@@ -8,6 +8,7 @@ Reading uses soundfile (libsndfile 1.2 here: WAV, FLAC, MP3 and Ogg Opus/Vorbis,
 Voice and MLS). Formats libsndfile cannot open at all, such as Kathbath's AAC `.m4a`, are decoded with
 PyAV, which faster-whisper already requires.
 """
+import logging
 import os
 from dataclasses import dataclass
 from math import gcd
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from espnet_ext.data.kaldi import Utterance
 
 PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 WINDOW_SEARCH_S = 5.0  # a long recording is cut at the quietest point of the last 5 s before each limit
@@ -179,14 +181,15 @@ def existing_wav_duration(path: PathLike) -> Optional[float]:
 
 
 def utterance_audio(utt: "Utterance") -> np.ndarray:
-    """The 16 kHz mono samples of one utterance (its segment of the recording, if it has one)."""
+    """The 16 kHz mono samples of one utterance (its segment of the recording, if it has one). A file at
+    another rate (a user's decode set; training sets are refused at validation) is resampled, and said."""
     wave, rate = read_audio(utt.wav)
-    if rate != SAMPLE_RATE:
-        raise AudioError(f"{utt.wav}: {rate} Hz audio, the models need {SAMPLE_RATE} Hz; resample the data "
-                         f"dir (e.g. sox in.wav -r {SAMPLE_RATE} out.wav) and rerun stage 1")
     wave = to_mono(wave)
     if utt.segment is not None:
         wave = wave[int(utt.segment.start * rate) : int(utt.segment.end * rate)]
+    if rate != SAMPLE_RATE:
+        log.info("%s: %d Hz audio, resampled to %d Hz", utt.wav, rate, SAMPLE_RATE)
+        wave = resample(wave.astype(np.float32), rate, SAMPLE_RATE)
     return wave
 
 

@@ -103,3 +103,16 @@ def test_existing_wav_duration_rejects_unusable_files(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"junk")
     for name in ("8k.wav", "stereo.wav", "bad.wav", "missing.wav"):
         assert existing_wav_duration(tmp_path / name) is None
+
+
+def test_a_decode_set_file_at_another_rate_is_resampled_and_said(tmp_path, caplog):
+    import logging
+
+    from espnet_ext.data.audio import utterance_audio
+    from espnet_ext.data.kaldi import Utterance
+
+    path = write_tone(tmp_path / "phone.wav", 1.0, sample_rate=8000)
+    with caplog.at_level(logging.INFO, logger="espnet_ext.data.audio"):
+        wave = utterance_audio(Utterance("u", "s", "x", "hi", str(path), 1.0))
+    assert len(wave) == 16000 and abs(dominant_freq(wave, 16000) - dominant_freq(tone(1.0, 8000), 8000)) < 5
+    assert "8000 Hz audio, resampled to 16000 Hz" in caplog.text and "phone.wav" in caplog.text
