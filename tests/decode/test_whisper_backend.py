@@ -75,8 +75,24 @@ def test_batch_of_30s_windows_equals_one_by_one(tiny):
 
 
 @torch.no_grad()
-def test_detected_language_comes_from_the_posteriors(tiny):
+def test_detected_language_is_whispers_language_token_and_the_transcript_follows_it(tiny):
+    """The posteriors are the decoder's first step after <|startoftranscript|>, restricted to the LID's
+    languages' tokens (computed here from the tokenizer and the raw decoder), and the transcript is the
+    one decoded with the winner's token."""
+    from espnet_ext.data.audio import pad_batch
+    from espnet_ext.languages import LID_LANGUAGES
+
     backend = make_backend(tiny, pad_to_30s=True)
-    hyp = transcribe_batch(backend, [random_audio(1.0, 3)], [None], SearchConfig(max_tokens=4))[0]
-    assert hyp.lang == max(hyp.lang_posteriors, key=hyp.lang_posteriors.get)
-    assert abs(sum(hyp.lang_posteriors.values()) - 1) < 1e-5
+    audio = random_audio(1.0, 3)
+    hyp = transcribe_batch(backend, [audio], [None], SearchConfig(max_tokens=4))[0]
+    tokenizer = tiny.tokenizer
+    ids = [tokenizer.encode(f"<|{lang}|>", allowed_special="all")[0] for lang in LID_LANGUAGES]
+    encoded = backend.encode(*pad_batch([audio]))
+    decoder = tiny.asr_model.decoder.decoders
+    logits = decoder(torch.tensor([[tokenizer.sot]]), encoded.features)[0, -1]
+    expected = torch.softmax(logits[ids].float(), dim=-1)
+    got = torch.tensor([hyp.lang_posteriors[lang] for lang in LID_LANGUAGES])
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert hyp.lang == LID_LANGUAGES[int(expected.argmax())]
+    forced = transcribe_batch(backend, [audio], [hyp.lang], SearchConfig(max_tokens=4))[0]
+    assert hyp.text == forced.text
