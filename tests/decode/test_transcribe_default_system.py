@@ -1,5 +1,6 @@
 """espnet-lora-transcribe on the default recipe's trained system (real Whisper base, the rank-16 adapters,
-the mlp LID head): a file with a Hindi sentence then an Italian one prints two segments, hi then it.
+the mlp LID head): a file with a Telugu sentence then an English one (the plan's Telugu-English pair) prints
+two segments, te then en.
 
 Needs the default run's outputs (`./run.sh` in egs2/multilingual_lora/asr1, ~52 min), so it is skipped
 where they are absent (CI trains nothing that long); ESPNET_LORA_RECIPE points it at another recipe
@@ -24,17 +25,17 @@ TRAINED = (EXP / "adapters" / "hi" / "adapter_config.json").is_file() and (EXP /
 
 @pytest.mark.slow
 @pytest.mark.skipif(not TRAINED, reason=f"needs the default run's trained system in {EXP} (./run.sh)")
-def test_a_hindi_then_italian_file_prints_two_segments_hi_then_it(tmp_path):
-    utterances = read_data_dir(RECIPE / "data" / "test_all")
-    first = {lang: next(u for u in utterances if u.lang == lang) for lang in ("hi", "it")}
+def test_a_telugu_then_english_file_prints_two_segments_te_then_en(tmp_path):
+    utterances = read_data_dir(RECIPE / "data" / "test_all") + read_data_dir(RECIPE / "data" / "test_en")
+    first = {lang: next(u for u in utterances if u.lang == lang) for lang in ("te", "en")}
     pause = np.zeros(4000, dtype=np.float32)  # 250 ms
-    wave = np.concatenate([utterance_audio(first["hi"]), pause, utterance_audio(first["it"])])
-    sf.write(str(tmp_path / "hi_it.flac"), wave, 16000)
+    wave = np.concatenate([utterance_audio(first["te"]), pause, utterance_audio(first["en"])])
+    sf.write(str(tmp_path / "te_en.flac"), wave, 16000)
     done = subprocess.run([sys.executable, "-m", "espnet_ext.bin.transcribe", "--exp", str(EXP), "--json",
-                           str(tmp_path / "hi_it.flac")], capture_output=True, text=True, timeout=600)
+                           str(tmp_path / "te_en.flac")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
-    assert [s["lang"] for s in result["segments"]] == ["hi", "it"], result["segments"]
+    assert [s["lang"] for s in result["segments"]] == ["te", "en"], result["segments"]
     switch = result["segments"][1]["start"]
-    assert abs(switch - (len(utterance_audio(first["hi"])) + len(pause) / 2) / 16000) < 0.5  # within 0.5 s
+    assert abs(switch - (len(utterance_audio(first["te"])) + len(pause) / 2) / 16000) < 0.5  # within 0.5 s
     assert all(s["text"] for s in result["segments"]) and result["text"]
