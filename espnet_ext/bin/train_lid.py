@@ -69,6 +69,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop_eval", type=float, nargs=2, default=None, metavar=("MIN_S", "MAX_S"),
                    help="also evaluate on the test utterances cut to random crops of this many seconds, "
                         "encoded alone (LID accuracy only: a crop has no transcript), e.g. 1 2")
+    p.add_argument("--alone_crops", type=int, default=0,
+                   help="add this many copies of the training set, each utterance cut to a new random "
+                        "--alone_crop_seconds stretch encoded alone (what short utterances and the 1 s windows of "
+                        "the language-over-time track look like; --crop cuts the whole utterance's frames)")
+    p.add_argument("--alone_crop_seconds", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN_S", "MAX_S"),
+                   help="seconds of the --alone_crops stretches")
     p.add_argument("--speed_perturb", type=float, nargs="*", default=[],
                    help="add the training set at these speed factors (tempo and pitch: other voices), e.g. 0.9 1.1")
     p.add_argument("--train_fraction", type=float, default=1.0,
@@ -194,6 +200,10 @@ def main(argv=None) -> None:
     train = features["train"]
     for factor in args.speed_perturb:
         train = train + frames(args.train_dir, f"_sp{factor:g}", speed(factor))
+    low, high = args.alone_crop_seconds
+    for copy in range(1, args.alone_crops + 1):  # each copy its own seed and cache: new stretches, read again on rerun
+        train = train + frames(args.train_dir, f"_crops_{low:g}-{high:g}s_{copy}",
+                               random_crops((low, high), seed=args.seed + copy))
     if args.train_fraction < 1.0:
         keep = torch.randperm(len(train.utt_ids), generator=torch.Generator().manual_seed(args.seed))
         train = train.subset(sorted(keep[: max(len(languages), int(args.train_fraction * len(keep)))].tolist()))

@@ -3,9 +3,11 @@
 Every router takes posteriors `[batch, L]` over a LID's languages and returns a `Routing`: weights
 `[batch, L]` over the same languages (each row sums to 1, or is all zero: the base model, with the
 shared adapter of a shared_below bank still on below the tap) and a language token per utterance.
-Where the weights mix languages, the token is the language with the largest weight: one decoder pass
-per candidate language (Kwok et al., TASLP 2025) would recover some LID errors at K times the decoder
-cost, and mixing already hedges the encoder side; the top-1 token keeps decoding one pass.
+Where the weights mix languages, the token is the language with the largest weight, which keeps
+decoding one pass; decoding instead once per candidate language and keeping the best-scoring transcript
+(Kwok et al., TASLP 2025) recovers some LID errors at up to K times the decoder's cost for the mixed
+utterances: that is the decoder's choice (`decode.py --language_candidates K`,
+espnet_ext.decode.transcribe), not the router's.
 
 Three rules hold for every router and are applied here, once:
 - `min_confidence`: when the top posterior is below it, the utterance falls back to the base model

@@ -48,12 +48,17 @@ def test_train_lid_writes_each_head_its_report_and_the_comparison(tmp_path):
     out = tmp_path / "lid"
     train_lid.main(["--model", "whisper_tiny_random", "--layer", "1", "--train_dir", str(data), "--dev_dir",
                     str(data), "--test_dir", str(data), "--out_dir", str(out), "--heads", "linear,asp",
-                    "--epochs", "3", "--crop", "0.2", "0.5", "--crop_eval", "0.3", "0.5", "--speed_perturb", "1.1", "--threads", "1"])
+                    "--epochs", "3", "--crop", "0.2", "0.5", "--crop_eval", "0.3", "0.5", "--speed_perturb", "1.1", "--alone_crops", "2",
+                    "--alone_crop_seconds", "0.2", "0.4", "--threads", "1"])
     table = (out / "heads.md").read_text()
     assert table.count("\n| linear |") == 1 and table.count("\n| asp |") == 1 and "| mlp |" not in table
     report = json.loads((out / "asp/eval.json").read_text())
     assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
-    assert report["train_utterances"] == 16  # 8 + the same 8 at speed 1.1
+    assert report["train_utterances"] == 32  # 8 + the same 8 at speed 1.1 + two copies of 8 stretches
+    first, second = ({u: float(d) for u, d in zip(*[iter((out / f"feats/train_crops_0.2-0.4s_{c}/utt2dur").read_text().split())] * 2)}
+                     for c in (1, 2))
+    assert all(0.19 <= d <= 0.4 for d in [*first.values(), *second.values()])  # stretches encoded alone
+    assert first.keys() == second.keys() and first != second  # each copy draws new stretches
     fast = (out / "feats/train_sp1.1/utt2dur").read_text().split()[1::2]  # a cache per data dir name
     plain = (out / "feats/train/utt2dur").read_text().split()[1::2]
     assert sum(map(float, fast)) == pytest.approx(sum(map(float, plain)) / 1.1, rel=0.01)
