@@ -1,13 +1,19 @@
-"""Atomic file writing: a reader (or a killed run) never sees a half-written output.
+"""Atomic file writing: a reader (or a killed run) never sees a half-written output; and a lock that
+keeps two processes from writing one directory at once.
 
 Everything the recipe writes goes to `<name>.tmp.<pid>` in the same directory first and is renamed
 over the target only when complete, so an interrupted stage leaves the previous file intact.
 """
 import contextlib
+import fcntl
 import json
 import os
+import socket
+import time
 from pathlib import Path
 from typing import IO, Any, Dict, Iterator, Sequence, Type, Union
+
+from espnet_ext.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 
@@ -40,6 +46,36 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+class LockHeld(UserError, RuntimeError):
+    """Another process holds the lock; the message names it (pid, host, since when) and the lock file."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed) for the block, or raise LockHeld at once,
+    naming the holder that the file records. The operating system drops the lock when its holder dies,
+    SIGKILL included, so a killed run never leaves a stale lock behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise LockHeld(f"{what} is in use by {holder} (lock file {path}); wait for it to finish, or "
+                           "stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ from the best epoch by the config's first best_model_criterion (`--export latest
 Any option not listed below goes to ESPnet's trainer as it is (it overrides the config), e.g.
 `--max_epoch 5 --seed 3 --accum_grad 2 --patience 3 --lora_conf dropout=0.1`; `--help` lists ours,
 `python -c "from espnet_ext.train.task import LoRAASRTask as T; T.get_parser().print_help()"` ESPnet's.
-Resuming (`--resume true`) continues from the last finished epoch: an epoch interrupted
-midway is trained again from its start, and the result equals an uninterrupted run.
+Resuming (`--resume true`) continues from the last finished epoch, or with `--save_every_n_steps N`
+from the last step checkpoint within the epoch (espnet_ext/train/trainer.py); either way the result is
+bit-identical to an uninterrupted run's. One training at a time per exp dir: a second one started on
+it stops at once, naming the process that holds `<exp_dir>/.train.lock`.
 """
 import argparse
 import logging
@@ -30,10 +32,12 @@ from pathlib import Path
 import torch
 
 from espnet_ext.bin.cli import exits_on_user_error, save_resolved_args, str2bool
+from espnet_ext.fileio import exclusive_lock
 from espnet_ext.train.export import EXPORT_CHOICES
 from espnet_ext.train.model import FINETUNE_CHOICES
 
 log = logging.getLogger("train_lora")
+TRAIN_LOCK = ".train.lock"  # held while a training runs in its exp dir: a second one stops at once, naming it
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -93,13 +97,13 @@ def main(argv=None) -> None:
         lora_alpha=args.lora_alpha, ngpu=args.ngpu, resume=args.resume, use_amp=args.use_amp,
         use_wandb=args.use_wandb, export=args.export, espnet_args=espnet_args,
     )
-    args.exp_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved_args(argparse.Namespace(**vars(args), espnet_args=espnet_args),
-                       args.exp_dir / "train_lora_args.yaml")
-    try:
-        exported = run_training(options)
-    except (NonFiniteLossError, ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"train_lora: {err}") from None
+    with exclusive_lock(args.exp_dir / TRAIN_LOCK, f"training dir {args.exp_dir}"):  # one training per exp dir
+        save_resolved_args(argparse.Namespace(**vars(args), espnet_args=espnet_args),
+                           args.exp_dir / "train_lora_args.yaml")
+        try:
+            exported = run_training(options)
+        except (NonFiniteLossError, ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"train_lora: {err}") from None
     for name, path in exported.items():
         log.info("exported %s -> %s", name, path)
 

@@ -11,22 +11,40 @@ ESPnet saves checkpoint.pth before `<N>epoch.pth`; a kill between the two leaves
 file missing although the checkpoint counts the epoch as done, and the final n-best averaging would
 then fail. On resume, that file is rewritten from checkpoint.pth, which holds the same model state.
 
-Resuming is at epoch boundaries (ESPnet's design): a run killed mid-epoch repeats that epoch from the
-last checkpoint. ESPnet reseeds every epoch (`seed + epoch`) and shuffles batches by epoch, so the
-repeated epoch, and the whole resumed run, trains exactly as an uninterrupted one.
+ESPnet resumes at epoch boundaries: a run killed mid-epoch repeats that epoch from the last
+checkpoint. It reseeds every epoch (`seed + epoch`) and shuffles batches by epoch, so the repeated
+epoch, and the whole resumed run, trains exactly as an uninterrupted one, but on a real corpus an epoch
+is hours. `--save_every_n_steps N` adds step checkpoints within the epoch (`step_checkpoint.pth`,
+atomic like the rest): the trainable weights, optimizers, schedulers, AMP scaler, the epoch's reporter
+statistics and step count, the random states, and how many batches of the epoch are done. A resumed
+run (`--resume true`) that finds one for the epoch it is starting loads it, draws the done batches from
+the epoch's iterator without training on them (ESPnet's iterator of an epoch is the same batches in the
+same order on every run, data-loader workers' seeds included), puts the random states back and goes on:
+the same steps, and adapters bit-identical to an uninterrupted run's (tests/train/test_kill_resume.py).
+A checkpoint is written only when the epoch has a next batch, so a resumed epoch never starts empty.
 """
 import contextlib
+import dataclasses
 import logging
 import os
+import random
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
+import numpy as np
 import torch
 
 from espnet_ext.fileio import atomic_open
 from espnet_ext.models.espnet_import import import_espnet_module
 
-_Trainer = import_espnet_module("espnet2.train.trainer").Trainer
+_espnet_trainer = import_espnet_module("espnet2.train.trainer")
+_Trainer = _espnet_trainer.Trainer
+STEP_CHECKPOINT = "step_checkpoint.pth"
+
+
+@dataclasses.dataclass
+class LoRATrainerOptions(_espnet_trainer.TrainerOptions):
+    save_every_n_steps: int = 0  # 0: checkpoints at epoch ends only (ESPnet's)
 
 
 @contextlib.contextmanager
@@ -61,8 +79,113 @@ def restore_last_epoch_file(output_dir: Path) -> None:
             torch.save(states["model"], epoch_file)
 
 
+def _random_states() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_random_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _trainable_state(model: torch.nn.Module) -> dict:
+    """The weights training changes (a LoRA bank's: megabytes, not the frozen base's hundreds)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_step_checkpoint(path: Path, model, optimizers, schedulers, scaler, reporter) -> Optional[dict]:
+    """The step checkpoint's states loaded into the training objects, when it belongs to the epoch
+    `reporter` is starting; None otherwise (none yet, or a finished epoch's, which checkpoint.pth holds)."""
+    if not path.is_file():
+        return None
+    states = torch.load(path, map_location="cpu", weights_only=False)
+    if states["epoch"] != reporter.epoch:
+        return None
+    module = getattr(model, "module", model)  # DDP wraps the model
+    missing = set(_trainable_state(module)) - set(states["model"])
+    if missing:
+        raise RuntimeError(f"{path} lacks trainable weights {sorted(missing)[:3]}...: it was written by another "
+                           "training; delete it (the run then resumes from checkpoint.pth)")
+    module.load_state_dict(states["model"], strict=False)
+    for optimizer, state in zip(optimizers, states["optimizers"]):
+        optimizer.load_state_dict(state)
+    for scheduler, state in zip(schedulers, states["schedulers"]):
+        if scheduler is not None:
+            scheduler.load_state_dict(state)
+    if scaler is not None and states["scaler"] is not None:
+        scaler.load_state_dict(states["scaler"])
+    reporter.__dict__.update(states["reporter"])  # the epoch's statistics so far and the step count
+    return states
+
+
+def _with_step_checkpoints(iterator: Iterable, done: int, every: int, save: Callable[[int], None],
+                           restore: Optional[Callable[[], None]]) -> Iterator:
+    """`iterator`'s batches after the first `done`; `save(n)` runs when n batches are trained, n a
+    multiple of `every`, and the next batch is fetched (so on resume, `restore` runs at the same point:
+    after fetching batch done + 1, before training on it)."""
+    batches = iter(iterator)
+    for _ in range(done):
+        next(batches)
+    count = done
+    for batch in batches:
+        if count == done and restore is not None:
+            restore()
+        elif count > done and count % every == 0:
+            save(count)
+        yield batch
+        count += 1
+
+
 class LoRATrainer(_Trainer):
-    """ESPnet's Trainer with atomic checkpoint files (see the module docstring)."""
+    """ESPnet's Trainer with atomic checkpoint files and optional step checkpoints (module docstring)."""
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--save_every_n_steps", type=int, default=0,
+                            help="also checkpoint every N optimizer steps within an epoch (step_checkpoint.pth); "
+                                 "a run killed mid-epoch resumes there with --resume true. 0: epoch ends only")
+
+    @classmethod
+    def build_options(cls, args):
+        return _espnet_trainer.build_dataclass(LoRATrainerOptions, args)
+
+    @classmethod
+    def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter, summary_writer, options,
+                        distributed_option) -> bool:
+        every = getattr(options, "save_every_n_steps", 0) * options.accum_grad  # in batches
+        if every <= 0:
+            return super().train_one_epoch(model=model, iterator=iterator, optimizers=optimizers,
+                                           schedulers=schedulers, scaler=scaler, reporter=reporter,
+                                           summary_writer=summary_writer, options=options,
+                                           distributed_option=distributed_option)
+        path = Path(options.output_dir) / STEP_CHECKPOINT
+        rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
+        loaded = _load_step_checkpoint(path, model, optimizers, schedulers, scaler, reporter) if options.resume else None
+        done = loaded["batches"] if loaded else 0
+        if loaded:
+            logging.info("resuming epoch %d after its batch %d (%s)", reporter.epoch, done, path)
+
+        def save(batches: int) -> None:
+            if not rank0:
+                return
+            torch.save({"epoch": reporter.epoch, "batches": batches,
+                        "model": _trainable_state(getattr(model, "module", model)),
+                        "optimizers": [o.state_dict() for o in optimizers],
+                        "schedulers": [s.state_dict() if s is not None else None for s in schedulers],
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "reporter": {k: v for k, v in reporter.__dict__.items() if k != "start_time"},
+                        "random": _random_states()}, path)
+            logging.info("step checkpoint: epoch %d, batch %d -> %s", reporter.epoch, batches, path)
+
+        restore = (lambda: _set_random_states(loaded["random"])) if loaded else None
+        return super().train_one_epoch(model=model, iterator=_with_step_checkpoints(iterator, done, every, save, restore),
+                                       optimizers=optimizers, schedulers=schedulers, scaler=scaler, reporter=reporter,
+                                       summary_writer=summary_writer, options=options,
+                                       distributed_option=distributed_option)
 
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,

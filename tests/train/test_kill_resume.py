@@ -56,3 +56,55 @@ def test_sigkill_mid_training_then_resume_matches_the_uninterrupted_run(trained,
         assert ours.keys() == theirs.keys()
         for key in ours:
             assert torch.equal(ours[key], theirs[key]), (lang, key)
+
+
+def default_like_config(tmp_path):
+    """The tiny config with the default run's training settings that touch randomness and order: LoRA
+    dropout, augmentation (speed, noise), num_iters_per_epoch and a data-loader worker; step checkpoints."""
+    import yaml
+
+    from train_helpers import TINY_CONFIG
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["lora_conf"]["dropout"] = 0.05
+    config.update(augment_conf={"speed_factors": [0.9, 1.0, 1.1], "noise_prob": 0.5, "noise_snr_db": [10, 30]},
+                  num_iters_per_epoch=6, batch_bins=24000, num_workers=1, save_every_n_steps=1)
+    path = tmp_path / "train_tiny_steps.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_sigkill_mid_epoch_resumes_from_the_step_checkpoint_bit_identical(corpus, tmp_path):
+    config = default_like_config(tmp_path)
+    reference_dir, exp_dir = tmp_path / "uninterrupted", tmp_path / "killed"
+    train_lora.main(train_command(corpus, reference_dir, "--config", str(config)))
+
+    command = train_command(corpus, exp_dir, "--config", str(config))
+    step_file = exp_dir / "step_checkpoint.pth"
+    process = subprocess.Popen([sys.executable, "-m", "espnet_ext.bin.train_lora", *command], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not step_file.exists():
+        assert process.poll() is None, "training ended before its first step checkpoint"
+        assert time.monotonic() < deadline, "no step checkpoint within the timeout"
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = torch.load(step_file, weights_only=False)
+    assert saved["epoch"] == 1 and 1 <= saved["batches"] < 6  # killed inside the first epoch
+    assert not (exp_dir / "checkpoint.pth").exists()  # so ESPnet alone would redo the whole epoch
+
+    train_lora.main(command + ["--resume", "true"])
+
+    resumed, uninterrupted = reporter(exp_dir), reporter(reference_dir)
+    for epoch in (1, 2):  # the same number of steps in each epoch and in all
+        for key in ("train", "valid"):
+            assert resumed["stats"][epoch][key]["total_count"] == uninterrupted["stats"][epoch][key]["total_count"]
+    assert resumed["stats"][2]["train"]["total_count"] == 12
+    assert resumed["stats"][1]["train"]["loss"] == uninterrupted["stats"][1]["train"]["loss"]  # the epoch's mean
+    for lang in LANGS:
+        ours = load_file(exp_dir / "adapters" / lang / "adapter_model.safetensors")
+        theirs = load_file(reference_dir / "adapters" / lang / "adapter_model.safetensors")
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), (lang, key)
