@@ -69,11 +69,16 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv=None) -> argpar
     return parser.parse_args(argv)
 
 
-def save_resolved_args(args: argparse.Namespace, path) -> None:
-    """Record every option a step ran with (config file and flags resolved), for reproduction."""
+def resolved_args_yaml(args: argparse.Namespace) -> str:
+    """Every option of `args` (config file and flags resolved) as YAML, paths as strings."""
     import yaml
 
+    values = {k: str(v) if hasattr(v, "__fspath__") else v for k, v in sorted(vars(args).items())}
+    return yaml.safe_dump(values, allow_unicode=True, sort_keys=True)
+
+
+def save_resolved_args(args: argparse.Namespace, path) -> None:
+    """Record every option a step ran with (config file and flags resolved), for reproduction."""
     from espnet_ext.fileio import atomic_write_text
 
-    values = {k: str(v) if hasattr(v, "__fspath__") else v for k, v in sorted(vars(args).items())}
-    atomic_write_text(path, yaml.safe_dump(values, allow_unicode=True, sort_keys=True))
+    atomic_write_text(path, resolved_args_yaml(args))

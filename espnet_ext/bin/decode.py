@@ -21,10 +21,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from espnet_ext.bin.cli import exits_on_user_error, parse_args_with_config, save_resolved_args, str2bool
+from espnet_ext.bin.cli import (
+    exits_on_user_error, parse_args_with_config, resolved_args_yaml, save_resolved_args, str2bool,
+)
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_segments_json, read_segments_lang
 from espnet_ext.decode.search import SearchConfig
-from espnet_ext.decode.transcribe import DecodeOptions, decode_data_dir, merge_jobs
+from espnet_ext.decode.transcribe import JOB_DONE, DecodeOptions, decode_data_dir, merge_jobs
+from espnet_ext.fileio import atomic_write_text
 from espnet_ext.routing.routers import DEFAULT_TAU, ROUTINGS, make_router
 
 log = logging.getLogger("decode")
@@ -166,6 +169,12 @@ def main(argv=None) -> None:
     segments = read_segments(args.segments, args.data_dir, args.routing) if args.segments else None
     if args.one_pass and segments is None:
         raise SystemExit("decode.py: --one_pass true routes the frames of language segments; give --segments too")
+    job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
+    request = resolved_args_yaml(args)  # a rerun with the same options skips the job, any change redoes it
+    if (job_dir / JOB_DONE).is_file() and (job_dir / JOB_DONE).read_text(encoding="utf-8") == request:
+        log.info("job %d of %d already decoded with these options (%s); a rerun redoes only unfinished jobs",
+                 args.job, args.nj, job_dir / JOB_DONE)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     from espnet_ext.models.registry import load_model
@@ -195,10 +204,10 @@ def main(argv=None) -> None:
         language_candidates=args.language_candidates,
     )
     save_resolved_args(args, args.out_dir / "decode_args.yaml")
-    job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
     start = time.time()
     n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router, segments,
                         args.one_pass)
+    atomic_write_text(job_dir / JOB_DONE, request)  # after the job's text and lid.json: the job is complete
     log.info("decoded %d utterances in %.1f s -> %s", n, time.time() - start, job_dir)
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from espnet_ext.data.audio import SAMPLE_RATE, cut_points, pad_batch, utterance_audio
 from espnet_ext.data.kaldi import LanguageSegment, read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
+from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES, LID_LANGUAGES
 from espnet_ext.lora.inject import (
@@ -424,13 +425,21 @@ def _write_decoding(out_dir: Path, utt_ids: Sequence[str], hyps: Mapping, segmen
                                                        ensure_ascii=False, indent=1))
 
 
+JOB_DONE = "done.yaml"  # in a job's split<nj>/<job>/: the options it was decoded with, written after its outputs
+
+
+class UnfinishedDecode(UserError, FileNotFoundError):
+    """A decoding job of the set has not finished: merging now would give a partial transcript."""
+
+
 def merge_jobs(out_dir: Path, nj: int) -> int:
-    """Join `out_dir/split<nj>/<job>/{text,lid.json}` into `out_dir/{text,lid.json}`."""
+    """Join `out_dir/split<nj>/<job>/{text,lid.json}` into `out_dir/{text,lid.json}` (each written
+    atomically), once every job has written its `JOB_DONE`."""
     texts, lid = [], {}
     for job in range(1, nj + 1):
         job_dir = out_dir / f"split{nj}" / str(job)
-        if not (job_dir / "text").exists():
-            raise FileNotFoundError(f"{job_dir / 'text'} is missing: decoding job {job} did not finish; see {out_dir}/log/decode.{job}.log and rerun the decoding stage")
+        if not (job_dir / JOB_DONE).exists():
+            raise UnfinishedDecode(f"{job_dir / JOB_DONE} is missing: decoding job {job} did not finish; see {out_dir}/log/decode.{job}.log and rerun the decoding stage (finished jobs are kept)")
         texts += (job_dir / "text").read_text(encoding="utf-8").splitlines(keepends=True)
         lid.update(json.loads((job_dir / "lid.json").read_text(encoding="utf-8")))
     texts.sort(key=lambda line: line.split(" ", 1)[0])

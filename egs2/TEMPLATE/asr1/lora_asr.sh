@@ -139,6 +139,7 @@ decode_set() {  # data dir, decode dir, routing[, decode.py options]: nj paralle
         return
     fi
     log "decoding ${data} with ${model} (routing ${routing}) -> ${dir}"
+    if [ "${force}" = true ]; then rm -rf "${dir}"/split*; fi  # else a rerun keeps the jobs that finished
     ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
         python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
             --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
