@@ -29,11 +29,24 @@ class UncachedState(OwsmCachedState):
         self.memory = self.memory.index_select(0, index)
 
 
-@torch.no_grad()
-def test_prompt_is_sos_lang_task_notimestamps(tiny):
-    backend = make_backend(tiny, pad_to_30s=True)
-    tokens = [tiny.asr_model.token_list[i] for i in backend.prompt("te")]
-    assert tokens == ["<sos>", "<tel>", "<asr>", "<notimestamps>"]
+# OWSM v3.1/v4's own spelling of the prompt tokens (ISO 639-3 languages), written out here rather than
+# read from espnet_ext/languages.py, so that a wrong `owsm_token` in the table fails the test below.
+OWSM_LANGUAGE_TOKENS = {"hi": "<hin>", "pa": "<pan>", "te": "<tel>", "it": "<ita>", "en": "<eng>"}
+
+
+def test_every_lid_language_has_a_literal_owsm_token():
+    """A new LID class must get its OWSM token written out above, or its prompt goes untested."""
+    assert sorted(OWSM_LANGUAGE_TOKENS) == sorted(LID_LANGUAGES)
+
+
+@pytest.mark.parametrize("lang, lang_token", OWSM_LANGUAGE_TOKENS.items())
+def test_prompt_is_sos_lang_task_notimestamps(tiny, lang, lang_token):
+    """The prompt's ids are those of the literal OWSM tokens, looked up by string in the model's list."""
+    token_list = tiny.asr_model.token_list
+    expected = ["<sos>", lang_token, "<asr>", "<notimestamps>"]
+    missing = [token for token in expected if token not in token_list]
+    assert not missing, f"the tiny OWSM token list lacks {missing}"
+    assert make_backend(tiny, pad_to_30s=True).prompt(lang) == [token_list.index(t) for t in expected]
 
 
 @pytest.mark.parametrize("beam", [1, 2])
