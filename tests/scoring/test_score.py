@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import jiwer
 import pytest
 
 from espnet_ext.bin.score import main
@@ -57,6 +58,50 @@ def test_sclite_counts_equal_jiwer_per_language_and_overall(scored):
         refs, hyps = zip(*pairs)
         for unit, counts in (("wer", word_error_counts(refs, hyps)), ("cer", char_error_counts(refs, hyps))):
             assert scores["scores"][lang][unit] == counts.as_dict(), (lang, unit)
+
+
+# Raw transcripts that only agree after normalisation: danda and punctuation glued to words, case,
+# NFD accents and precomposed nukta letters (NFC), zero-width (non-)joiners and soft hyphens, typographic
+# apostrophes and Italian elision, symbols, and the characters trn files give a meaning to ("(", "-").
+RAW_SAMPLE = {
+    "hi2-r1": ("hi2", "hi", "नमस्ते दुनिया।आप कैसे हैं?", "नमस्ते,  दुनिया आप कैसी हैं"),
+    "hi2-r2": ("hi2", "hi", "\u0958लम और कि\u200dताब॥", "\u0915\u093cलम और किताबें"),
+    "pa2-r3": ("pa2", "pa", "ਅੱਜ ਦੀ \u0a59ਬਰ: ਮੀਂਹ!", "ਅੱਜ ਦੀ ਖ\u0a3cਬਰ ਮੀਂਹ ਮੀਂਹ।"),
+    "te2-r4": ("te2", "te", "నమస్కారం, మీరు ఎలా ఉన్నారు?", "నమస్కారం (మీరు) ఎల ఉన్నా\u200cరు"),
+    "it2-r5": ("it2", "it", "L\u2019acqua è fredda, un po' troppo.", "LA ACQUA E\u0300 FREDDA-UN PO TROPPO"),
+    "it2-r6": ("it2", "it", "Vado a scuola in bici\u00adcletta con un\u2019amica: costa 5€",
+               "vado a scuola, in bicicletta con un amica costa 5 euro"),
+}
+# The same transcripts normalised by hand, following normalize.py's documented rules.
+BY_HAND = {
+    "hi2-r1": ("नमस्ते दुनिया आप कैसे हैं", "नमस्ते दुनिया आप कैसी हैं"),  # 1 sub
+    "hi2-r2": ("\u0915\u093cलम और किताब", "\u0915\u093cलम और किताबें"),  # 1 sub
+    "pa2-r3": ("ਅੱਜ ਦੀ ਖ\u0a3cਬਰ ਮੀਂਹ", "ਅੱਜ ਦੀ ਖ\u0a3cਬਰ ਮੀਂਹ ਮੀਂਹ"),  # 1 ins
+    "te2-r4": ("నమస్కారం మీరు ఎలా ఉన్నారు", "నమస్కారం మీరు ఎల ఉన్నారు"),  # 1 sub
+    "it2-r5": ("l' acqua è fredda un po troppo", "la acqua è fredda un po troppo"),  # 1 sub
+    "it2-r6": ("vado a scuola in bicicletta con un' amica costa 5",
+               "vado a scuola in bicicletta con un amica costa 5 euro"),  # 1 sub, 1 ins
+}
+
+
+def test_raw_text_scores_equal_jiwer_on_text_normalised_by_hand(tmp_path):
+    """sclite on raw text (normalised by the project) counts what jiwer counts on hand-normalised text.
+
+    The test above normalises both sides with the project's normaliser; here the expectation never
+    touches it, so a wrong normalisation rule changes the scores and fails this test.
+    """
+    data, decode = write_sample(tmp_path, RAW_SAMPLE)
+    assert main(["--decode_dir", str(decode), "--ref_text", str(data / "text")]) == 0
+    scores = json.loads((decode / "scores.json").read_text())["scores"]
+    assert list(scores) == ["hi", "pa", "te", "it", "all"]
+    for lang in scores:
+        refs, hyps = zip(*(BY_HAND[u] for u, (_, l, _, _) in RAW_SAMPLE.items() if lang in (l, "all")))
+        for unit, process in (("wer", jiwer.process_words), ("cer", jiwer.process_characters)):
+            out = process(list(refs), list(hyps))
+            expected = {"substitutions": out.substitutions, "deletions": out.deletions,
+                        "insertions": out.insertions, "ref_tokens": out.hits + out.substitutions + out.deletions}
+            assert {k: scores[lang][unit][k] for k in expected} == expected, (lang, unit)
+    assert scores["all"]["wer"]["errors"] == 7
 
 
 def test_overall_word_counts_match_the_hand_count(scored):
