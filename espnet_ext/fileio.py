@@ -48,6 +48,41 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         f.write(data)
 
 
+class ConfigError(UserError, ValueError):
+    """A YAML config that is missing or not valid YAML; the message names the file (line, column)."""
+
+
+def yaml_syntax_error(err: Exception) -> ConfigError:
+    """A PyYAML parse error as one line: the file as the parser named it, the line and column of the
+    problem (1-based, as editors count), what was expected, and the fix."""
+    mark = getattr(err, "problem_mark", None)
+    source = mark.name if mark is not None else ""
+    what = ", ".join(part for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part)
+    what = what or str(err).splitlines()[0]
+    if not source or source.startswith("<"):  # yaml's name for a string: an option's key=value, not a file
+        return ConfigError(f"a YAML value given as an option is not valid YAML ({what}); correct it")
+    return ConfigError(f"{source}: not valid YAML at line {mark.line + 1}, column {mark.column + 1} ({what}); "
+                       "correct the syntax there")
+
+
+def read_yaml_config(path: PathLike) -> Dict[str, Any]:
+    """The mapping in YAML file `path` (an empty file: {}); ConfigError when it is missing, not valid
+    YAML, or not a mapping of option names."""
+    import yaml
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such config file; give an existing YAML file (the recipe's are in conf/)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise yaml_syntax_error(err) from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: holds a YAML {type(values).__name__}, not a mapping of option names to values; "
+                          "write it as `option: value` lines")
+    return values
+
+
 class LockHeld(UserError, RuntimeError):
     """Another process holds the lock; the message names it (pid, host, since when) and the lock file."""
 

@@ -14,6 +14,13 @@ voice synthesises the default corpus, and its role in the project:
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
+from espnet_ext.errors import UserError
+
+
+class UnknownLanguage(UserError, ValueError):
+    """A language code the table lacks (in utt2lang, a --lang, a segments file): the message lists the
+    known codes and says where to add one."""
+
 
 @dataclass(frozen=True)
 class Language:
@@ -65,7 +72,7 @@ def get_language(code: str) -> Language:
     try:
         return LANGUAGES[code]
     except KeyError:
-        raise ValueError(
+        raise UnknownLanguage(
             f"unknown language code {code!r}; known codes: {', '.join(LANGUAGES)} "
             "(add a row to espnet_ext/languages.py to support another language)"
         ) from None

@@ -40,6 +40,9 @@ def make_noisy_set(src: Path, dst: Path, snr: Sequence[float], seed: int = 0) ->
     low, high = snr
     if low > high:
         raise ValueError(f"--snr {low} {high}: give the lower SNR first (fix: --snr {high} {low})")
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"--dst {dst} is --src {src}: the noisy copy would replace the clean data dir (fix: give "
+                         f"--dst a new dir, e.g. {src}_snr{low:g}-{high:g})")
     noisy, snrs, audio_dir = [], {}, dst.parent / "local" / f"{dst.name}_wav"
     for utt in tqdm(read_data_dir(src), desc=f"noise -> {dst.name}", unit="utt"):
         generator = utterance_generator(seed, utt.utt_id)

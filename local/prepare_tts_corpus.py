@@ -43,7 +43,7 @@ import soundfile as sf
 
 from espnet_ext.data.audio import SAMPLE_RATE, AudioError, condition, existing_wav_duration, write_wav
 from espnet_ext.data.corpus import (
-    LOG_FORMAT, exit_on_bad_input, run_parallel, wav_path, write_unions, write_validated,
+    LOG_FORMAT, check_out_dir, exit_on_bad_input, run_parallel, wav_path, write_unions, write_validated,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text
 from espnet_ext.languages import LANGUAGES, get_language, script_fraction
@@ -237,6 +237,7 @@ def prepare_tts_corpus(out_dir: Path, langs: Sequence[str] = tuple(LANGUAGES),
                        seed: int = 0, train_utts: Optional[int] = None) -> Dict[str, List[Utterance]]:
     """Synthesise, write and validate every `<split>_<lang>` and `<split>_all` dir; returns them by name."""
     langs = [get_language(lang).code for lang in langs]
+    check_out_dir(out_dir)
     audio_dir = Path(audio_dir) if audio_dir is not None else Path(out_dir) / "local" / "tts_wav"
     if utts_per_split < 1 or (train_utts is not None and train_utts < 1):
         raise ValueError(f"--utts_per_split and --train_utts must be >= 1, got {utts_per_split}, {train_utts}")

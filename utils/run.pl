@@ -20,6 +20,9 @@
 #
 # Exit status 0 if every job succeeded; otherwise 1, after printing
 #   run.pl: F / N failed, log is in <log with the job variable replaced by *>
+#   run.pl: <log of the first failed job>: <the last line the command wrote there>
+# (the second line when the command wrote anything: the project's CLIs end a failure with a one-line
+# reason, which the user then sees without opening the log).
 use strict;
 use warnings;
 use File::Basename qw(dirname);
@@ -97,11 +100,26 @@ sub run_job {
     return $code;
 }
 
-my ($num_jobs, $failed, %running) = (0, 0);
+# The last non-empty line the command wrote into `log` (not run.pl's own `#` lines; of a line that
+# carriage returns overwrote, as progress bars do, what is left visible); undef if it wrote none.
+sub last_output_line {
+    my ($log) = @_;
+    open(my $fh, '<', $log) or return undef;
+    my $last;
+    while (my $line = <$fh>) {
+        $line =~ s/\s+$//;
+        $line = (split /\r/, $line)[-1] // '';
+        $last = $line if $line =~ /\S/ && $line !~ /^#( |$)/;
+    }
+    return $last;
+}
+
+my $num_jobs = 0;
+my (%running, @failed_ids);  # pid -> job id; the ids of the jobs that failed
 sub reap_one {
     my $pid = wait();
-    delete $running{$pid};
-    $failed++ if $? != 0;
+    my $id = delete $running{$pid};
+    push @failed_ids, $id if $? != 0;
 }
 for my $id (defined $job_var ? ($first .. $last) : (1)) {
     reap_one() if $max_jobs && keys(%running) >= $max_jobs;
@@ -113,9 +131,12 @@ for my $id (defined $job_var ? ($first .. $last) : (1)) {
 }
 reap_one() while %running;
 
-if ($failed) {
+if (@failed_ids) {
     (my $shown = $log_template) =~ s/\Q$job_var\E/*/g if defined $job_var;
-    print STDERR "run.pl: $failed / $num_jobs failed, log is in " . ($shown // $log_template) . "\n";
+    print STDERR "run.pl: " . scalar(@failed_ids) . " / $num_jobs failed, log is in " . ($shown // $log_template) . "\n";
+    my ($first_log) = map { for_job($log_template, $_) } sort { $a <=> $b } @failed_ids;
+    my $reason = last_output_line($first_log);
+    print STDERR "run.pl: $first_log: $reason\n" if defined $reason;
     exit 1;
 }
 exit 0;

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from espnet_ext.errors import UserError
+from espnet_ext.fileio import atomic_write_text, read_yaml_config
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -54,13 +55,10 @@ def parse_args_with_config(parser: argparse.ArgumentParser, argv=None) -> argpar
     This is ESPnet's convention: `conf/*.yaml` holds an experiment's settings, flags override them.
     Unknown keys in the YAML are an error naming the file, so a typo never passes silently.
     """
-    import yaml
-
     parser.add_argument("--config", default=None, help="YAML file of option defaults (keys = option names)")
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
-        with open(pre.config, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
+        values = read_yaml_config(pre.config)
         known = {a.dest for a in parser._actions}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -79,6 +77,4 @@ def resolved_args_yaml(args: argparse.Namespace) -> str:
 
 def save_resolved_args(args: argparse.Namespace, path) -> None:
     """Record every option a step ran with (config file and flags resolved), for reproduction."""
-    from espnet_ext.fileio import atomic_write_text
-
     atomic_write_text(path, resolved_args_yaml(args))

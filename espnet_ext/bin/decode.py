@@ -24,7 +24,9 @@ import torch
 from espnet_ext.bin.cli import (
     exits_on_user_error, parse_args_with_config, resolved_args_yaml, save_resolved_args, str2bool,
 )
-from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_segments_json, read_segments_lang
+from espnet_ext.data.kaldi import (
+    SEGMENTS_LANG, LanguageSegment, Utterance, check_segments, read_data_dir, read_segments_json, read_segments_lang,
+)
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import JOB_DONE, DecodeOptions, decode_data_dir, merge_jobs
 from espnet_ext.fileio import atomic_write_text
@@ -86,15 +88,19 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
-    """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`; their configs."""
-    from espnet_ext.lora.adapter_files import CONFIG_NAME, load_adapter_bank
+    """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`; their configs.
+    Shared by the CLIs (decode, train_lid, lid_probe, transcribe): errors are AdapterFileErrors, which
+    each CLI prints under its own name."""
+    from espnet_ext.lora.adapter_files import CONFIG_NAME, AdapterFileError, load_adapter_bank
     from espnet_ext.lora.inject import SHARED
 
     if adapter_dir is None:
-        raise SystemExit("decode.py: --routing other than none needs --adapter_dir (run stage 3 first)")
+        raise AdapterFileError("a --routing other than none needs --adapter_dir <exp>/adapters (stage 3 trains them)")
     langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}") if p.parent.name != SHARED)
     if not langs:
-        raise SystemExit(f"decode.py: no adapters in {adapter_dir} (expected <lang>/{CONFIG_NAME}); run stage 3 first")
+        where = "does not exist" if not Path(adapter_dir).exists() else f"holds no <lang>/{CONFIG_NAME}"
+        raise AdapterFileError(f"--adapter_dir {adapter_dir} {where}; give the adapters dir of a trained exp "
+                               "(<exp>/adapters), or run stage 3 first")
     configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
     layout = configs[langs[0]].get("layout", {}).get("kind", "per_language")
     log.info("loaded LoRA adapters %s from %s (layout %s)", ", ".join(configs), adapter_dir, layout)
@@ -103,11 +109,11 @@ def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
 
 def load_lid_head(model, lid_dir: Optional[Path]):
     """The LID head in `lid_dir`, checked against the base `model`."""
-    from espnet_ext.lid.heads import load_head
+    from espnet_ext.lid.heads import LIDFileError, load_head
 
     if lid_dir is None:
-        raise SystemExit("decode.py: this --routing reads a LID head on the tap; give --lid_dir <exp>/lid/<head> "
-                         "(stage 4 trains it)")
+        raise LIDFileError("this --routing reads a LID head on the tap; give --lid_dir <exp>/lid/<head> (stage 4 "
+                           "trains it)")
     head = load_head(lid_dir, model.name, model.fingerprint)
     log.info("loaded LID head %s (%s on encoder layer %d, %s)", lid_dir, head.kind, head.layer, ", ".join(head.languages))
     return head.to(next(model.asr_model.parameters()).device)
@@ -140,22 +146,24 @@ def input_window(requested: Optional[bool], trained_configs: Sequence[Mapping[st
     return requested
 
 
-def read_segments(spec: str, data_dir: Path, routing: str) -> Dict[str, List[LanguageSegment]]:
-    """`--segments`: `oracle` reads `<data_dir>/segments_lang`; a path, a codeswitch_lid segments JSON."""
+def read_segments(spec: str, data_dir: Path, utterances: List[Utterance],
+                  routing: str) -> Dict[str, List[LanguageSegment]]:
+    """`--segments`: `oracle` reads `<data_dir>/segments_lang`; a path, a codeswitch_lid segments JSON;
+    either checked against the data dir's `utterances` (check_segments) before any model loads."""
     if routing != "oracle":
         raise SystemExit(f"decode.py: --segments decodes each segment with its own language forced; use it with "
                          f"--routing oracle, not {routing}")
-    try:
-        return read_segments_lang(data_dir) if spec == "oracle" else read_segments_json(spec)
-    except (DataDirError, OSError, ValueError) as err:
-        raise SystemExit(f"decode.py: --segments {spec}: {err} (give `oracle` or a segments_<penalty>.json of "
-                         "espnet_ext.bin.codeswitch_lid)")
+    segments = read_segments_lang(data_dir) if spec == "oracle" else read_segments_json(spec)
+    check_segments(segments, utterances, data_dir, data_dir / SEGMENTS_LANG if spec == "oracle" else spec)
+    return segments
 
 
 @exits_on_user_error
 def main(argv=None) -> None:
     args = parse_args_with_config(get_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.nj < 1:
+        raise SystemExit(f"decode.py: --nj {args.nj}: give the number of jobs the data dir is split into, 1 or more")
     if args.merge:
         n = merge_jobs(args.out_dir, args.nj)
         log.info("merged %d jobs: %d utterances -> %s/text", args.nj, n, args.out_dir)
@@ -166,7 +174,11 @@ def main(argv=None) -> None:
         raise SystemExit(f"decode.py: --finetuned_dir decodes a fully fine-tuned model, which has no adapters to "
                          f"route; use it with --routing none, not {args.routing} (--language oracle|detect "
                          "picks the language)")
-    segments = read_segments(args.segments, args.data_dir, args.routing) if args.segments else None
+    if not 1 <= args.job <= args.nj:
+        raise SystemExit(f"decode.py: --job {args.job} is not one of the --nj {args.nj} jobs; give --job 1 to "
+                         f"{args.nj}")
+    utterances = read_data_dir(args.data_dir)  # a bad data dir stops here, before the model loads
+    segments = read_segments(args.segments, args.data_dir, utterances, args.routing) if args.segments else None
     if args.one_pass and segments is None:
         raise SystemExit("decode.py: --one_pass true routes the frames of language segments; give --segments too")
     job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
@@ -203,11 +215,11 @@ def main(argv=None) -> None:
         detect_language=source in ("language_token", "lid_head") or (source == "none" and args.language == "detect"),
         language_candidates=args.language_candidates,
     )
-    save_resolved_args(args, args.out_dir / "decode_args.yaml")
     start = time.time()
     n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router, segments,
-                        args.one_pass)
+                        args.one_pass, utterances=utterances)
     atomic_write_text(job_dir / JOB_DONE, request)  # after the job's text and lid.json: the job is complete
+    save_resolved_args(args, args.out_dir / "decode_args.yaml")  # only now: a failed run keeps the last record
     log.info("decoded %d utterances in %.1f s -> %s", n, time.time() - start, job_dir)
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_ext.scoring import ScoringError
 from espnet_ext.scoring.report import format_rate, score_decode_dir
 from espnet_ext.bin.cli import exits_on_user_error
 
@@ -32,6 +33,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="score.py: %(levelname)s: %(message)s")
+    if args.ref_text.is_dir():
+        raise ScoringError(f"--ref_text {args.ref_text} is a directory; give {args.ref_text / 'text'}, its reference "
+                           "transcripts")
     data_dir = args.ref_text.parent
     utt2lang = args.utt2lang
     if utt2lang is None and (data_dir / "utt2lang").is_file():

@@ -193,6 +193,8 @@ def main(argv=None) -> None:
         evaluated.append("test" + suffix)
     languages = [code for code in LANGUAGES if code in set(features["train"].langs)]  # the table's order
     adapters = [lang for lang in languages if lang in ADAPTER_LANGUAGES]
+    for split in ("dev", "test"):  # named here, where the dirs are known, not deep inside the heads' training
+        label_indices(features[split].langs, languages, f"--{split}_dir {' '.join(map(str, dirs[split]))}")
     seen = sorted(set(features["out_of_set"].langs) & set(languages)) if "out_of_set" in features else []
     if seen:
         raise SystemExit(f"train_lid.py: {args.oos_dir} holds languages the heads are trained on ({seen}); "

@@ -25,6 +25,7 @@ bit-identical to an uninterrupted run's. One training at a time per exp dir: a s
 it stops at once, naming the process that holds `<exp_dir>/.train.lock`.
 """
 import argparse
+import functools
 import logging
 import os
 from pathlib import Path
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 from espnet_ext.bin.cli import exits_on_user_error, save_resolved_args, str2bool
+from espnet_ext.errors import UserError
 from espnet_ext.fileio import exclusive_lock
 from espnet_ext.train.export import EXPORT_CHOICES
 from espnet_ext.train.model import FINETUNE_CHOICES
@@ -97,13 +99,15 @@ def main(argv=None) -> None:
         lora_alpha=args.lora_alpha, ngpu=args.ngpu, resume=args.resume, use_amp=args.use_amp,
         use_wandb=args.use_wandb, export=args.export, espnet_args=espnet_args,
     )
+    # the record of what trained the exp dir, written only once this run has passed its checks: a run
+    # refused for a bad option, config or data dir leaves the previous run's record in place
+    record = functools.partial(save_resolved_args, argparse.Namespace(**vars(args), espnet_args=espnet_args),
+                               args.exp_dir / "train_lora_args.yaml")
     with exclusive_lock(args.exp_dir / TRAIN_LOCK, f"training dir {args.exp_dir}"):  # one training per exp dir
-        save_resolved_args(argparse.Namespace(**vars(args), espnet_args=espnet_args),
-                           args.exp_dir / "train_lora_args.yaml")
         try:
-            exported = run_training(options)
-        except (NonFiniteLossError, ValueError, FileNotFoundError) as err:
-            raise SystemExit(f"train_lora: {err}") from None
+            exported = run_training(options, validated=record)
+        except (NonFiniteLossError, ValueError, FileNotFoundError) as err:  # the pipeline's bad-input errors
+            raise UserError(str(err)) from None
     for name, path in exported.items():
         log.info("exported %s -> %s", name, path)
 

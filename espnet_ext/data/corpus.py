@@ -118,6 +118,13 @@ def convert_sources(sources: Sequence[SourceUtterance], audio_dir: PathLike, nj:
     ]
 
 
+def check_out_dir(out_dir: PathLike) -> None:
+    """Refuse an --out_dir that is an existing file, before any audio is written under it."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise DataDirError(out_dir, None, "is a file, not a directory",
+                           "give --out_dir the directory the data dirs go into (data/), or move the file away")
+
+
 def write_validated(data_dir: PathLike, utterances: Sequence[Utterance]) -> None:
     """Write a data dir and validate it at once, so that a stage never ends on a broken dir."""
     write_data_dir(data_dir, utterances)
@@ -142,6 +149,7 @@ def build_data_dirs(out_dir: PathLike, sources: Dict[str, List[SourceUtterance]]
     The manifests are read in full and every file converted before the first dir is written, so a bad
     line or a broken file anywhere stops the stage with no data dir written.
     """
+    check_out_dir(out_dir)
     for name, dir_sources in sources.items():
         if not dir_sources:
             raise DataDirError(Path(out_dir) / name, None, "no utterances in this split",

@@ -23,7 +23,7 @@ import soundfile as sf
 
 from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text
-from espnet_ext.languages import get_language
+from espnet_ext.languages import UnknownLanguage, get_language
 
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PER_UTTERANCE_FILES = ("wav.scp", "text", "utt2spk", "utt2lang", "utt2dur")
 REQUIRED_FILES = PER_UTTERANCE_FILES + ("spk2utt",)
 SEGMENTS = "segments"
+DEFAULT_DUR_TOLERANCE = 0.05  # seconds; utt2dur is written with 3 decimals, so real drift is far above this
 
 
 class DataDirError(UserError, ValueError):
@@ -250,9 +251,31 @@ def _measure_durations(data_dir: Path, maps: Mapping[str, Dict[str, str]]) -> Di
     return durations
 
 
+def not_a_data_dir(data_dir: Path) -> Optional[DataDirError]:
+    """Why `data_dir` cannot be a data dir at all (absent, or a file given for it); None for a directory."""
+    if data_dir.is_dir():
+        return None
+    if data_dir.exists():
+        return DataDirError(data_dir, None, "is a file, not a data dir",
+                            "give the directory that holds wav.scp, text, utt2lang, ...")
+    return DataDirError(data_dir, None, "data dir does not exist", "run the data preparation stage first")
+
+
+def _language(data_dir: Path, utt_id: str, code: str) -> str:
+    """utt2lang's code of `utt_id`, refused here when the language table lacks it: adapters, LID classes
+    and prompts are keyed by it, so it would otherwise fail only after a model has loaded."""
+    try:
+        return get_language(code).code
+    except UnknownLanguage as err:
+        raise UnknownLanguage(f"{data_dir / 'utt2lang'}: utterance {utt_id}: {err}") from None
+
+
 def read_data_dir(data_dir: PathLike) -> List[Utterance]:
     """Read a data dir into utterances in sorted order (validate it first for full error reports)."""
     data_dir = Path(data_dir)
+    problem = not_a_data_dir(data_dir)
+    if problem:
+        raise problem
     derivable = ("utt2dur", "spk2utt")  # Kaldi dirs often lack them; utt2dur is measured, spk2utt unused here
     for name in REQUIRED_FILES:
         if not (data_dir / name).is_file() and name not in derivable:
@@ -272,7 +295,7 @@ def read_data_dir(data_dir: PathLike) -> List[Utterance]:
             utt_id=utt_id,
             speaker=_lookup(maps, data_dir, "utt2spk", utt_id),
             text=maps["text"][utt_id],
-            lang=_lookup(maps, data_dir, "utt2lang", utt_id),
+            lang=_language(data_dir, utt_id, _lookup(maps, data_dir, "utt2lang", utt_id)),
             wav=_lookup(maps, data_dir, "wav.scp", wav_key),
             duration=float(duration),
             segment=segment,
@@ -307,6 +330,21 @@ def write_segments_lang(data_dir: PathLike, segments: Mapping[str, Sequence[Lang
     atomic_write_text(Path(data_dir) / SEGMENTS_LANG, "".join(lines))
 
 
+def _language_segment(fields, path: Path, line: Optional[int], utt: str, layout: str,
+                      fix: str) -> LanguageSegment:
+    """One `start end lang` of a segments file (`layout`), refused unless the times are numbers with
+    0 <= start < end and the language is in the table; errors name the file, line or utterance."""
+    try:
+        start, end, lang = fields
+        start, end, lang = float(start), float(end), get_language(lang).code
+    except (TypeError, ValueError) as err:
+        raise DataDirError(path, line, f"not {layout}: utterance {utt!r} has {fields!r} ({err})", fix) from None
+    if not 0 <= start < end:
+        raise DataDirError(path, line, f"utterance {utt!r}: segment {start:g}-{end:g} s is empty or negative",
+                           "make 0 <= start < end")
+    return LanguageSegment(start, end, lang)
+
+
 def read_segments_lang(data_dir: PathLike) -> Dict[str, List[LanguageSegment]]:
     """Utterance -> its language segments in time order; errors name the line and the fix."""
     path = Path(data_dir) / SEGMENTS_LANG
@@ -314,15 +352,9 @@ def read_segments_lang(data_dir: PathLike) -> Dict[str, List[LanguageSegment]]:
         raise DataDirError(path, None, "missing", "build the code-switched set with local/make_codeswitch.py")
     segments: Dict[str, List[LanguageSegment]] = {}
     for entry in read_entries(path):
-        fields = entry.value.split()
-        try:
-            start, end, lang = float(fields[0]), float(fields[1]), get_language(fields[2]).code
-        except (IndexError, ValueError) as err:
-            raise DataDirError(path, entry.line, f"not `utt start end lang` ({err})",
-                               "write each line as `<utt> <start s> <end s> <language code>`") from None
-        if not 0 <= start < end:
-            raise DataDirError(path, entry.line, f"segment {start}-{end} s is empty or negative", "fix its times")
-        segments.setdefault(entry.key, []).append(LanguageSegment(start, end, lang))
+        segment = _language_segment(entry.value.split(), path, entry.line, entry.key, "`utt start end lang`",
+                                    "write each line as `<utt> <start s> <end s> <language code>`")
+        segments.setdefault(entry.key, []).append(segment)
     return {utt: sorted(parts, key=lambda s: s.start) for utt, parts in segments.items()}
 
 
@@ -333,10 +365,39 @@ def write_segments_json(path: PathLike, segments: Mapping[str, Sequence[Language
 
 
 def read_segments_json(path: PathLike) -> Dict[str, List[LanguageSegment]]:
-    """The inverse of write_segments_json; a malformed file raises ValueError naming it."""
+    """The inverse of write_segments_json, every segment checked (_language_segment); a malformed file
+    raises DataDirError naming it and the utterance."""
+    path, layout = Path(path), "a segments JSON {utt: [[start, end, lang], ...]}"
+    fix = "give the segments.json that espnet_ext.bin.codeswitch_lid wrote for this data dir"
+    if not path.is_file():
+        raise DataDirError(path, None, "no such file", fix)
     try:
-        table = json.loads(Path(path).read_text(encoding="utf-8"))
-        return {utt: [LanguageSegment(float(a), float(b), get_language(lang).code) for a, b, lang in parts]
-                for utt, parts in table.items()}
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a segments JSON {{utt: [[start, end, lang], ...]}} ({err})") from None
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise DataDirError(path, None, f"not {layout} ({err})", fix) from None
+    if not isinstance(table, dict):
+        raise DataDirError(path, None, f"not {layout}: it holds a {type(table).__name__}, not an object", fix)
+    segments = {}
+    for utt, parts in table.items():
+        if not isinstance(parts, list):
+            raise DataDirError(path, None, f"not {layout}: utterance {utt!r} has {parts!r}, not a list", fix)
+        segments[utt] = [_language_segment(part, path, None, utt, layout, fix) for part in parts]
+    return segments
+
+
+def check_segments(segments: Mapping[str, Sequence[LanguageSegment]], utterances: Sequence[Utterance],
+                   data_dir: PathLike, source: PathLike, tolerance: float = DEFAULT_DUR_TOLERANCE) -> None:
+    """Refuse language segments (read from `source`) that do not fit the utterances of `data_dir` they
+    will cut: each utterance needs its own, ending within its audio (utt2dur, give or take `tolerance`).
+    Segments of other utterances are ignored: one file may cover more sets than this one."""
+    fix = (f"give segments made for {data_dir}: espnet_ext.bin.codeswitch_lid's JSON, or its segments_lang "
+           "from local/make_codeswitch.py")
+    missing = [u.utt_id for u in utterances if not segments.get(u.utt_id)]
+    if missing:
+        raise DataDirError(source, None, f"no segments for {len(missing)} of the {len(utterances)} utterances of "
+                           f"{data_dir} (e.g. {missing[0]!r})", fix)
+    for utt in utterances:
+        end = max(s.end for s in segments[utt.utt_id])
+        if end > utt.duration + tolerance:
+            raise DataDirError(source, None, f"utterance {utt.utt_id!r}: a segment ends at {end:g} s, after the "
+                               f"{utt.duration:g} s of its audio (utt2dur)", fix)

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from espnet_ext.data.audio import SAMPLE_RATE, AudioError, probe_audio
 from espnet_ext.data.kaldi import (
-    PER_UTTERANCE_FILES, REQUIRED_FILES, SEGMENTS, DataDirError, Entry, read_entries, spk2utt_from_utt2spk,
+    DEFAULT_DUR_TOLERANCE, PER_UTTERANCE_FILES, REQUIRED_FILES, SEGMENTS, DataDirError, Entry, not_a_data_dir,
+    read_entries, spk2utt_from_utt2spk,
 )
 from espnet_ext.languages import get_language
 from espnet_ext.errors import UserError
@@ -24,7 +25,6 @@ from espnet_ext.errors import UserError
 PathLike = Union[str, os.PathLike]
 log = logging.getLogger(__name__)
 
-DEFAULT_DUR_TOLERANCE = 0.05  # seconds; utt2dur is written with 3 decimals, so real drift is far above this
 MAX_SHOWN = 30  # problems printed; a corpus-wide fault would otherwise print one line per utterance
 
 
@@ -224,9 +224,9 @@ def find_problems(data_dir: PathLike, check_audio: bool = True,
                   dur_tolerance: float = DEFAULT_DUR_TOLERANCE) -> List[DataDirError]:
     """Every problem of `data_dir`, in a stable order; an empty list means valid."""
     checker = _Checker(Path(data_dir))
-    if not checker.data_dir.is_dir():
-        checker.add("", None, "data dir does not exist", "run the data preparation stage first")
-        return checker.problems
+    problem = not_a_data_dir(checker.data_dir)
+    if problem:
+        return [problem]
     for name in REQUIRED_FILES:
         if not (checker.data_dir / name).is_file():
             checker.add(name, None, "missing", "rerun the data preparation stage that writes this dir")

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from espnet_ext.data.audio import SAMPLE_RATE, cut_points, pad_batch, utterance_audio
-from espnet_ext.data.kaldi import LanguageSegment, read_data_dir
+from espnet_ext.data.kaldi import LanguageSegment, Utterance, read_data_dir
 from espnet_ext.decode.search import SearchConfig, beam_search, token_budget
 from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text
@@ -308,19 +308,18 @@ def job_slice(utt_ids: Sequence[str], job: int, nj: int) -> List[str]:
 
 def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions, job: int = 1, nj: int = 1,
                     lid=None, router: Optional[Router] = None,
-                    segments: Optional[Mapping[str, Sequence[LanguageSegment]]] = None, one_pass: bool = False) -> int:
+                    segments: Optional[Mapping[str, Sequence[LanguageSegment]]] = None, one_pass: bool = False,
+                    utterances: Optional[Sequence[Utterance]] = None) -> int:
     """Decode this job's share of `data_dir` into `out_dir/{text,lid.json}`; returns #utterances. With
-    `segments` (utterance -> language segments), each segment is decoded alone with its language forced
-    and the transcripts joined in time order: through its adapter, or for a language without one
-    (LID-only English) through the base model on the 30 s window it was trained on (at the real length
-    the bare base repeats itself: measured on the code-switched sets). With `one_pass` too, each
-    utterance is encoded once with per-frame routing instead (transcribe_segments_one_pass)."""
-    utterances = {u.utt_id: u for u in read_data_dir(data_dir)}
+    `segments` (utterance -> language segments, checked to fit the dir by kaldi.check_segments), each
+    segment is decoded alone with its language forced and the transcripts joined in time order: through
+    its adapter, or for a language without one (LID-only English) through the base model on the 30 s
+    window it was trained on (at the real length the bare base repeats itself: measured on the
+    code-switched sets). With `one_pass` too, each utterance is encoded once with per-frame routing
+    instead (transcribe_segments_one_pass). `utterances`: the data dir's, where the caller has read them
+    already (decode.py does, before loading the model)."""
+    utterances = {u.utt_id: u for u in (read_data_dir(data_dir) if utterances is None else utterances)}
     utt_ids = job_slice(sorted(utterances), job, nj)
-    if segments is not None:
-        missing = [u for u in utt_ids if u not in segments]
-        if missing:
-            raise ValueError(f"no segments for {len(missing)} utterances of {data_dir} (e.g. {missing[0]})")
     if segments is not None and one_pass:
         hyps = _decode_one_pass(model, utterances, utt_ids, segments, options, f"{data_dir.name} job {job}/{nj}")
     else:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from espnet_ext.data.audio import SAMPLE_RATE, pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.models.whisper_forward import Tap, frame_mask
 
@@ -52,11 +53,18 @@ def pooled_layer_features(loaded, data_dir: Path, batch_size: int = 8, pad_to_30
                           {layer: np.concatenate(parts) for layer, parts in pooled.items()})
 
 
-def label_indices(langs: Sequence[str], languages: Sequence[str]) -> np.ndarray:
-    """Class index of each utterance's language; an error naming a language the head does not know."""
+class UnlabelledLanguage(UserError, ValueError):
+    """Utterances in a language the LID classes lack (the classes are the training data's languages)."""
+
+
+def label_indices(langs: Sequence[str], languages: Sequence[str], where: str = "the data") -> np.ndarray:
+    """Class index of each utterance's language; an error naming `where` the utterances come from (the
+    data dirs) and the languages the classes lack, which are the training data's: the fix is there."""
     unknown = sorted(set(langs) - set(languages))
     if unknown:
-        raise ValueError(f"utterances in {unknown}, which the LID head's classes {list(languages)} lack")
+        raise UnlabelledLanguage(f"{where} holds utterances in {unknown}, which the LID classes {list(languages)} "
+                                 f"lack (the classes are the training data's languages): train on data in them "
+                                 f"too, or leave them out of {where}")
     return np.array([list(languages).index(lang) for lang in langs])
 
 

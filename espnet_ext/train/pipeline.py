@@ -1,7 +1,7 @@
 """Stage 3 end to end: prepare an exp dir, train through ESPnet's trainer, export the adapters (or, with
 `--finetune full`, the fully fine-tuned model).
 
-    <exp>/train_lora_args.yaml   the options of this run, resolved (written by espnet_ext.bin.train_lora)
+    <exp>/train_lora_args.yaml   the options of the last run that passed its checks (espnet_ext.bin.train_lora)
     <exp>/conf/<config>.yaml     the training config as given
     <exp>/tokens.txt             the base model's token list (the text_int targets index it)
     <exp>/data/{train,valid}/    ESPnet's data and shape files (prep.py)
@@ -19,10 +19,12 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
+
+import yaml
 
 from espnet_ext.data.kaldi import read_data_dir
-from espnet_ext.fileio import atomic_write_text
+from espnet_ext.fileio import atomic_write_text, yaml_syntax_error
 from espnet_ext.languages import ADAPTER_LANGUAGES
 from espnet_ext.models.registry import LoadedModel, load_model
 from espnet_ext.train import targets as training_targets
@@ -124,13 +126,19 @@ def espnet_command(options: TrainOptions, loaded: LoadedModel) -> List[str]:
 
 
 def _resolve(command: List[str]) -> argparse.Namespace:
-    """Parse the command as ESPnet will (config file, then flags), so we prepare what it will train."""
-    return LoRAASRTask.get_parser().parse_args(command)
+    """Parse the command as ESPnet will (config file, then flags), so we prepare what it will train; a
+    config (or a key=value option) that is not valid YAML is a one-line error naming where."""
+    try:
+        return LoRAASRTask.get_parser().parse_args(command)
+    except yaml.YAMLError as err:
+        raise yaml_syntax_error(err) from None
 
 
-def run_training(options: TrainOptions) -> Dict[str, Path]:
+def run_training(options: TrainOptions, validated: Optional[Callable[[], None]] = None) -> Dict[str, Path]:
     """Prepare, train (ESPnet's LoRAASRTask.main) and export; returns each exported directory by name
-    (the languages' adapters, or `full_model`)."""
+    (the languages' adapters, or `full_model`). `validated` runs once the config, the exp dir and the
+    data have passed every check, just before ESPnet trains: what a run that fails its checks must not
+    overwrite is written there (train_lora: the record of the options that trained the exp dir)."""
     if not options.config.is_file():
         raise FileNotFoundError(f"training config {options.config} does not exist (see conf/tuning/train_*.yaml)")
     options.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +152,8 @@ def run_training(options: TrainOptions) -> Dict[str, Path]:
     if finetune == "lora":
         command += ["--lora_conf", f"languages={json.dumps(languages)}"]
     command += prepared["train"].espnet_args("train") + prepared["valid"].espnet_args("valid")
+    if validated is not None:
+        validated()
     log.info("training %s (--finetune %s) on %s in %s", loaded.name, finetune, languages, options.exp_dir)
     LoRAASRTask.main(cmd=command)
     data = {f"{mode}_data": {"dir": str(p.source), "utterances": p.per_language} for mode, p in prepared.items()}

@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence, Tuple
 import soundfile as sf
 
 from espnet_ext.data.audio import SAMPLE_RATE, utterance_audio
-from espnet_ext.data.kaldi import Utterance, read_data_dir, write_list
+from espnet_ext.data.kaldi import DataDirError, Utterance, read_data_dir, write_list
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,11 @@ def _cut_segment(utt: Utterance, wav_dir: Path) -> Tuple[str, int]:
 
 
 def _audio(utt: Utterance, wav_dir: Path, data_dir: Path) -> Tuple[str, int]:
-    """(path ESPnet will read, number of samples), after checking the format the models need."""
+    """(path ESPnet will read, number of samples), after checking the file exists and has the format the
+    models need."""
+    if not Path(utt.wav).is_file():
+        raise DataDirError(data_dir / "wav.scp", None, f"{utt.wav} (utterance {utt.utt_id}) not found",
+                           "restore the file, or rerun data preparation, which writes it again")
     try:
         info = sf.info(utt.wav)
     except (RuntimeError, sf.LibsndfileError) as err:

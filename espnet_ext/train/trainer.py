@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
@@ -34,12 +35,17 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
+from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_open
 from espnet_ext.models.espnet_import import import_espnet_module
 
 _espnet_trainer = import_espnet_module("espnet2.train.trainer")
 _Trainer = _espnet_trainer.Trainer
 STEP_CHECKPOINT = "step_checkpoint.pth"
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that --resume cannot load (truncated or corrupt): the message names it and the fix."""
 
 
 @dataclasses.dataclass
@@ -66,12 +72,26 @@ def atomic_torch_save() -> Iterator[None]:
         torch.save = original
 
 
+def load_checkpoint(path: Path, fix: str) -> dict:
+    """The states in checkpoint `path`; CheckpointError, saying `fix`, where the file cannot be loaded.
+    Our saves are atomic, so such a file was damaged afterwards (a disk filling up, a partial copy)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        reason = str(err).split(". ")[0]  # torch's first sentence; the rest is advice about saving
+        raise CheckpointError(f"{path} cannot be loaded, it is truncated or corrupt ({reason}); {fix}") from None
+
+
 def restore_last_epoch_file(output_dir: Path) -> None:
-    """Rewrite `<N>epoch.pth` from checkpoint.pth when a kill fell between ESPnet's two saves."""
+    """Rewrite `<N>epoch.pth` from checkpoint.pth when a kill fell between ESPnet's two saves. It is
+    also the first load of checkpoint.pth on resume, so a damaged one stops here, named, before ESPnet's."""
     checkpoint = output_dir / "checkpoint.pth"
     if not checkpoint.is_file():
         return
-    states = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    states = load_checkpoint(checkpoint, (
+        "--resume needs it (the optimizer, scheduler and epoch state, which <N>epoch.pth files lack): restore it "
+        "from a copy, or start the training over in a new --exp_dir (without checkpoint.pth, --resume true would "
+        "retrain this one from epoch 1)"))
     epoch_file = output_dir / f"{states['reporter']['epoch']}epoch.pth"
     if not epoch_file.exists():
         logging.warning("%s is missing (run killed while saving); rewriting it from %s", epoch_file, checkpoint)
@@ -102,7 +122,7 @@ def _load_step_checkpoint(path: Path, model, optimizers, schedulers, scaler, rep
     `reporter` is starting; None otherwise (none yet, or a finished epoch's, which checkpoint.pth holds)."""
     if not path.is_file():
         return None
-    states = torch.load(path, map_location="cpu", weights_only=False)
+    states = load_checkpoint(path, "delete it: the run then redoes its epoch from the start (checkpoint.pth)")
     if states["epoch"] != reporter.epoch:
         return None
     module = getattr(model, "module", model)  # DDP wraps the model

@@ -115,3 +115,34 @@ def test_a_read_only_dir_without_utt2dur_is_measured_and_left_alone(data_dir, mo
     monkeypatch.setattr("espnet_ext.data.kaldi.os.access", lambda path, mode: False)  # as for a user, not root
     assert [u.duration for u in read_data_dir(data_dir)] == [1.0, 0.5, 0.75]
     assert not (data_dir / "utt2dur").exists()
+
+
+def test_reading_refuses_an_unknown_language_and_a_path_that_is_no_dir(data_dir):
+    from espnet_ext.languages import UnknownLanguage
+
+    utt2lang = data_dir / "utt2lang"
+    utt2lang.write_text(utt2lang.read_text().replace("hi-a-0002 hi", "hi-a-0002 xx"))
+    with pytest.raises(UnknownLanguage, match=r"train/utt2lang: utterance hi-a-0002: unknown language code 'xx'"):
+        read_data_dir(data_dir)
+    with pytest.raises(DataDirError, match=r"utt2lang: is a file, not a data dir \(fix: give the directory"):
+        read_data_dir(utt2lang)
+    with pytest.raises(DataDirError, match=r"nowhere: data dir does not exist"):
+        read_data_dir(data_dir / "nowhere")
+
+
+def test_segments_are_checked_against_the_data_dir_they_cut(data_dir, tmp_path):
+    from espnet_ext.data.kaldi import LanguageSegment, check_segments, read_segments_json
+
+    utterances = read_data_dir(data_dir)  # 1.0, 0.5 and 0.75 s
+    fits = {u.utt_id: [LanguageSegment(0.0, u.duration, u.lang)] for u in utterances}
+    check_segments({**fits, "other-set-utt": [LanguageSegment(0, 9, "hi")]}, utterances, data_dir, "s.json")
+    with pytest.raises(DataDirError, match=r"s.json: no segments for 1 of the 3 utterances of .* \(e.g. 'te-b-0001'\)"):
+        check_segments({k: v for k, v in fits.items() if k != "te-b-0001"}, utterances, data_dir, "s.json")
+    with pytest.raises(DataDirError, match=r"utterance 'hi-a-0002': a segment ends at 2 s, after the 0.5 s"):
+        check_segments({**fits, "hi-a-0002": [LanguageSegment(0, 2, "hi")]}, utterances, data_dir, "s.json")
+    for content, message in [("[1, 2]", "it holds a list, not an object"),
+                             ('{"u": [[0.5, 0.5, "hi"]]}', "utterance 'u': segment 0.5-0.5 s is empty or negative"),
+                             ('{"u": [[0, 1, "klingon"]]}', "utterance 'u' has .*unknown language code 'klingon'")]:
+        (tmp_path / "s.json").write_text(content)
+        with pytest.raises(DataDirError, match=message):
+            read_segments_json(tmp_path / "s.json")

@@ -123,6 +123,22 @@ def test_unknown_language_is_refused(tmp_path):
     assert "unknown language code 'xx'" in done.stderr + done.stdout
 
 
+def test_nj_must_be_a_positive_number(tmp_path):
+    done = run_recipe(tmp_path, "--nj", "0", "--stage", "5", "--routings", "none")
+    assert done.returncode == 1
+    assert "--nj 0: give the number of parallel jobs per stage, 1 or more" in done.stdout
+
+
+def test_a_real_corpus_is_looked_for_where_db_sh_says(tmp_path):
+    """db.sh is sourced (as ESPnet's local/data.sh does): no `MLS: unbound variable`, but one line naming
+    the path db.sh gives (here its default, downloads/mls, which this checkout does not have) and the fix."""
+    done = run_recipe(tmp_path, "--corpus", "mls", "--stop_stage", "1")
+    assert done.returncode == 1
+    assert "unbound variable" not in done.stderr
+    assert "--corpus mls: MLS='downloads/mls' in db.sh is not a directory; set MLS in db.sh" in done.stdout
+    assert not (tmp_path / "data").exists()
+
+
 def test_finetune_full_defaults_to_its_own_exp_dir_and_config(tmp_path):
     """--finetune full must never train into (or mark done) the LoRA exp dir, nor use a LoRA config."""
     done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--finetune", "full", "--stage", "3",

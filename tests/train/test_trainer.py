@@ -37,3 +37,15 @@ def test_missing_epoch_file_is_rewritten_from_the_checkpoint(tmp_path):
 def test_nothing_to_restore_without_a_checkpoint(tmp_path):
     restore_last_epoch_file(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_checkpoint_is_named_with_the_fix_and_kept(tmp_path):
+    from espnet_ext.errors import UserError
+
+    torch.save({"model": {}, "reporter": {"epoch": 2}}, tmp_path / "checkpoint.pth")
+    whole = (tmp_path / "checkpoint.pth").read_bytes()
+    (tmp_path / "checkpoint.pth").write_bytes(whole[: len(whole) // 2])  # a partial copy
+    with pytest.raises(UserError, match=r"checkpoint.pth cannot be loaded, it is truncated or corrupt .*restore it "
+                                        r"from a copy, or start the training over in a new --exp_dir"):
+        restore_last_epoch_file(tmp_path)
+    assert (tmp_path / "checkpoint.pth").read_bytes() == whole[: len(whole) // 2]  # nothing deleted

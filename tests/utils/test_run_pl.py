@@ -82,3 +82,15 @@ def test_slurm_pl_without_slurm_says_to_use_the_local_backend(tmp_path):
         "slurm.pl: sbatch not found; Slurm is not installed here; use cmd_backend=local in cmd.sh"
     )
     assert not (tmp_path / "log").exists()
+
+
+def test_a_failure_shows_the_last_line_the_first_failed_job_wrote(tmp_path):
+    """The one-line error the failed command printed (after progress bars overwritten with \\r), so the
+    reason shows without opening the log; nothing more when the command wrote nothing."""
+    (tmp_path / "j.sh").write_text('printf "step 1\\nbar 10%%\\rbar 100%%\\n"\n'
+                                   '[ "$1" -lt 2 ] || { echo "x.py: job $1: data/x/wav.scp: missing"; echo; exit 1; }'
+                                   '\n')
+    out = run_pl("JOB=1:3", "log/j.JOB.log", "bash", "j.sh", "JOB", cwd=tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == ["run.pl: 2 / 3 failed, log is in log/j.*.log",
+                                       "run.pl: log/j.2.log: x.py: job 2: data/x/wav.scp: missing"]

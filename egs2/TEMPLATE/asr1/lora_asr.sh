@@ -61,9 +61,14 @@ help_message="Usage: $0 [options]
 
 . ./path.sh
 . ./cmd.sh
+. ./db.sh  # where the real corpora are (stage 1 with --corpus other than tts), as ESPnet's local/data.sh reads it
 . utils/parse_options.sh
 
 [ -n "${cmd}" ] && train_cmd=${cmd} && decode_cmd=${cmd}
+if ! [[ "${nj}" =~ ^[1-9][0-9]*$ ]]; then
+    log "--nj ${nj}: give the number of parallel jobs per stage, 1 or more"
+    exit 1
+fi
 python -m espnet_ext.bin.recipe_info langs --lang "${lang}" >/dev/null  # an unknown or adapter-less --lang stops here
 test_sets=${test_sets:-test_${lang}}
 if [ -z "${routings}" ]; then  # LID routing only where there is something to route
@@ -164,9 +169,13 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
                        --langs $(python -m espnet_ext.bin.recipe_info corpus_langs --lang "${lang}") \
                        ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"} \
                        ${tts_train_utts:+--train_utts "${tts_train_utts}"}) ;;
-            commonvoice) args=(local/prepare_commonvoice.py --corpus_dir "${COMMONVOICE}" --out_dir "${datadir}") ;;
-            kathbath) args=(local/prepare_kathbath.py --corpus_dir "${KATHBATH}" --out_dir "${datadir}") ;;
-            mls) args=(local/prepare_mls.py --corpus_dir "${MLS}" --out_dir "${datadir}") ;;
+            commonvoice|kathbath|mls)
+                corpus_var=${corpus^^}  # its path's name in db.sh: COMMONVOICE, KATHBATH or MLS
+                if [ -z "${!corpus_var:-}" ] || [ ! -d "${!corpus_var}" ]; then
+                    log "--corpus ${corpus}: ${corpus_var}='${!corpus_var:-}' in db.sh is not a directory; set ${corpus_var} in db.sh (or the environment) to where the corpus is extracted"
+                    exit 1
+                fi
+                args=(local/prepare_${corpus}.py --corpus_dir "${!corpus_var}" --out_dir "${datadir}") ;;
             *) log "unknown --corpus ${corpus} (tts|commonvoice|kathbath|mls)"; exit 1 ;;
         esac
         ${train_cmd} "${expdir}/log/data_prep_${corpus}.log" python "${args[@]}"
