@@ -16,7 +16,8 @@ on dev (espnet_ext.lid.train.dev_tau) and saved with it, as are the LID-only cla
 
 The tap's frames are extracted once per data dir into `<out_dir>/feats/<dir name>/` (Kaldi compressed matrices,
 kaldiio) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
-adapters off). Each head is trained on train (balanced languages, random 1-5 s crops), its epoch chosen
+adapters off). Each head is trained on train (balanced languages, random 1-5 s crops of each whole
+utterance's frames, and --alone_crops copies of the training audio cut to 0.5-2 s stretches encoded alone), its epoch chosen
 by dev accuracy, and evaluated on train, dev and test; it is saved in `<out_dir>/<head>/` (lid_config.json
 + lid_model.safetensors, which decode.py --lid_dir reads) with `eval.json`, `confusion_test.png` and
 `reliability_test.png`. `<out_dir>/heads.md` / `heads.json` compare every head trained there so far.
@@ -69,10 +70,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop_eval", type=float, nargs=2, default=None, metavar=("MIN_S", "MAX_S"),
                    help="also evaluate on the test utterances cut to random crops of this many seconds, "
                         "encoded alone (LID accuracy only: a crop has no transcript), e.g. 1 2")
-    p.add_argument("--alone_crops", type=int, default=0,
+    p.add_argument("--alone_crops", type=int, default=2,
                    help="add this many copies of the training set, each utterance cut to a new random "
                         "--alone_crop_seconds stretch encoded alone (what short utterances and the 1 s windows of "
-                        "the language-over-time track look like; --crop cuts the whole utterance's frames)")
+                        "the language-over-time track look like; --crop cuts the whole utterance's frames); "
+                        "2 is the default from the README's comparison of 0, 2 and 4, ~1 min of extraction")
     p.add_argument("--alone_crop_seconds", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN_S", "MAX_S"),
                    help="seconds of the --alone_crops stretches")
     p.add_argument("--speed_perturb", type=float, nargs="*", default=[],

@@ -90,7 +90,8 @@ def test_train_lid_joins_a_lid_only_class_and_reports_out_of_set_languages(tmp_p
                     "--out_dir", str(out), "--heads", "linear", "--epochs", "2", "--threads", "1"])
     report = json.loads((out / "linear/eval.json").read_text())
     assert report["languages"] == ["hi", "pa", "te", "it", "en"]  # English joins the classes, last as in the table
-    assert report["train_utterances"] == 10 and report["eval"]["test"]["per_language"]["en"]["n"] == 2
+    # the 10 utterances and, by default, two copies of them cut to stretches encoded alone
+    assert report["train_utterances"] == 3 * 10 and report["eval"]["test"]["per_language"]["en"]["n"] == 2
     spanish = report["out_of_set"]["es"]
     assert spanish["n"] == 3 and sum(spanish["taken_for"].values()) == 3
     assert spanish["confident_adapter"] <= 1 - spanish["to_lid_only"]  # confident routing is to an adapter
