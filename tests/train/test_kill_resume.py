@@ -19,6 +19,16 @@ def reporter(exp_dir):
     return torch.load(exp_dir / "checkpoint.pth", weights_only=False)["reporter"]
 
 
+def assert_same_adapters(exp_dir, reference_dir) -> None:
+    """Every language's exported adapter tensors are bit-identical in the two exp dirs."""
+    for lang in LANGS:
+        ours = load_file(exp_dir / "adapters" / lang / "adapter_model.safetensors")
+        theirs = load_file(reference_dir / "adapters" / lang / "adapter_model.safetensors")
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), (lang, key)
+
+
 def kill_after_first_checkpoint(command, exp_dir, timeout: float = 180.0) -> None:
     """Start train_lora in a subprocess and SIGKILL it as soon as checkpoint.pth exists."""
     process = subprocess.Popen([sys.executable, "-m", "espnet_ext.bin.train_lora", *command], cwd=REPO,
@@ -50,12 +60,7 @@ def test_sigkill_mid_training_then_resume_matches_the_uninterrupted_run(trained,
     assert resumed["stats"][1] == before["stats"][1]  # epoch 1 came from the checkpoint (timings too), not rerun
     for epoch in (1, 2):
         assert resumed["stats"][epoch]["train"]["total_count"] == uninterrupted["stats"][epoch]["train"]["total_count"]
-    for lang in LANGS:
-        ours = load_file(exp_dir / "adapters" / lang / "adapter_model.safetensors")
-        theirs = load_file(reference_dir / "adapters" / lang / "adapter_model.safetensors")
-        assert ours.keys() == theirs.keys()
-        for key in ours:
-            assert torch.equal(ours[key], theirs[key]), (lang, key)
+    assert_same_adapters(exp_dir, reference_dir)
 
 
 def default_like_config(tmp_path):
@@ -102,9 +107,4 @@ def test_sigkill_mid_epoch_resumes_from_the_step_checkpoint_bit_identical(corpus
             assert resumed["stats"][epoch][key]["total_count"] == uninterrupted["stats"][epoch][key]["total_count"]
     assert resumed["stats"][2]["train"]["total_count"] == 12
     assert resumed["stats"][1]["train"]["loss"] == uninterrupted["stats"][1]["train"]["loss"]  # the epoch's mean
-    for lang in LANGS:
-        ours = load_file(exp_dir / "adapters" / lang / "adapter_model.safetensors")
-        theirs = load_file(reference_dir / "adapters" / lang / "adapter_model.safetensors")
-        assert ours.keys() == theirs.keys()
-        for key in ours:
-            assert torch.equal(ours[key], theirs[key]), (lang, key)
+    assert_same_adapters(exp_dir, reference_dir)
