@@ -61,7 +61,12 @@ def read_split_sentences(data_dir: Path, split: str, langs: Sequence[str]) -> Di
         source = data_dir / f"{split}_{lang}"
         if not (source / "text").is_file():
             raise DataDirError(source, None, "not found", "prepare the corpus first (./run.sh --stop_stage 1)")
-        sentences[lang] = sorted({utt.text for utt in read_data_dir(source)})
+        utterances = read_data_dir(source)
+        other = next((u for u in utterances if u.lang != lang), None)
+        if other is not None:  # the pieces' labels come from the dir's name: they must be its language
+            raise DataDirError(source / "utt2lang", None, f"utterance {other.utt_id} is in '{other.lang}', not '{lang}'",
+                               "give a dir per language, <split>_<lang>, holding that language only")
+        sentences[lang] = sorted({utt.text for utt in utterances})
     return sentences
 
 

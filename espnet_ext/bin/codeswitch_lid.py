@@ -155,6 +155,9 @@ def get_parser() -> argparse.ArgumentParser:
 @exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
+    if min(args.penalties) < 0:
+        get_parser().error(f"--penalties {' '.join(f'{p:g}' for p in args.penalties)}: a switch penalty is a cost in "
+                           "nats, 0 or more (64 is the default)")
     from espnet_ext.bin.decode import load_lid_head
     from espnet_ext.bin.train_lid import tap_layer
     from espnet_ext.models.registry import load_model

@@ -52,3 +52,9 @@ def test_cli_writes_the_table_segments_and_the_plot(tmp_path):
     assert len(never) == 1 and never[0][1] == pytest.approx(wave.size / 16000, abs=0.03)  # no switch at that price
     assert results["1000"]["missed"] == 1 and results["1000"]["false_per_min"] == 0
     assert (out / "test_cs_inter.png").stat().st_size > 5000 and "| test_cs_inter | 1000 |" in (out / "cs_lid.md").read_text()
+
+
+def test_a_negative_switch_penalty_is_refused():
+    with pytest.raises(SystemExit):
+        codeswitch_lid.main(["--model", "whisper_tiny_random", "--lid_dir", "x", "--data_dir", "x", "--out_dir", "x",
+                             "--penalties", "64", "-5"])

@@ -86,3 +86,16 @@ def test_rebuild_is_identical(data, tmp_path):
 def test_missing_split_names_the_dir(tmp_path):
     with pytest.raises(Exception, match="test_hi.*not found.*stop_stage 1"):
         make_codeswitch(tmp_path, "test", per_kind=1)
+
+
+def test_a_language_dir_holding_another_language_is_refused(data, tmp_path):
+    """The pieces' languages come from the dirs' names: a dir with another language inside would label
+    Italian speech as Hindi, silently."""
+    import shutil
+
+    for lang in SENTENCES:
+        shutil.copytree(data / f"test_{lang}", tmp_path / f"test_{lang}")
+    italian = (tmp_path / "test_it" / "utt2lang").read_text(encoding="utf-8")
+    (tmp_path / "test_it" / "utt2lang").write_text(italian.replace(" it\n", " hi\n", 1), encoding="utf-8")
+    with pytest.raises(Exception, match=r"test_it/utt2lang: utterance .* is in 'hi', not 'it'"):
+        read_split_sentences(tmp_path, "test", list(SENTENCES))
