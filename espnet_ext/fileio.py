@@ -5,6 +5,7 @@ Everything the recipe writes goes to `<name>.tmp.<pid>` in the same directory fi
 over the target only when complete, so an interrupted stage leaves the previous file intact.
 """
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -91,13 +92,17 @@ class LockHeld(UserError, RuntimeError):
 def exclusive_lock(path: PathLike, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if needed) for the block, or raise LockHeld at once,
     naming the holder that the file records. The operating system drops the lock when its holder dies,
-    SIGKILL included, so a killed run never leaves a stale lock behind."""
+    SIGKILL included, so a killed run never leaves a stale lock behind. A POSIX record lock (lockf), not
+    flock: an flock is shared with forked children (data-loader workers), which outlive a killed trainer
+    for a while and kept the exp dir locked against its resume (tests/train/test_kill_resume.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise LockHeld(f"{what} is in use by {holder} (lock file {path}); wait for it to finish, or "
