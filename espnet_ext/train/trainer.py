@@ -99,6 +99,11 @@ def restore_last_epoch_file(output_dir: Path) -> None:
             torch.save(states["model"], epoch_file)
 
 
+def _rank0(distributed_option) -> bool:
+    """Whether this process writes the checkpoints (the only one, or rank 0 of a DDP run)."""
+    return not distributed_option.distributed or distributed_option.dist_rank == 0
+
+
 def _random_states() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -126,7 +131,7 @@ def _load_step_checkpoint(path: Path, model, optimizers, schedulers, scaler, rep
     if states["epoch"] != reporter.epoch:
         return None
     module = getattr(model, "module", model)  # DDP wraps the model
-    missing = set(_trainable_state(module)) - set(states["model"])
+    missing = {name for name, p in module.named_parameters() if p.requires_grad} - set(states["model"])
     if missing:
         raise RuntimeError(f"{path} lacks trainable weights {sorted(missing)[:3]}...: it was written by another "
                            "training; delete it (the run then resumes from checkpoint.pth)")
@@ -177,20 +182,26 @@ class LoRATrainer(_Trainer):
     def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter, summary_writer, options,
                         distributed_option) -> bool:
         every = getattr(options, "save_every_n_steps", 0) * options.accum_grad  # in batches
-        if every <= 0:
-            return super().train_one_epoch(model=model, iterator=iterator, optimizers=optimizers,
-                                           schedulers=schedulers, scaler=scaler, reporter=reporter,
-                                           summary_writer=summary_writer, options=options,
-                                           distributed_option=distributed_option)
+        if every > 0:
+            iterator = cls._step_checkpointed(iterator, every, model, optimizers, schedulers, scaler, reporter,
+                                              options, distributed_option)
+        return super().train_one_epoch(model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
+                                       scaler=scaler, reporter=reporter, summary_writer=summary_writer,
+                                       options=options, distributed_option=distributed_option)
+
+    @staticmethod
+    def _step_checkpointed(iterator, every, model, optimizers, schedulers, scaler, reporter, options,
+                           distributed_option) -> Iterator:
+        """The epoch's batches, resumed after the step checkpoint of this epoch if there is one, with a
+        new step checkpoint every `every` batches (written by rank 0)."""
         path = Path(options.output_dir) / STEP_CHECKPOINT
-        rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
         loaded = _load_step_checkpoint(path, model, optimizers, schedulers, scaler, reporter) if options.resume else None
         done = loaded["batches"] if loaded else 0
         if loaded:
             logging.info("resuming epoch %d after its batch %d (%s)", reporter.epoch, done, path)
 
         def save(batches: int) -> None:
-            if not rank0:
+            if not _rank0(distributed_option):
                 return
             torch.save({"epoch": reporter.epoch, "batches": batches,
                         "model": _trainable_state(getattr(model, "module", model)),
@@ -202,16 +213,12 @@ class LoRATrainer(_Trainer):
             logging.info("step checkpoint: epoch %d, batch %d -> %s", reporter.epoch, batches, path)
 
         restore = (lambda: _set_random_states(loaded["random"])) if loaded else None
-        return super().train_one_epoch(model=model, iterator=_with_step_checkpoints(iterator, done, every, save, restore),
-                                       optimizers=optimizers, schedulers=schedulers, scaler=scaler, reporter=reporter,
-                                       summary_writer=summary_writer, options=options,
-                                       distributed_option=distributed_option)
+        return _with_step_checkpoints(iterator, done, every, save, restore)
 
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
             plot_attention_iter_factory, trainer_options, distributed_option) -> None:
-        rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
-        if trainer_options.resume and rank0:
+        if trainer_options.resume and _rank0(distributed_option):
             restore_last_epoch_file(Path(trainer_options.output_dir))
         with atomic_torch_save():
             super().run(

@@ -1,23 +1,14 @@
 """Decode jobs and their merge: a rerun redoes only the jobs that did not finish (or whose options
 changed), and the merge refuses to join an unfinished job, so no merged output is ever partial."""
 import pytest
-import soundfile as sf
 
 from espnet_ext.bin import decode
-from espnet_ext.data.kaldi import Utterance, write_data_dir
-from decode_helpers import random_audio
+from decode_helpers import noise_data_dir
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    utterances = []
-    for i, lang in enumerate(["hi", "pa", "te", "it"]):
-        wav = root / f"u{i}.wav"
-        sf.write(str(wav), random_audio(0.5, i), 16000)
-        utterances.append(Utterance(f"s{i}-u{i}", f"s{i}", "x", lang, str(wav), 0.5))
-    write_data_dir(root / "test", utterances)
-    return root / "test"
+    return noise_data_dir(tmp_path_factory.mktemp("data"), ["hi", "pa", "te", "it"], 0.5)
 
 
 def test_a_rerun_redoes_only_unfinished_jobs_and_the_merge_waits_for_all(data_dir, tmp_path, monkeypatch):

@@ -4,14 +4,12 @@ import json
 import shutil
 
 import pytest
-import soundfile as sf
 import torch
 
 from espnet_ext.bin import decode
-from espnet_ext.data.kaldi import Utterance, write_data_dir
 from espnet_ext.models.finetuned import CONFIG_NAME, save_finetuned
 from espnet_ext.models.registry import load_model
-from decode_helpers import random_audio
+from decode_helpers import noise_data_dir
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +27,7 @@ def finetuned(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    utterances = []
-    for i, lang in enumerate(["hi", "it"]):
-        wav = root / f"u{i}.wav"
-        sf.write(str(wav), random_audio(0.6, i), 16000)
-        utterances.append(Utterance(f"s{i}-u{i}", f"s{i}", "x", lang, str(wav), 0.6))
-    write_data_dir(root / "test", utterances)
-    return root / "test"
+    return noise_data_dir(tmp_path_factory.mktemp("data"), ["hi", "it"], 0.6)
 
 
 def decode_args(data_dir, out_dir, *extra):
