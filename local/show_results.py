@@ -23,7 +23,6 @@ Three tables:
 """
 import argparse
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -58,11 +57,10 @@ def table_rows(scores_path: Path) -> List[List[str]]:
 
 
 def _adapter_parameters(adapter_dir: Path) -> int:
-    """Trainable parameters of one language's adapter, counted in its safetensors file."""
-    from safetensors import safe_open
+    """Trainable parameters of one language's adapter, counted in its files."""
+    from espnet_ext.lora.adapter_files import read_adapter_weights
 
-    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
-        return sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    return read_adapter_weights(adapter_dir).parameter_count()
 
 
 def _training_minutes(exp: Path) -> float:

@@ -14,8 +14,9 @@ Writing order: weights first, config second, each atomically; a directory with a
 the complete weights that config describes.
 """
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import safetensors.torch
 from torch import nn
@@ -90,6 +91,36 @@ def read_adapter_config(adapter_dir: PathLike) -> Dict[str, Any]:
 
 def _read_weights(adapter_dir: Path) -> Dict[str, Any]:
     return read_safetensors(adapter_dir / WEIGHTS_NAME, CONFIG_NAME, AdapterFileError, "re-save the adapter")
+
+
+@dataclass
+class AdapterWeights:
+    """One adapter read without a model: its config and, per module, its factors `A` [r, in] and `B` [out, r];
+    the module's update is `delta W = scaling * B A`."""
+
+    config: Dict[str, Any]
+    factors: Dict[str, Tuple[Any, Any]]  # module -> (A, B), float32 tensors
+
+    @property
+    def scaling(self) -> float:
+        return float(self.config["alpha"]) / int(self.config["rank"])
+
+    def parameter_count(self) -> int:
+        return sum(a.numel() + b.numel() for a, b in self.factors.values())
+
+
+def read_adapter_weights(adapter_dir: PathLike) -> AdapterWeights:
+    """The adapter in `adapter_dir` as factors per module, in its config's module order (analysis and result
+    tables read adapters this way; loading into a model is `load_adapter`)."""
+    adapter_dir = Path(adapter_dir)
+    config = read_adapter_config(adapter_dir)
+    state = _read_weights(adapter_dir)
+    missing = [m for m in config["modules"] if f"{m}.lora_A" not in state or f"{m}.lora_B" not in state]
+    if missing:
+        raise AdapterFileError(f"{adapter_dir / WEIGHTS_NAME} lacks the factors of {len(missing)} modules its config "
+                               f"lists (e.g. {missing[0]}); re-save the adapter")
+    return AdapterWeights(config, {m: (state[f"{m}.lora_A"].float(), state[f"{m}.lora_B"].float())
+                                   for m in config["modules"]})
 
 
 def check_base(config: Mapping[str, Any], adapter_dir: PathLike, base_name: str, base_fingerprint: str) -> None:
