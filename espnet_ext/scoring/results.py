@@ -1,0 +1,254 @@
+"""The result tables of a run, as data: every `<exp>/*/decode_*/scores.json` rolled into the tables that
+`local/show_results.py` writes as RESULTS.md and the report (stage 7) renders as Markdown, HTML and slides,
+so every rendering of a number comes from one reading of the scores.
+
+Three kinds of table:
+
+- Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stages 5
+  and 6): targets, rank, trainable parameters per language (counted in the exported adapter files; for
+  `--finetune full`, every weight of the model), training size, epochs, training time (ESPnet's per-epoch
+  train + valid times, so a resumed run counts every epoch once) and dev WER / CER per language. This is
+  the table the rank, targets and augmentation ablations are read from.
+- Routing: per trained exp dir and test set, one row per routing decoded there (and the zero-shot base
+  on the same set; on a code-switched set, whose oracle is its true segments, also each `segments_*`
+  decode): WER / CER per language, the relative WER change against oracle routing with a
+  bootstrap 95% confidence interval (utterances resampled, both systems paired), the share of
+  utterances routed to their true language, decode milliseconds per utterance (the decode jobs'
+  own time over their utterances, one thread each), and, where the set has a `hard` decode, WER on
+  the utterances the LID head was unsure of (top posterior below 0.9 there), where routers differ.
+- Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
+  CER in percent and the counts behind them, so it can be checked against the decode dirs' result.txt.
+"""
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from espnet_ext.errors import UserError
+from espnet_ext.languages import LANGUAGES
+from espnet_ext.routing.routers import DEFAULT_TAU as UNCERTAIN, ROUTINGS
+from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+from espnet_ext.scoring.report import format_rate
+
+
+class ResultsError(UserError, ValueError):
+    """A results file that cannot be read into the tables."""
+
+
+@dataclass
+class Table:
+    """A titled table of strings; `numeric` columns are right-aligned; `source` names the files it came from."""
+
+    title: str
+    columns: List[str]
+    rows: List[List[str]]
+    numeric: List[bool] = field(default_factory=list)
+    source: str = ""
+
+    def markdown(self) -> List[str]:
+        align = "|" + "".join("---:|" if n else "---|" for n in (self.numeric or [False] * len(self.columns)))
+        return [f"## {self.title}", "", "| " + " | ".join(self.columns) + " |", align,
+                *("| " + " | ".join(row) + " |" for row in self.rows), ""]
+
+
+TEXT_COLUMNS = ("model", "decode", "test set", "lang")
+NUMBER_COLUMNS = ("utts", "words", "WER", "chars", "CER")  # right-aligned
+SEGMENTS = "segments_"  # code-switched sets' per-segment decodes (lora_asr.sh --codeswitch), after the routings
+
+
+def table_rows(scores_path: Path) -> List[List[str]]:
+    """The rows of one decode dir's scores.json (written by espnet_ext.bin.score)."""
+    try:
+        scores = json.loads(scores_path.read_text(encoding="utf-8"))
+        per_lang = scores["scores"]
+        return [
+            [scores_path.parent.parent.name, scores_path.parent.name, scores["test_set"], lang,
+             str(s["utterances"]), str(s["wer"]["ref_tokens"]), format_rate(s["wer"]),
+             str(s["cer"]["ref_tokens"]), format_rate(s["cer"])]
+            for lang, s in per_lang.items()
+            if lang != "all" or len(per_lang) != 2  # a one-language set's "all" row repeats its language row
+        ]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ResultsError(f"{scores_path}: not a scores.json of espnet_ext.bin.score ({e!r}); "
+                         "re-run the scoring stage for that decode dir") from None
+
+
+def _adapter_parameters(adapter_dir: Path) -> int:
+    """Trainable parameters of one language's adapter, counted in its files."""
+    from espnet_ext.lora.adapter_files import read_adapter_weights
+
+    return read_adapter_weights(adapter_dir).parameter_count()
+
+
+def _training_minutes(exp: Path) -> float:
+    from espnet_ext.train.export import read_reporter
+
+    reporter = read_reporter(exp)
+    seconds = sum(stats[phase]["time"].total_seconds() for stats in reporter.stats.values()
+                  for phase in ("train", "valid") if "time" in stats.get(phase, {}))
+    return seconds / 60
+
+
+def _system(exp: Path) -> Tuple[Dict, str, str, int]:
+    """(provenance config, targets, rank, trainable parameters per language) of a trained exp dir."""
+    configs = sorted(exp.glob("adapters/*/adapter_config.json"))
+    if configs:
+        config = json.loads(configs[0].read_text(encoding="utf-8"))
+        return config, ", ".join(config["targets"]), str(config["rank"]), _adapter_parameters(configs[0].parent)
+    full = exp / "full_model" / "model_config.json"
+    if full.is_file():
+        config = json.loads(full.read_text(encoding="utf-8"))
+        return config, "full fine-tuning (every weight)", "-", config["parameters"]
+    raise ResultsError(f"{exp} has a dev decode but neither adapters/*/adapter_config.json nor "
+                     "full_model/model_config.json")
+
+
+def experiment_row(scores_path: Path, langs: List[str]) -> List[str]:
+    """One trained exp dir: its provenance and its dev scores for `langs` (blank where not decoded)."""
+    exp = scores_path.parent.parent
+    config, targets, rank, parameters = _system(exp)
+    scores = json.loads(scores_path.read_text(encoding="utf-8"))["scores"]
+    utts = config["train_data"]["utterances"]
+    cells = [exp.name, targets, rank, f"{parameters / 1e6:.2f}M",
+             "/".join(sorted({str(n) for n in utts.values()})),
+             f"{config['checkpoint']['epoch']}/{config['checkpoint']['epochs_trained']}",
+             f"{_training_minutes(exp):.0f}"]
+    for lang in langs + ["all"]:
+        cells.append(f"{format_rate(scores[lang]['wer'])} / {format_rate(scores[lang]['cer'])}"
+                     if lang in scores else "")
+    return cells
+
+
+def experiments_table(exp_dir: Path) -> Optional[Table]:
+    paths = sorted(exp_dir.glob("*/decode_dev_*_oracle/scores.json"))
+    if not paths:
+        return None
+    langs = sorted({lang for p in paths for lang in json.loads(p.read_text(encoding="utf-8"))["scores"]}
+                   - {"all"}, key=list(LANGUAGES).index)
+    columns = ["experiment", "targets", "rank", "params/lang", "train utts/lang", "epoch used/trained",
+               "train min"] + [f"dev {lang} WER / CER" for lang in langs + ["all"]]
+    return Table("Experiments (dev sets: unseen voices and sentences; oracle routing)", columns,
+                 [experiment_row(path, langs) for path in paths], [False, False] + [True] * (len(columns) - 2),
+                 f"{exp_dir}/*/decode_dev_*_oracle/scores.json, adapters/*/adapter_config.json")
+
+
+def _decode_ms_per_utt(decode_dir: Path) -> Optional[float]:
+    """Sum over the decode jobs' logs of "decoded N utterances in S s": 1000 S / N."""
+    utts = seconds = 0.0
+    for log_file in decode_dir.glob("log/decode.*.log"):
+        for match in re.finditer(r"decoded (\d+) utterances in ([\d.]+) s", log_file.read_text(encoding="utf-8")):
+            utts, seconds = utts + int(match.group(1)), seconds + float(match.group(2))
+    return 1000 * seconds / utts if utts else None
+
+
+def _routing_accuracy(decode_dir: Path, scores: Dict) -> Optional[float]:
+    """Share of utterances whose routed language (lid.json) is their true one (utt2lang)."""
+    lid_file = decode_dir / "lid.json"
+    if not lid_file.is_file() or "utterances" not in scores:
+        return None
+    lid = json.loads(lid_file.read_text(encoding="utf-8"))
+    truth = {u: v["lang"] for u, v in scores["utterances"].items()}
+    return sum(lid[u]["lang"] == lang for u, lang in truth.items() if u in lid) / max(1, len(truth))
+
+
+def _uncertain_utterances(exp: Path, test_set: str) -> Optional[List[str]]:
+    """Utterances whose LID head was unsure: top posterior below UNCERTAIN in the set's `hard` decode."""
+    lid_file = exp / f"decode_{test_set}_hard" / "lid.json"
+    if not lid_file.is_file():
+        return None
+    lid = json.loads(lid_file.read_text(encoding="utf-8"))
+    return sorted(u for u, d in lid.items() if max(d["posteriors"].values()) < UNCERTAIN)
+
+
+def _subset_wer(scores: Dict, utts: List[str]) -> str:
+    """WER (%) over the utterances `utts`, from scores.json's per-utterance errors; "" where any is missing."""
+    per_utt = scores.get("utterances", {})
+    if not utts or not all(u in per_utt for u in utts):
+        return ""
+    errors, words = (sum(per_utt[u][key] for u in utts) for key in ("word_errors", "words"))
+    return f"{100 * errors / max(1, words):.2f}"
+
+
+def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str],
+                  uncertain: Optional[List[str]]) -> List[List[str]]:
+    rows = []
+    for name, decode_dir in systems:
+        scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))
+        cells = [name]
+        for lang in langs + ["all"]:
+            s = scores["scores"].get(lang)
+            if s is None:
+                cells += ["", ""]
+                continue
+            cells.append(f"{format_rate(s['wer'])} / {format_rate(s['cer'])}")
+            if name == "oracle" or "utterances" not in scores or "utterances" not in oracle:
+                cells.append("")
+                continue
+            change, low, high = bootstrap_relative_change(
+                *paired_errors(scores["utterances"], oracle["utterances"], None if lang == "all" else lang))
+            cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
+        accuracy, ms = _routing_accuracy(decode_dir, scores), _decode_ms_per_utt(decode_dir)
+        cells += ["" if accuracy is None else f"{100 * accuracy:.1f}", "" if ms is None else f"{ms:.0f}"]
+        if uncertain is not None:
+            cells.append(_subset_wer(scores, uncertain))
+        rows.append(cells)
+    return rows
+
+
+def routing_tables(exp_dir: Path) -> List[Table]:
+    """The Routing tables (module docstring), one per trained exp dir and test set with an oracle decode."""
+    tables = []
+    order = {name: i for i, name in enumerate(ROUTINGS)}
+    for oracle_dir in sorted(exp_dir.glob("*/decode_test_*_oracle")):
+        if not (oracle_dir / "scores.json").is_file():
+            continue
+        test_set = oracle_dir.name[len("decode_"):-len("_oracle")]
+        oracle = json.loads((oracle_dir / "scores.json").read_text(encoding="utf-8"))
+        systems = [(d.name[len(f"decode_{test_set}_"):], d) for d in oracle_dir.parent.glob(f"decode_{test_set}_*")
+                   if (d / "scores.json").is_file()]
+        systems = [(name, d) for name, d in systems if name in ROUTINGS or name.startswith(SEGMENTS)]
+        systems.sort(key=lambda system: (order.get(system[0], len(order)), system[0]))
+        zeroshot = sorted(exp_dir.glob(f"*_zeroshot/decode_{test_set}_none"))
+        systems = [("none (zero-shot)", d) for d in zeroshot if (d / "scores.json").is_file()] + systems
+        langs = [lang for lang in oracle["scores"] if lang != "all"]
+        columns = ["routing"] + [c for lang in langs + ["all"] for c in (f"{lang} WER / CER", f"{lang} WER vs oracle")]
+        columns += ["routed to true lang %", "ms/utt"]
+        uncertain = _uncertain_utterances(oracle_dir.parent, test_set)
+        if uncertain is not None:
+            columns.append(f"WER where LID top posterior < {UNCERTAIN} (n={len(uncertain)})")
+        tables.append(Table(f"Routing: {oracle_dir.parent.name} on {test_set}", columns,
+                            _routing_rows(oracle, systems, langs, uncertain), [False] + [True] * (len(columns) - 1),
+                            f"{oracle_dir.parent}/decode_{test_set}_*/{{scores.json,lid.json,log/decode.*.log}}"))
+    return tables
+
+
+def decodes_table(exp_dir: Path) -> Table:
+    """Every decode (module docstring); an error when nothing under `exp_dir` is scored yet."""
+    paths = sorted(exp_dir.glob("*/decode_*/scores.json"))
+    if not paths:
+        raise ResultsError(f"no {exp_dir}/*/decode_*/scores.json; run the scoring stage first")
+    return Table("Every decode", list(TEXT_COLUMNS + NUMBER_COLUMNS), [row for path in paths for row in table_rows(path)],
+                 [False] * len(TEXT_COLUMNS) + [True] * len(NUMBER_COLUMNS), f"{exp_dir}/*/decode_*/scores.json")
+
+
+def all_tables(exp_dir: Path) -> List[Table]:
+    """Experiments, routing, every decode: the tables of RESULTS.md, in its order."""
+    every = decodes_table(exp_dir)
+    experiments = experiments_table(exp_dir)
+    return ([experiments] if experiments else []) + routing_tables(exp_dir) + [every]
+
+
+def markdown(exp_dir: Path) -> str:
+    """RESULTS.md for every scored decode dir under `exp_dir`, sorted by model then decode dir."""
+    tables = all_tables(exp_dir)
+    lines = [
+        "# Results",
+        "",
+        f"Scored decode dirs under `{exp_dir}` (WER/CER in %, sclite, text normalised by "
+        "espnet_ext.scoring.normalize; details in each decode dir's result.txt).",
+        "",
+    ]
+    for table in tables:
+        lines += table.markdown()
+    return "\n".join(lines[:-1]) + "\n"
