@@ -133,7 +133,7 @@ def experiments_table(exp_dir: Path) -> Optional[Table]:
                  f"{exp_dir}/*/decode_dev_*_oracle/scores.json, adapters/*/adapter_config.json")
 
 
-def _decode_ms_per_utt(decode_dir: Path) -> Optional[float]:
+def decode_ms_per_utt(decode_dir: Path) -> Optional[float]:
     """Sum over the decode jobs' logs of "decoded N utterances in S s": 1000 S / N."""
     utts = seconds = 0.0
     for log_file in decode_dir.glob("log/decode.*.log"):
@@ -188,7 +188,7 @@ def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str
             change, low, high = bootstrap_relative_change(
                 *paired_errors(scores["utterances"], oracle["utterances"], None if lang == "all" else lang))
             cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
-        accuracy, ms = _routing_accuracy(decode_dir, scores), _decode_ms_per_utt(decode_dir)
+        accuracy, ms = _routing_accuracy(decode_dir, scores), decode_ms_per_utt(decode_dir)
         cells += ["" if accuracy is None else f"{100 * accuracy:.1f}", "" if ms is None else f"{ms:.0f}"]
         if uncertain is not None:
             cells.append(_subset_wer(scores, uncertain))

@@ -1,0 +1,294 @@
+"""Every result of a run, gathered into the report's sections (stage 7): the result tables of stage 6, the
+LID heads of stage 4, training curves from ESPnet's logs, the weight-space and representation analyses
+and every study that has been run; each figure drawn here from the files it names, each sentence's
+numbers read from them. A piece whose files are absent is left out and listed under "Not in this report".
+"""
+import json
+import re
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from espnet_ext.analysis import weights as weight_space
+from espnet_ext.analysis.plotting import language_color, pyplot, save_figure
+from espnet_ext.analysis.report import Figure, Section
+from espnet_ext.languages import LANGUAGES
+from espnet_ext.routing.routers import ROUTINGS
+from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+from espnet_ext.scoring.results import Table, decode_ms_per_utt, routing_tables, experiments_table
+
+_TRAIN_LINE = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: .*?\bloss=([\d.]+)")
+
+
+def _read_json(path: Path) -> Optional[Dict]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def markdown_tables(text: str, source: str) -> List[Table]:
+    """The pipe tables of a Markdown results file (heads.md), each titled by the line above it."""
+    tables, lines = [], text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and set(lines[i + 1]) <= set("|-: "):
+            title = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "table").strip(" :#")
+            columns = [c.strip() for c in lines[i].strip("|").split("|")]
+            numeric = [c.strip().endswith(":") for c in lines[i + 1].strip("|").split("|")]
+            i += 2
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip("|").split("|")])
+                i += 1
+            tables.append(Table(title[:120], columns, rows, numeric, source))
+        else:
+            i += 1
+    return tables
+
+
+def training_curves(exp_dir: Path, stem: Path) -> Optional[List[Path]]:
+    """Training loss every logged interval (ESPnet's `log/train.log`) and dev loss per epoch (its reporter)."""
+    log_file = exp_dir / "log" / "train.log"
+    if not log_file.is_file():
+        return None
+    points = [(int(m[0]), int(m[2]), float(m[3])) for m in _TRAIN_LINE.findall(log_file.read_text(encoding="utf-8"))]
+    if not points:
+        return None
+    per_epoch = max(end for _, end, _ in points)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot([(e - 1) * per_epoch + end for e, end, _ in points], [loss for _, _, loss in points], label="train (logged)")
+    try:
+        from espnet_ext.train.export import read_reporter
+
+        reporter = read_reporter(exp_dir)
+        epochs = sorted(e for e, stats in reporter.stats.items() if "loss" in stats.get("valid", {}))
+        ax.plot([e * per_epoch for e in epochs], [reporter.stats[e]["valid"]["loss"] for e in epochs], "o-",
+                label="dev (end of epoch)")
+    except FileNotFoundError:
+        pass
+    ax.set_xlabel("training step (mini-batch)")
+    ax.set_ylabel("loss (label-smoothed cross-entropy)")
+    ax.set_title(f"Training curves of {exp_dir.name}", fontsize=10)
+    ax.legend()
+    return save_figure(fig, stem)
+
+
+def _scores(decode_dir: Path) -> Optional[Dict]:
+    return _read_json(decode_dir / "scores.json")
+
+
+def _systems_on(exp_root: Path, test_set: str) -> Dict[str, Path]:
+    """name -> decode dir of every scored system on `test_set`: the zero-shot base and each routing of each
+    trained exp ("<exp> <routing>" when there are several exps)."""
+    found = {}
+    for zeroshot in sorted(exp_root.glob(f"*_zeroshot/decode_{test_set}_none")):
+        found["zero-shot base"] = zeroshot
+    trained = sorted(d for d in exp_root.glob(f"*/decode_{test_set}_oracle") if (d / "scores.json").is_file())
+    for oracle in trained:
+        prefix = "" if len(trained) == 1 else oracle.parent.name + " "
+        for routing in (name for name in ROUTINGS if name != "none"):
+            d = oracle.parent / f"decode_{test_set}_{routing}"
+            if (d / "scores.json").is_file():
+                found[prefix + routing] = d
+    return found
+
+
+def wer_figure(exp_root: Path, test_set: str, stem: Path) -> Optional[List[Path]]:
+    """WER per language for every system decoded on `test_set`, grouped bars."""
+    systems = _systems_on(exp_root, test_set)
+    if not systems:
+        return None
+    scores = {name: _scores(d)["scores"] for name, d in systems.items()}
+    langs = [lang for lang in LANGUAGES if any(lang in s for s in scores.values())] + ["all"]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(scores)
+    for i, (name, s) in enumerate(scores.items()):
+        values = [s[lang]["wer"]["rate"] if lang in s else np.nan for lang in langs]
+        bars = ax.bar(np.arange(len(langs)) + i * width, values, width, label=name)
+        ax.bar_label(bars, fmt="%.0f", fontsize=6)
+    ax.set_xticks(np.arange(len(langs)) + width * (len(scores) - 1) / 2, langs)
+    ax.set_ylabel("WER (%)")
+    ax.set_title(f"Word error rate on {test_set} per language and system", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, stem)
+
+
+def routing_figure(exp_dir: Path, test_set: str, stem: Path) -> Optional[List[Path]]:
+    """Each LID routing's relative WER change against oracle routing per language, with its paired bootstrap
+    95% confidence interval (espnet_ext.scoring.compare)."""
+    oracle = _scores(exp_dir / f"decode_{test_set}_oracle")
+    routed = {r: _scores(exp_dir / f"decode_{test_set}_{r}") for r, kind in ROUTINGS.items()
+              if kind.source in ("lid_head", "language_token")}
+    routed = {r: s for r, s in routed.items() if s and "utterances" in s}
+    if not oracle or "utterances" not in oracle or not routed:
+        return None
+    langs = [lang for lang in LANGUAGES if lang in oracle["scores"]] + [None]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(routed)
+    for i, (name, scores) in enumerate(routed.items()):
+        cells = [bootstrap_relative_change(*paired_errors(scores["utterances"], oracle["utterances"], lang))
+                 for lang in langs]
+        change = np.array([100 * c[0] for c in cells])
+        low, high = change - [100 * c[1] for c in cells], [100 * c[2] for c in cells] - change
+        ax.errorbar(np.arange(len(langs)) + i * width, change, yerr=[low, high], fmt="o", capsize=3, label=name)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(len(langs)) + width * (len(routed) - 1) / 2, [lang or "all" for lang in langs])
+    ax.set_ylabel("WER change vs oracle routing (%)")
+    ax.set_title(f"Routed by the LID head vs oracle on {test_set} (paired bootstrap 95% CI)", fontsize=10)
+    ax.legend(fontsize=8)
+    return save_figure(fig, stem)
+
+
+def _disk_mb(paths: Sequence[Path]) -> float:
+    return sum(p.stat().st_size for p in paths) / 1e6
+
+
+def efficiency_table(exp_root: Path, base_parameters: Optional[int], test_set: str = "test_all") -> Optional[Table]:
+    """Per system decoded with oracle routing on `test_set` (and the zero-shot base): trainable parameters (per
+    language and in all, % of the base), size on disk, decode ms per utterance, WER / CER."""
+    rows = []
+    for name, decode_dir in _systems_on(exp_root, test_set).items():
+        if name.split()[-1] not in ("oracle", "base"):
+            continue
+        exp = decode_dir.parent
+        adapters = sorted(exp.glob("adapters/*/adapter_model.safetensors"))
+        full = exp / "full_model" / "model_config.json"
+        if adapters:
+            from espnet_ext.lora.adapter_files import read_adapter_weights
+
+            counts = {p.parent.name: read_adapter_weights(p.parent).parameter_count() for p in adapters}
+            per_lang = next(v for k, v in counts.items() if k != "shared")
+            trainable, system = sum(counts.values()), f"{exp.name} (LoRA r{json.loads((adapters[0].parent / 'adapter_config.json').read_text())['rank']})"
+            on_disk = _disk_mb(adapters)
+        elif full.is_file():
+            per_lang = trainable = json.loads(full.read_text(encoding="utf-8"))["parameters"]
+            system, on_disk = f"{exp.name} (full fine-tuning)", _disk_mb(sorted((exp / "full_model").glob("*.safetensors")))
+        else:
+            per_lang, trainable, system, on_disk = 0, 0, "zero-shot base", 0.0
+        share = f"{100 * trainable / base_parameters:.1f}" if base_parameters else ""
+        s = _scores(decode_dir)["scores"]["all"]
+        ms = decode_ms_per_utt(decode_dir)
+        rows.append([system, f"{per_lang / 1e6:.2f}", f"{trainable / 1e6:.2f}", share, f"{on_disk:.1f}",
+                     "" if ms is None else f"{ms:.0f}", f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}"])
+    if not rows:
+        return None
+    return Table(f"Efficiency on {test_set}", ["system", "trainable M per language", "trainable M in all",
+                                               "% of base", "on disk MB", "decode ms/utt", "WER", "CER"],
+                 rows, [False] + [True] * 7,
+                 f"{exp_root}/*/adapters/*/adapter_model.safetensors, full_model/, decode_{test_set}_*/scores.json and "
+                 "log/decode.*.log (one thread per job)")
+
+
+def weight_section(result: Mapping, figures_dir: Path, source: str) -> Section:
+    """What the weight-space figures show, in sentences whose numbers come from `result` (weights.json)."""
+    langs = result["languages"]
+    x, y, best = weight_space.most_similar_pair(result)
+    matrix = np.asarray(result["similarity"]["subspace"]["all"])
+    pairs = sorted(((matrix[i, j], langs[i], langs[j]) for i in range(len(langs)) for j in range(i + 1, len(langs))),
+                   reverse=True)
+    paragraphs = [
+        f"Subspace overlap of the top {result['top_k']} output directions, mean over all modules: the most similar "
+        f"adapters are {x} and {y} ({best:.3f}; chance for random subspaces {result['subspace_chance']['all']:.3f}); "
+        "pairs in order: " + ", ".join(f"{a}-{b} {v:.3f}" for v, a, b in pairs) + ".",
+    ]
+    if "hi" in langs and "pa" in langs:
+        place = [(a, b) for _, a, b in pairs].index(("hi", "pa")) + 1
+        verdict = "supports" if place == 1 else "does not support"
+        paragraphs.append(
+            f"The plan's hypothesis that the close languages hi and pa have the most similar adapters: hi-pa ranks "
+            f"{place} of {len(pairs)} pairs, which {verdict} it on this corpus. The synthetic corpus may not answer it "
+            "either way: espeak-ng's letter-to-sound rules for hi and pa, and its voices, are the synthesiser's, so "
+            "similarity here can be the synthesiser's as much as the languages'.")
+    cos = np.asarray(result["similarity"]["cosine"]["all"])
+    off = cos[~np.eye(len(langs), dtype=bool)]
+    paragraphs.append(
+        f"Raw cosine between languages' updates stays between {off.min():.3f} and {off.max():.3f}: near zero by "
+        "construction (each adapter's A starts from its own random draw); the same-language baseline of the seeds "
+        "study calibrates it.")
+    ranks = {lang: weight_space.mean_rank(result, "effective_rank", lang) for lang in langs}
+    energy = {lang: weight_space.mean_rank(result, "energy_rank", lang) for lang in langs}
+    paragraphs.append(
+        f"Effective rank (entropy) of the rank-{result['rank']} updates, mean over modules: "
+        + ", ".join(f"{lang} {ranks[lang]:.1f}" for lang in langs) + "; directions holding 90% of the energy: "
+        + ", ".join(f"{lang} {energy[lang]:.1f}" for lang in langs) + ". Every language has the same 400 training "
+        "utterances in the default run, so the low-resource hypothesis needs the data-size study.")
+    return Section(
+        "What the adapters share (weight space)",
+        f"{x} and {y} share the most update directions; every pair overlaps more than chance, the Indic ones most"
+        if min(matrix[~np.eye(len(langs), dtype=bool)]) > result["subspace_chance"]["all"] else
+        f"{x} and {y} share the most update directions",
+        paragraphs, [],
+        [Figure(figures_dir / "weight_similarity.png", "Cosine and subspace similarity of the language adapters' "
+                "updates, per group of modules.", source),
+         Figure(figures_dir / "weight_dendrogram.png", "Average-linkage clustering on 1 - subspace similarity.", source),
+         Figure(figures_dir / "weight_spectra.png", "Singular-value spectra and effective rank per block.", source)],
+    )
+
+
+def results_sections(exp_root: Path, exp_dir: Path, figures_dir: Path) -> List[Section]:
+    """Baseline and adapters, routing: stage 6's tables and the figures drawn from the same scores."""
+    sections = []
+    experiments = experiments_table(exp_root)
+    systems = _systems_on(exp_root, "test_all")
+    figures = []
+    if wer_figure(exp_root, "test_all", figures_dir / "wer_test_all"):
+        figures.append(Figure(figures_dir / "wer_test_all.png", "WER per language on test_all, every system.",
+                              f"{exp_root}/*/decode_test_all_*/scores.json (stage 6)"))
+    if training_curves(exp_dir, figures_dir / "training_curves"):
+        figures.append(Figure(figures_dir / "training_curves.png", "Training and dev loss.",
+                              f"{exp_dir}/log/train.log and checkpoint.pth (ESPnet's trainer, stage 3)"))
+    if systems:
+        base, oracle = systems.get("zero-shot base"), systems.get("oracle")
+        lines = []
+        if base and oracle:
+            b, o = _scores(base)["scores"]["all"]["wer"]["rate"], _scores(oracle)["scores"]["all"]["wer"]["rate"]
+            lines.append(f"Over all test_all utterances the zero-shot base has {b:.2f}% WER and the adapters (oracle "
+                         f"routing) {o:.2f}% ({100 * (o - b) / b:+.0f}% relative).")
+        message = "Word error rates of every decoded system"
+        if base and oracle:
+            bs, os_ = _scores(base)["scores"], _scores(oracle)["scores"]
+            better = [lang for lang in os_ if lang != "all" and lang in bs and os_[lang]["wer"]["rate"] < bs[lang]["wer"]["rate"]]
+            message = (f"The adapters lower the zero-shot base's WER on {len(better)} of {len(os_) - 1} languages "
+                       f"({b:.1f}% -> {o:.1f}% over all)")
+        sections.append(Section("Baseline and adapters", message, lines, [experiments] if experiments else [], figures))
+    routing = [t for t in routing_tables(exp_root) if t.title.endswith(" on test_all")]
+    routing_png = routing_figure(exp_dir, "test_all", figures_dir / "routing_vs_oracle")
+    if routing:
+        sections.append(Section("Routing by the LID head", "Routing by the LID head comes close to oracle routing; "
+                                "its misses are the utterances the head confuses", [], routing,
+                                [Figure(figures_dir / "routing_vs_oracle.png", "Relative WER change of each routing "
+                                        "against oracle routing, paired bootstrap 95% CI.",
+                                        f"{exp_dir}/decode_test_all_*/scores.json (stage 6)")] if routing_png else []))
+    switched = [t for t in routing_tables(exp_root) if "_cs_" in t.title]
+    if switched:
+        sections.append(Section("Code-switched speech", "Predicted language segments against oracle segments", [],
+                                switched, []))
+    return sections
+
+
+def lid_section(exp_dir: Path) -> Optional[Section]:
+    lid = exp_dir / "lid"
+    heads = lid / "heads.md"
+    if not heads.is_file():
+        return None
+    figures = [Figure(png, f"LID head {png.parent.name}: {png.stem.replace('_', ' ')}.",
+                      f"{png.parent}/eval.json (stage 4, espnet_ext.bin.train_lid)")
+               for png in sorted(lid.glob("*/confusion_test.png")) + sorted(lid.glob("*/reliability_test.png"))]
+    return Section("Language ID on the tap", "The LID head on the tap's frames names the language of almost every "
+                   "utterance; short clips and hi/pa are where it errs", [],
+                   markdown_tables(heads.read_text(encoding="utf-8"), f"{heads} (stage 4)"), figures)
+
+
+def efficiency_section(exp_root: Path, base_parameters: Optional[int]) -> Optional[Section]:
+    table = efficiency_table(exp_root, base_parameters)
+    if table is None:
+        return None
+    message = "Trainable parameters, size on disk and decode time of each system"
+    lora = [row for row in table.rows if "LoRA" in row[0] and row[3]]
+    if lora:
+        message = (f"{lora[0][0]} trains {lora[0][3]}% of the base's weights for all its languages together "
+                   f"({lora[0][4]} MB on disk)")
+    return Section("Efficiency", message, ["Peak memory is not recorded by this release's training or decoding logs, so it "
+                   "is not in the table."], [table], [])

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Stage 7: analyse what a trained bank learned and write the run's report.
+
+Usage (what `./run.sh` runs after stage 6):
+    python -m espnet_ext.bin.analyze --exp_root exp --exp_dir exp/whisper_base_all_r16 \
+        --probe_data data/dev_all --report_dir exp/report
+
+Cheap analyses only (minutes on a CPU): the weight space of `<exp_dir>/adapters` (read from the files,
+no model) and, on a probe subset of `--probe_data` (`--probe_per_language` utterances of each language),
+linear CKA between the base's and each adapter's encoder layers and linear probes of language and
+family with shuffled-label controls. Each analysis is cached as `<exp_dir>/analysis/<name>.json` and
+reread by a later run (`--force true` recomputes). Then `<report_dir>/{README.md,index.html,slides.pdf}`
+and `<report_dir>/figures/*.{png,pdf}` gather every result under `--exp_root`: stage 6's tables, the LID
+heads, training curves, these analyses and every study that has been run (`./run.sh --stage 7 --studies`).
+"""
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+from espnet_ext.analysis import gather, weights
+from espnet_ext.analysis.report import Section, write_report
+from espnet_ext.bin.cli import exits_on_user_error, start_cli, str2bool
+from espnet_ext.errors import UserError
+from espnet_ext.fileio import atomic_write_text
+
+log = logging.getLogger("analyze")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp_root", type=Path, required=True, help="the recipe's exp/ (every result under it is reported)")
+    p.add_argument("--exp_dir", type=Path, required=True, help="the trained system analysed (holds adapters/)")
+    p.add_argument("--report_dir", type=Path, required=True)
+    p.add_argument("--model", default="whisper_base", help="registry name of the base the adapters were trained on")
+    p.add_argument("--model_path", default=None, help="local weights for models that need them")
+    p.add_argument("--probe_data", type=Path, default=None,
+                   help="Kaldi dir with utt2lang the representation analysis reads (none: skip it)")
+    p.add_argument("--probe_per_language", type=int, default=10, help="utterances per language in the probe subset")
+    p.add_argument("--force", type=str2bool, default=False, help="recompute the cached analyses")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return p
+
+
+class AnalysisInputError(UserError, ValueError):
+    """An exp dir the analysis cannot read."""
+
+
+def cached(path: Path, compute: Callable[[], Dict], force: bool) -> Dict:
+    """`path`'s JSON, or `compute()` written there atomically first (each analysis runs once per exp)."""
+    if path.is_file() and not force:
+        log.info("reading %s (--force true recomputes it)", path)
+        return json.loads(path.read_text(encoding="utf-8"))
+    start = time.time()
+    result = compute()
+    result["seconds"] = round(time.time() - start, 1)
+    atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    log.info("wrote %s (%.0f s)", path, result["seconds"])
+    return result
+
+
+def _weight_space(args, figures: Path) -> Section:
+    adapters = args.exp_dir / "adapters"
+    result = cached(args.exp_dir / "analysis" / "weights.json", lambda: weights.weight_analysis(adapters), args.force)
+    weights.plot_similarity(result, figures / "weight_similarity")
+    weights.plot_dendrogram(result, figures / "weight_dendrogram")
+    weights.plot_spectra(result, figures / "weight_spectra")
+    return gather.weight_section(result, figures, f"{args.exp_dir}/analysis/weights.json from {adapters} (stage 7)")
+
+
+def _loaded_model(args):
+    from espnet_ext.bin.decode import load_adapters
+    from espnet_ext.models.registry import load_model
+
+    loaded = load_model(args.model, model_path=args.model_path)
+    load_adapters(loaded, args.exp_dir / "adapters")
+    loaded.asr_model.eval()
+    return loaded
+
+
+@exits_on_user_error
+def main(argv=None) -> None:
+    args = start_cli(get_parser(), argv)
+    if not (args.exp_dir / "adapters").is_dir():
+        raise AnalysisInputError(f"{args.exp_dir}/adapters is missing: stage 7 analyses a LoRA bank; run stage 3 "
+                                 "first, or give --exp_dir of a trained LoRA exp")
+    figures = args.report_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    sections: List[Section] = []
+    sections += gather.results_sections(args.exp_root, args.exp_dir, figures)
+    lid = gather.lid_section(args.exp_dir)
+    sections += [lid] if lid else []
+    sections.append(_weight_space(args, figures))
+    loaded = _loaded_model(args)
+    base_parameters = sum(p.numel() for n, p in loaded.asr_model.named_parameters() if "lora_" not in n)
+    efficiency = gather.efficiency_section(args.exp_root, base_parameters)
+    sections += [efficiency] if efficiency else []
+    title = f"Multilingual LoRA adapters: {args.exp_dir.name}"
+    subtitle = (f"Every result under {args.exp_root}: baseline -> adapters -> routing -> analysis. "
+                "Written by espnet_ext.bin.analyze (stage 7).")
+    for path in write_report(title, subtitle, sections, args.report_dir):
+        log.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()
