@@ -55,6 +55,9 @@ codeswitch=false       # true: stage 1 builds test_cs_{inter,intra,rapid} (local
                        # (cs_variants), stage 6 scores them against oracle segments (~17 min on 2 CPU cores)
 cs_per_kind=           # code-switched utterances per kind (empty: local/make_codeswitch.py's default, 50)
 switch_penalty=        # Viterbi penalty per language switch (empty: espnet_ext.lid.segments' default)
+# Stage 7: what the adapters learned, and the report of every result (exp/report)
+probe_per_language=10  # dev utterances per language the representation analysis (CKA, probes) reads
+analysis_args=         # extra options for espnet_ext.bin.analyze
 
 help_message="Usage: $0 [options]
   e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
@@ -295,6 +298,17 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
 fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
-    log "stage 7: analysis/report is not in this release yet; skipped"
+    if [ ! -d "${train_exp}/adapters" ]; then
+        log "stage 7: the analysis reads a trained LoRA bank and ${train_exp}/adapters is missing (--finetune ${finetune}; run stage 3 with --finetune lora): skipped"
+    else
+        log "stage 7: analysis of ${train_exp}, report of every result under ${expdir} -> ${expdir}/report (log: ${expdir}/report/log/analyze.log)"
+        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
+            "${expdir}/report/log/analyze.log" \
+            python -m espnet_ext.bin.analyze --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                --exp_root "${expdir}" --exp_dir "${train_exp}" --report_dir "${expdir}/report" \
+                --probe_data "$(data_dir_of "dev_${lang}")" --probe_per_language "${probe_per_language}" \
+                --force "${force}" --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${analysis_args}
+        log "stage 7: ${expdir}/report/README.md, index.html (one page, images inside), slides.pdf"
+    fi
 fi
 log "done"

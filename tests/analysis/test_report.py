@@ -1,0 +1,179 @@
+"""The report: its HTML tables are the scores.json they came from, the page opens in headless Chromium with
+every image decoded, the slides hold a page per table and figure, Markdown tables read back as written."""
+import copy
+import html.parser
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from espnet_ext.analysis import gather, weights
+from espnet_ext.analysis.report import write_report
+from espnet_ext.lora.adapter_files import save_adapter
+from espnet_ext.lora.inject import SHARED, BankLayout, banks, inject
+from espnet_ext.models.family import WHISPER
+from espnet_ext.models.registry import load_model
+from espnet_ext.scoring.results import Table
+
+LANGS = ["hi", "pa", "te", "it"]
+
+
+def _counts(errors, tokens):
+    return {"rate": 100 * errors / tokens, "errors": errors, "substitutions": errors, "deletions": 0, "insertions": 0,
+            "ref_tokens": tokens}
+
+
+def write_decode(decode_dir: Path, test_set: str, seed: int, routed_wrong=()):
+    """A scored decode of 5 utterances per language with seeded per-utterance errors, lid.json, a decode log."""
+    rng = np.random.default_rng(seed)
+    utts = {f"{lang}-u{i}": {"lang": lang, "word_errors": int(rng.integers(0, 5)), "words": 8,
+                             "char_errors": int(rng.integers(0, 9)), "chars": 40} for lang in LANGS for i in range(5)}
+    scores = {}
+    for lang in LANGS + ["all"]:
+        mine = [u for u in utts.values() if lang in ("all", u["lang"])]
+        scores[lang] = {"utterances": len(mine), "wer": _counts(sum(u["word_errors"] for u in mine), 8 * len(mine)),
+                        "cer": _counts(sum(u["char_errors"] for u in mine), 40 * len(mine))}
+    decode_dir.mkdir(parents=True)
+    (decode_dir / "scores.json").write_text(json.dumps({"test_set": test_set, "scores": scores, "utterances": utts}))
+    lid = {u: {"lang": "pa" if u in routed_wrong else d["lang"], "posteriors": {d["lang"]: 0.95}} for u, d in utts.items()}
+    (decode_dir / "lid.json").write_text(json.dumps(lid))
+    (decode_dir / "log").mkdir()
+    (decode_dir / "log/decode.1.log").write_text("x decode INFO decoded 20 utterances in 10.0 s -> y\n")
+
+
+@pytest.fixture(scope="module")
+def exp_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    write_decode(root / "whisper_tiny_zeroshot/decode_test_all_none", "test_all", 0)
+    trained = root / "whisper_tiny_all_r4"
+    write_decode(trained / "decode_test_all_oracle", "test_all", 1)
+    write_decode(trained / "decode_test_all_hard", "test_all", 2, routed_wrong=("hi-u0", "hi-u1"))
+    base = load_model("whisper_tiny_random")
+    model = copy.deepcopy(base.asr_model)
+    lower = tuple(WHISPER.encoder_block_names(model)[:1])
+    inject(model, ["whisper_all"], rank=4, alpha=8, languages=LANGS, layout=BankLayout("shared_below", 1, lower))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for bank in banks(model).values():
+            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen))
+            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen))
+    for name in LANGS + [SHARED]:
+        save_adapter(model, name, trained / "adapters" / name, {"base_model": base.name, "base_fingerprint": base.fingerprint})
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(exp_root, tmp_path_factory):
+    report_dir = tmp_path_factory.mktemp("report")
+    figures = report_dir / "figures"
+    figures.mkdir()
+    exp_dir = exp_root / "whisper_tiny_all_r4"
+    result = weights.weight_analysis(exp_dir / "adapters")
+    weights.plot_similarity(result, figures / "weight_similarity")
+    weights.plot_dendrogram(result, figures / "weight_dendrogram")
+    weights.plot_spectra(result, figures / "weight_spectra")
+    sections = gather.results_sections(exp_root, exp_dir, figures)
+    sections.append(gather.weight_section(result, figures, "weights.json"))
+    sections.append(gather.efficiency_section(exp_root, 10_000_000))
+    write_report("Test report", "subtitle", sections, report_dir)
+    return report_dir, sections
+
+
+class _Tables(html.parser.HTMLParser):
+    """Every <table> of a page as (title of the <h3> before it, rows of cell texts, header first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._title, self._cell, self._in_h3 = [], "", None, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h3":
+            self._in_h3, self._title = True, ""
+        elif tag == "table":
+            self.tables.append((self._title, []))
+        elif tag == "tr":
+            self.tables[-1][1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "h3":
+            self._in_h3 = False
+        elif tag in ("td", "th"):
+            self.tables[-1][1][-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._in_h3:
+            self._title += data
+        elif self._cell is not None:
+            self._cell += data
+
+
+def test_html_tables_equal_the_scores_json_they_came_from(exp_root, report):
+    parser = _Tables()
+    parser.feed((report[0] / "index.html").read_text(encoding="utf-8"))
+    tables = dict(parser.tables)
+    routing = tables["Routing: whisper_tiny_all_r4 on test_all"]
+    header, rows = routing[0], {row[0]: row for row in routing[1:]}
+    decode_dirs = {"none (zero-shot)": exp_root / "whisper_tiny_zeroshot/decode_test_all_none",
+                   "oracle": exp_root / "whisper_tiny_all_r4/decode_test_all_oracle",
+                   "hard": exp_root / "whisper_tiny_all_r4/decode_test_all_hard"}
+    assert set(rows) == set(decode_dirs)
+    for system, decode_dir in decode_dirs.items():
+        scores = json.loads((decode_dir / "scores.json").read_text())["scores"]
+        for lang in LANGS + ["all"]:
+            cell = rows[system][header.index(f"{lang} WER / CER")]
+            assert cell == f"{scores[lang]['wer']['rate']:.2f} / {scores[lang]['cer']['rate']:.2f}", (system, lang)
+    assert rows["hard"][header.index("routed to true lang %")] == "90.0"  # 2 of 20 routed to pa
+    efficiency = tables["Efficiency on test_all"]
+    oracle = json.loads((decode_dirs["oracle"] / "scores.json").read_text())["scores"]["all"]
+    lora_row = next(row for row in efficiency[1:] if "LoRA r4" in row[0])
+    assert lora_row[-2:] == [f"{oracle['wer']['rate']:.2f}", f"{oracle['cer']['rate']:.2f}"]
+
+
+def test_readme_names_every_figure_and_the_slides_have_a_page_each(report):
+    report_dir, sections = report
+    figures = [f for s in sections for f in s.figures]
+    tables = [t for s in sections for t in s.tables]
+    assert len(figures) >= 5 and all(f.png.is_file() and f.png.with_suffix(".pdf").is_file() for f in figures)
+    readme = (report_dir / "README.md").read_text(encoding="utf-8")
+    assert all(f"](figures/{f.png.name})" in readme for f in figures)
+    pdf = (report_dir / "slides.pdf").read_bytes()
+    assert pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>") == 1 + len(tables) + len(figures)
+
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (install.sh as root)")
+def test_the_page_opens_in_headless_chromium_with_every_image_decoded(report):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    report_dir, sections = report
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        driver.get((report_dir / "index.html").resolve().as_uri())
+        decoded = driver.execute_script(
+            "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('data:'))")
+        assert decoded and all(decoded)
+        assert len(decoded) == sum(len(s.figures) for s in sections)
+        assert driver.execute_script("return document.querySelectorAll('table').length") == sum(len(s.tables) for s in sections)
+    finally:
+        driver.quit()
+
+
+def test_markdown_tables_read_back_as_written():
+    table = Table("Heads", ["head", "dev acc"], [["mlp", "98.2"], ["linear", "96.0"]], [False, True], "heads.md")
+    text = "intro\n\n" + "\n".join(table.markdown()[2:]) + "\n\nOut-of-set, %:\n\n| x | y |\n|---|---:|\n| a | 1 |\n"
+    first, second = gather.markdown_tables(text, "heads.md")
+    assert (first.columns, first.rows, first.numeric) == (table.columns, table.rows, table.numeric)
+    assert first.title == "intro" and second.title == "Out-of-set, %" and second.rows == [["a", "1"]]
