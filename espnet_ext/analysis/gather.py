@@ -281,7 +281,28 @@ def lid_section(exp_dir: Path) -> Optional[Section]:
                    markdown_tables(heads.read_text(encoding="utf-8"), f"{heads} (stage 4)"), figures)
 
 
-def efficiency_section(exp_root: Path, base_parameters: Optional[int]) -> Optional[Section]:
+def efficiency_figure(table: Table, stem: Path) -> Optional[List[Path]]:
+    """Test WER against trainable parameters (log scale), one point per system of the efficiency table."""
+    points = [(float(row[2]) * 1e6, float(row[6]), row[0]) for row in table.rows if float(row[2]) > 0]
+    if not points:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for params, wer, name in points:
+        ax.scatter(params, wer)
+        ax.annotate(name, (params, wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    base = [float(row[6]) for row in table.rows if row[0] == "zero-shot base"]
+    if base:
+        ax.axhline(base[0], color="black", ls="--", lw=0.8, label="zero-shot base")
+        ax.legend(fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (all languages together)")
+    ax.set_ylabel("test WER (%)")
+    ax.set_title("WER against trainable parameters", fontsize=10)
+    return save_figure(fig, stem)
+
+
+def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_dir: Path) -> Optional[Section]:
     table = efficiency_table(exp_root, base_parameters)
     if table is None:
         return None
@@ -290,5 +311,52 @@ def efficiency_section(exp_root: Path, base_parameters: Optional[int]) -> Option
     if lora:
         message = (f"{lora[0][0]} trains {lora[0][3]}% of the base's weights for all its languages together "
                    f"({lora[0][4]} MB on disk)")
-    return Section("Efficiency", message, ["Peak memory is not recorded by this release's training or decoding logs, so it "
-                   "is not in the table."], [table], [])
+    figures = []
+    if efficiency_figure(table, figures_dir / "wer_vs_parameters"):
+        figures.append(Figure(figures_dir / "wer_vs_parameters.png", "Test WER against trainable parameters.",
+                              table.source))
+    return Section("Efficiency", message, ["Peak memory is not recorded by this release's training or decoding "
+                                           "logs, so it is not in the table."], [table], figures)
+
+
+def seed_runs(exp_root: Path, exp_dir: Path) -> List[Path]:
+    """The default training and its reruns under other seeds (`<exp>_seed<N>`, the seeds study), each with a
+    scored oracle decode of test_all."""
+    runs = [exp_dir] + sorted(exp_root.glob(f"{exp_dir.name}_seed*"))
+    return [r for r in runs if (r / "decode_test_all_oracle" / "scores.json").is_file()]
+
+
+def seeds_section(exp_root: Path, exp_dir: Path, weight_result: Optional[Mapping]) -> Optional[Section]:
+    """Run-to-run spread: test WER per language over the seeds (mean and range), and the same-language
+    similarity of two seeds' adapters, the ceiling the cross-language similarities are read against."""
+    runs = seed_runs(exp_root, exp_dir)
+    if len(runs) < 2:
+        return None
+    scores = [_scores(r / "decode_test_all_oracle")["scores"] for r in runs]
+    langs = [lang for lang in LANGUAGES if lang in scores[0]] + ["all"]
+    rows = []
+    for lang in langs:
+        wer = [s[lang]["wer"]["rate"] for s in scores if lang in s]
+        rows.append([lang] + [f"{w:.2f}" for w in wer] + [f"{np.mean(wer):.2f}", f"{min(wer):.2f} - {max(wer):.2f}"])
+    table = Table(f"Test WER over {len(runs)} trainings (seeds)", ["lang"] + [r.name for r in runs] + ["mean", "range"],
+                  rows, [False] + [True] * (len(runs) + 2),
+                  f"{exp_root}/{exp_dir.name}[_seed*]/decode_test_all_oracle/scores.json (./run.sh --stage 7 --studies seeds)")
+    paragraphs = []
+    same = weight_space.same_language_similarity(runs[0] / "adapters", runs[1] / "adapters")
+    if same and weight_result:
+        matrix = np.asarray(weight_result["similarity"]["subspace"]["all"])
+        cross = matrix[~np.eye(len(matrix), dtype=bool)].mean()
+        paragraphs.append(
+            f"The same language trained twice ({runs[0].name} vs {runs[1].name}) overlaps by "
+            + ", ".join(f"{lang} {v['subspace']:.3f}" for lang, v in same.items())
+            + f" (subspace, all modules; cosine " + ", ".join(f"{lang} {v['cosine']:.3f}" for lang, v in same.items())
+            + f"), against {cross:.3f} on average between different languages of one training.")
+    all_row = rows[-1]
+    return Section("Run-to-run spread", f"Over {len(runs)} seeds the overall test WER ranges {all_row[-1]} "
+                   f"(mean {all_row[-2]})", paragraphs, [table], [])
+
+
+def not_in_report(missing: Sequence[str]) -> Optional[Section]:
+    if not missing:
+        return None
+    return Section("Not in this report", "What has not been run yet, and the command that runs it", list(missing), [], [])

@@ -55,7 +55,7 @@ def module_site(name: str) -> ModuleSite:
     blocks = [int(p) for p in parts if p.isdigit()]
     if parts[0] not in ("encoder", "decoder") or not blocks:
         raise ValueError(f"module {name!r} is not in an encoder or decoder block")
-    part = "mlp" if re.search(r"(^|\.)(mlp|feed_forward)(\.|$)", name) else "attention"
+    part = "mlp" if re.search(r"(^|\.)(mlp|feed_forward\w*)(\.|$)", name) else "attention"
     return ModuleSite(parts[0], blocks[0], part)
 
 
@@ -176,6 +176,21 @@ def weight_analysis(adapters_dir: Path, top_k: Optional[int] = None) -> Dict:
         "energy_rank": {lang: {m: energy_rank(u.s) for m, u in ups[lang].items()} for lang in ups},
         "norm": {lang: {m: round(u.norm, 6) for m, u in ups[lang].items()} for lang in ups},
     }
+
+
+def same_language_similarity(adapters_a: Path, adapters_b: Path, top_k: Optional[int] = None) -> Dict[str, Dict[str, float]]:
+    """language -> {"cosine", "subspace"}: each language both banks hold, bank a's adapter against bank b's (mean over
+    modules). With b the same training under another seed, this is the ceiling the cross-language values are read
+    against: how alike two adapters of one language come out when only the random draws differ."""
+    bank_a, bank_b = read_bank(adapters_a), read_bank(adapters_b)
+    out = {}
+    for lang in sorted(set(bank_a) & set(bank_b) - {SHARED}, key=_table_order):
+        k = top_k or max(1, int(bank_a[lang].config["rank"]) // 2)
+        a, b = updates(bank_a[lang]), updates(bank_b[lang])
+        shared = [m for m in a if m in b]
+        out[lang] = {"cosine": float(np.mean([cosine(a[m], b[m]) for m in shared])),
+                     "subspace": float(np.mean([subspace_similarity(a[m], b[m], k) for m in shared]))}
+    return out
 
 
 def most_similar_pair(result: Mapping, kind: str = "subspace", group: str = "all"):

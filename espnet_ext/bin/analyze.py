@@ -62,13 +62,13 @@ def cached(path: Path, compute: Callable[[], Dict], force: bool) -> Dict:
     return result
 
 
-def _weight_space(args, figures: Path) -> Section:
+def _weight_space(args, figures: Path) -> Dict:
     adapters = args.exp_dir / "adapters"
     result = cached(args.exp_dir / "analysis" / "weights.json", lambda: weights.weight_analysis(adapters), args.force)
     weights.plot_similarity(result, figures / "weight_similarity")
     weights.plot_dendrogram(result, figures / "weight_dendrogram")
     weights.plot_spectra(result, figures / "weight_spectra")
-    return gather.weight_section(result, figures, f"{args.exp_dir}/analysis/weights.json from {adapters} (stage 7)")
+    return result
 
 
 def _loaded_model(args):
@@ -93,11 +93,20 @@ def main(argv=None) -> None:
     sections += gather.results_sections(args.exp_root, args.exp_dir, figures)
     lid = gather.lid_section(args.exp_dir)
     sections += [lid] if lid else []
-    sections.append(_weight_space(args, figures))
+    weight_result = _weight_space(args, figures)
+    sections.append(gather.weight_section(weight_result, figures, f"{args.exp_dir}/analysis/weights.json from "
+                                          f"{args.exp_dir}/adapters (stage 7)"))
+    missing = []
+    seeds = gather.seeds_section(args.exp_root, args.exp_dir, weight_result)
+    sections += [seeds] if seeds else []
+    if not seeds:
+        missing.append("Run-to-run spread and the same-language baseline: `./run.sh --stage 7 --studies seeds`.")
     loaded = _loaded_model(args)
     base_parameters = sum(p.numel() for n, p in loaded.asr_model.named_parameters() if "lora_" not in n)
-    efficiency = gather.efficiency_section(args.exp_root, base_parameters)
+    efficiency = gather.efficiency_section(args.exp_root, base_parameters, figures)
     sections += [efficiency] if efficiency else []
+    unrun = gather.not_in_report(missing)
+    sections += [unrun] if unrun else []
     title = f"Multilingual LoRA adapters: {args.exp_dir.name}"
     subtitle = (f"Every result under {args.exp_root}: baseline -> adapters -> routing -> analysis. "
                 "Written by espnet_ext.bin.analyze (stage 7).")

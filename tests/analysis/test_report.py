@@ -77,7 +77,7 @@ def report(exp_root, tmp_path_factory):
     weights.plot_spectra(result, figures / "weight_spectra")
     sections = gather.results_sections(exp_root, exp_dir, figures)
     sections.append(gather.weight_section(result, figures, "weights.json"))
-    sections.append(gather.efficiency_section(exp_root, 10_000_000))
+    sections.append(gather.efficiency_section(exp_root, 10_000_000, figures))
     write_report("Test report", "subtitle", sections, report_dir)
     return report_dir, sections
 

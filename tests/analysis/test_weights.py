@@ -137,3 +137,10 @@ def test_reader_refuses_missing_factors(bank_dir, tmp_path):
         read_adapter_weights(broken)
     adapter = read_adapter_weights(bank_dir / "hi")
     assert adapter.scaling == 2.0 and adapter.parameter_count() == sum(a.numel() + b.numel() for a, b in adapter.factors.values())
+
+
+def test_same_language_similarity_of_a_bank_with_itself_is_one(bank_dir):
+    same = weights.same_language_similarity(bank_dir, bank_dir)
+    assert list(same) == LANGS  # the shared adapter is not a language
+    assert all(v["cosine"] == pytest.approx(1.0, abs=1e-6) and v["subspace"] == pytest.approx(1.0, abs=1e-6)
+               for v in same.values())
