@@ -360,3 +360,51 @@ def not_in_report(missing: Sequence[str]) -> Optional[Section]:
     if not missing:
         return None
     return Section("Not in this report", "What has not been run yet, and the command that runs it", list(missing), [], [])
+
+
+def adapter_ranks(exp_root: Path) -> List[Dict]:
+    """Per trained LoRA exp under `exp_root` and language adapter: its rank, training utterances, mean effective
+    rank and mean 90%-energy rank over its modules (read from the adapter files)."""
+    rows = []
+    for adapters in sorted(exp_root.glob("*/adapters")):
+        result = weight_space.weight_analysis(adapters)
+        for lang in result["languages"]:
+            config = json.loads((adapters / lang / "adapter_config.json").read_text(encoding="utf-8"))
+            rows.append({"exp": adapters.parent.name, "lang": lang, "rank": result["rank"],
+                         "train_utterances": config.get("train_data", {}).get("utterances", {}).get(lang),
+                         "effective_rank": weight_space.mean_rank(result, "effective_rank", lang),
+                         "energy_rank": weight_space.mean_rank(result, "energy_rank", lang)})
+    return rows
+
+
+def ranks_section(exp_root: Path, figures_dir: Path) -> Optional[Section]:
+    """How many directions the adapters use, over every trained rank and training size."""
+    rows = adapter_ranks(exp_root)
+    if not rows:
+        return None
+    table = Table("Effective rank of every trained adapter", ["exp", "lang", "LoRA rank", "train utts",
+                                                              "effective rank", "90%-energy rank"],
+                  [[r["exp"], r["lang"], str(r["rank"]), str(r["train_utterances"] or ""), f"{r['effective_rank']:.1f}",
+                    f"{r['energy_rank']:.1f}"] for r in rows], [False, False, True, True, True, True],
+                  f"{exp_root}/*/adapters/*/adapter_model.safetensors")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for lang in dict.fromkeys(r["lang"] for r in rows):
+        mine = sorted((r for r in rows if r["lang"] == lang), key=lambda r: r["rank"])
+        ax.plot([r["rank"] for r in mine], [r["effective_rank"] for r in mine], "o", color=language_color(lang), label=lang)
+    ranks = sorted({r["rank"] for r in rows})
+    ax.plot(ranks, ranks, "k--", lw=0.8, label="effective rank = rank")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, [str(r) for r in ranks])
+    ax.set_xlabel("LoRA rank r")
+    ax.set_ylabel("effective rank (mean over modules)")
+    ax.set_title("Directions the adapters use, per trained rank", fontsize=10)
+    ax.legend(fontsize=8)
+    save_figure(fig, figures_dir / "effective_rank")
+    usage = {r["rank"]: [] for r in rows}
+    for r in rows:
+        usage[r["rank"]].append(r["effective_rank"] / r["rank"])
+    message = "; ".join(f"rank {k}: {100 * np.mean(v):.0f}% of it in use" for k, v in sorted(usage.items()))
+    return Section("How much rank the adapters use", f"Effective rank over LoRA rank, mean over adapters: {message}",
+                   [], [table], [Figure(figures_dir / "effective_rank.png", "Effective rank against LoRA rank.",
+                                        table.source)])

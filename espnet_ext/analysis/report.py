@@ -129,14 +129,18 @@ def slides(title: str, subtitle: str, sections: Sequence[Section]) -> bytes:
 
     plt = pyplot()
     buffer = io.BytesIO()
-    with PdfPages(buffer) as pdf:
-        pages = [_slide(plt, title, subtitle)]
+
+    def pages():
+        yield lambda: _slide(plt, title, subtitle)
         for section in sections:
-            pages += [_table_slide(plt, section, t) for t in section.tables]
-            pages += [_figure_slide(plt, section, f) for f in section.figures]
+            yield from (lambda t=t: _table_slide(plt, section, t) for t in section.tables)
+            yield from (lambda f=f: _figure_slide(plt, section, f) for f in section.figures)
             if not section.tables and not section.figures:
-                pages.append(_slide(plt, section.title, section.message + "\n\n" + "\n\n".join(section.paragraphs)))
-        for page in pages:
+                yield lambda: _slide(plt, section.title, section.message + "\n\n" + "\n\n".join(section.paragraphs))
+
+    with PdfPages(buffer) as pdf:
+        for draw in pages():  # one open figure at a time
+            page = draw()
             pdf.savefig(page)
             plt.close(page)
     return buffer.getvalue()

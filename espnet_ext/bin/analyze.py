@@ -97,6 +97,7 @@ def main(argv=None) -> None:
     sections.append(gather.weight_section(weight_result, figures, f"{args.exp_dir}/analysis/weights.json from "
                                           f"{args.exp_dir}/adapters (stage 7)"))
     missing = []
+    sections.append(gather.ranks_section(args.exp_root, figures))
     seeds = gather.seeds_section(args.exp_root, args.exp_dir, weight_result)
     sections += [seeds] if seeds else []
     if not seeds:

@@ -187,3 +187,28 @@ def test_zero_shot_decoding_alone_needs_no_trained_system(tmp_path):
                         .read_text(encoding="utf-8"))
     assert scores["scores"]["all"]["utterances"] == 8
     assert not (tmp_path / "exp" / "whisper_tiny_random_all_r16").exists()
+
+
+@pytest.mark.slow
+def test_stage_7_reports_every_result_and_the_seeds_study(tmp_path):
+    """Stages 3-7 on the tiny model with --studies seeds: two more trainings under seeds 1 and 2 (stages 3, 5, 6
+    each), then the report: README.md, index.html and slides.pdf with the weight space, the seeds' spread and the
+    representation analysis, figures as PNG and PDF."""
+    for name in ("train_all", "dev_all", "test_all"):
+        make_corpus(tmp_path / "data", name)
+    done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--stage", "3", "--nj", "1",
+                      "--train_config", str(TINY_CONFIG), "--train_args", "--max_epoch 1", "--routings", "oracle",
+                      "--test_sets", "test_all", "--studies", "seeds", "--probe_per_language", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    exp = tmp_path / "exp"
+    runs = ["whisper_tiny_random_all_r16", "whisper_tiny_random_all_r16_seed1", "whisper_tiny_random_all_r16_seed2"]
+    seeds = [yaml.safe_load((exp / run / "config.yaml").read_text())["seed"] for run in runs]
+    assert seeds == [0, 1, 2]
+    report = exp / "report"
+    readme = (report / "README.md").read_text(encoding="utf-8")
+    assert "## Run-to-run spread" in readme and all(f"| {run} |" in readme or run in readme for run in runs)
+    assert "## What the adapters share (weight space)" in readme
+    pngs = sorted((report / "figures").glob("*.png"))
+    assert len(pngs) >= 8 and all(p.with_suffix(".pdf").is_file() for p in pngs)
+    assert (report / "slides.pdf").read_bytes()[:5] == b"%PDF-" and "<img" in (report / "index.html").read_text()
+    assert "stage 7: study seeds" in done.stdout

@@ -58,6 +58,8 @@ switch_penalty=        # Viterbi penalty per language switch (empty: espnet_ext.
 # Stage 7: what the adapters learned, and the report of every result (exp/report)
 probe_per_language=10  # dev utterances per language the representation analysis (CKA, probes) reads
 analysis_args=         # extra options for espnet_ext.bin.analyze
+studies=               # comma-separated studies stage 7 runs before its report (README "Analysis" lists each
+                       # one's time): seeds (2 more trainings, seeds 1 and 2), ranks (the other ranks of 8 16 32 64)
 
 help_message="Usage: $0 [options]
   e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
@@ -297,7 +299,33 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     cat "${expdir}/RESULTS.md"
 fi
 
+study_system() {  # options of another system (tag, rank, training options): its stages 3, 5 (oracle) and 6
+    local common=(--model "${model}" ${model_path:+--model_path "${model_path}"} --datadir "${datadir}"
+                  --expdir "${expdir}" --nj "${nj}" --ngpu "${ngpu}" ${cmd:+--cmd "${cmd}"} --lang "${lang}"
+                  --force "${force}" --test_sets "${test_sets}")
+    "$0" "${common[@]}" --stage 3 --stop_stage 3 "$@"
+    "$0" "${common[@]}" --stage 5 --stop_stage 6 --routings oracle "$@"
+}
+run_study() {
+    case $1 in
+        seeds) for seed in 1 2; do
+                   study_system --lora_rank "${lora_rank}" --train_config "${train_config}" --tag "${tag:+${tag}_}seed${seed}" \
+                       --train_args "--seed ${seed} ${train_args}"
+               done ;;
+        ranks) for rank in 8 16 32 64; do
+                   [ "${rank}" = "${lora_rank}" ] || study_system --lora_rank "${rank}" ${tag:+--tag "${tag}"} --train_args "${train_args}"
+               done ;;
+        *) log "--studies: unknown study '$1' (seeds, ranks)"; exit 1 ;;
+    esac
+}
+
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    for study in ${studies//,/ }; do
+        log "stage 7: study ${study} (log: ${expdir}/report/log/study_${study}.log)"
+        mkdir -p "${expdir}/report/log"
+        run_study "${study}" > "${expdir}/report/log/study_${study}.log" 2>&1 || {
+            log "stage 7: study ${study} failed; the end of ${expdir}/report/log/study_${study}.log:"; tail -5 "${expdir}/report/log/study_${study}.log"; exit 1; }
+    done
     if [ ! -d "${train_exp}/adapters" ]; then
         log "stage 7: the analysis reads a trained LoRA bank and ${train_exp}/adapters is missing (--finetune ${finetune}; run stage 3 with --finetune lora): skipped"
     else
