@@ -9,6 +9,10 @@ Usage (one job of a run.pl JOB=1:NJ array, then the merge):
 A fully fine-tuned model (train_lora --finetune full) is decoded like the base, with its weights loaded
 over it: `--routing none --finetuned_dir exp/whisper_base_all_full/full_model`.
 
+Zero-shot transfer (cross-lingual): `--routing oracle --adapter hi` decodes every utterance through the
+Hindi adapter while the decoder's language token stays each utterance's own (utt2lang), e.g. data/test_te
+into exp/whisper_base_all_r16/decode_test_te_adapter_hi (espnet_ext.analysis.transfer reads the matrix).
+
 A job writes `<out_dir>/split<NJ>/<JOB>/{text,lid.json}`; the merge joins them into `<out_dir>/text`
 (Kaldi `uttid transcript`) and `<out_dir>/lid.json` (language used and the model's own language
 posteriors per utterance). Any Kaldi data dir with `wav.scp text utt2lang` works, also outside data/.
@@ -51,6 +55,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{k.name}: {k.help}" for k in ROUTINGS.values()) + " (lid.json records the source)")
     p.add_argument("--adapter_dir", type=Path, default=None,
                    help="<exp>/adapters holding <lang>/{adapter_config.json,adapter_model.safetensors}")
+    p.add_argument("--adapter", default=None,
+                   help="with --routing oracle: every utterance through this adapter of the bank (and the shared "
+                        "adapter where the layout has one), its language token still utt2lang's: zero-shot "
+                        "transfer, e.g. decode_test_te_adapter_hi (espnet_ext.analysis.transfer)")
     p.add_argument("--lid_dir", type=Path, default=None,
                    help="a LID head (lid_config.json + lid_model.safetensors, stage 4) for the routings that "
                         "read the tap: " + ", ".join(k.name for k in ROUTINGS.values() if k.source == "lid_head"))
@@ -87,11 +95,10 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
-    """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`; their configs.
-    Shared by the CLIs (decode, train_lid, lid_probe, transcribe): errors are AdapterFileErrors, which
-    each CLI prints under its own name."""
-    from espnet_ext.lora.adapter_files import CONFIG_NAME, AdapterFileError, load_adapter_bank
+def bank_languages(adapter_dir) -> List[str]:
+    """The languages with an adapter under `adapter_dir` (the shared adapter is not one), sorted; an
+    AdapterFileError naming the dir when there are none."""
+    from espnet_ext.lora.adapter_files import CONFIG_NAME, AdapterFileError
     from espnet_ext.lora.inject import SHARED
 
     if adapter_dir is None:
@@ -101,6 +108,16 @@ def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
         where = "does not exist" if not Path(adapter_dir).exists() else f"holds no <lang>/{CONFIG_NAME}"
         raise AdapterFileError(f"--adapter_dir {adapter_dir} {where}; give the adapters dir of a trained exp "
                                "(<exp>/adapters), or run stage 3 first")
+    return langs
+
+
+def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
+    """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`; their configs.
+    Shared by the CLIs (decode, train_lid, lid_probe, transcribe): errors are AdapterFileErrors, which
+    each CLI prints under its own name."""
+    from espnet_ext.lora.adapter_files import load_adapter_bank
+
+    langs = bank_languages(adapter_dir)
     configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
     layout = configs[langs[0]].get("layout", {}).get("kind", "per_language")
     log.info("loaded LoRA adapters %s from %s (layout %s)", ", ".join(configs), adapter_dir, layout)
@@ -158,6 +175,21 @@ def read_segments(spec: str, data_dir: Path, utterances: List[Utterance],
     return segments
 
 
+def check_transfer_adapter(adapter: str, adapter_dir: Optional[Path], routing: str, segments: bool) -> None:
+    """`--adapter`, before any model loads: oracle routing of whole utterances, and one of the bank's
+    adapters (a name outside it would silently decode with the base model)."""
+    from espnet_ext.lora.adapter_files import AdapterFileError
+
+    if routing != "oracle" or segments:
+        raise SystemExit(f"decode.py: --adapter {adapter} sends whole utterances through one adapter with their own "
+                         f"language token; use it with --routing oracle and without --segments (got --routing {routing}"
+                         f"{', --segments' if segments else ''})")
+    langs = bank_languages(adapter_dir)
+    if adapter not in langs:
+        raise AdapterFileError(f"--adapter {adapter}: {adapter_dir} holds no adapter {adapter!r}; its bank's languages "
+                               f"are {', '.join(langs)}: pick one of them")
+
+
 @exits_on_user_error
 def main(argv=None) -> None:
     args = parse_args_with_config(get_parser(), argv)
@@ -179,6 +211,8 @@ def main(argv=None) -> None:
                          f"{args.nj}")
     utterances = read_data_dir(args.data_dir)  # a bad data dir stops here, before the model loads
     segments = read_segments(args.segments, args.data_dir, utterances, args.routing) if args.segments else None
+    if args.adapter is not None:
+        check_transfer_adapter(args.adapter, args.adapter_dir, args.routing, segments is not None)
     if args.one_pass and segments is None:
         raise SystemExit("decode.py: --one_pass true routes the frames of language segments; give --segments too")
     job_dir = args.out_dir / f"split{args.nj}" / str(args.job)
@@ -214,6 +248,7 @@ def main(argv=None) -> None:
         pad_to_30s=args.pad_to_30s,
         detect_language=source in ("language_token", "lid_head") or (source == "none" and args.language == "detect"),
         language_candidates=args.language_candidates,
+        adapter=args.adapter,
     )
     start = time.time()
     n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router, segments,

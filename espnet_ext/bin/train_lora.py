@@ -10,6 +10,12 @@ Usage:
         --valid_dir data/dev_all --exp_dir exp/whisper_base_all_full \
         --config conf/tuning/train_full_whisper_base.yaml --finetune full
 
+Few-shot transfer: on a one-language training (train_dir of one language, e.g. a 25-utterance subset made
+by espnet_ext.analysis.transfer.few_shot_subset), `--init_adapter_dir exp/whisper_base_all_r16/adapters/hi`
+starts that language's adapter from hi's weights (and the shared adapter from that bank's shared/) instead
+of LoRA's initialisation; the exported adapter_config.json records it as `init_from`. An adapter of
+another rank, alpha, targets, layout or base is refused, naming its file and the training config.
+
 Writes the exp dir (see espnet_ext/train/pipeline.py): ESPnet's data/shape files and token list, the
 training itself (config.yaml with every option and the seed, checkpoint.pth, epoch files, tensorboard/),
 then `adapters/<lang>/{adapter_config.json,adapter_model.safetensors}` (with --finetune full:

@@ -6,7 +6,8 @@ depends on its batch). With LoRA adapters loaded, each utterance goes through th
 language, decided in one of three ways, recorded per utterance in lid.json ("source", with the
 posteriors and the routing weights):
 
-- forced (`utt2lang`, oracle routing): the routing is set before the pass;
+- forced (`utt2lang`, oracle routing): the routing is set before the pass; with `adapter` (zero-shot
+  transfer), every utterance goes through that one adapter while its language token stays its own;
 - a language-ID head on the encoder's tap (`lid`, anything with `layer`, `languages` and
   `__call__(hidden, lengths) -> posteriors`), whose posteriors a router (espnet_ext.routing) turns
   into weights: with a bank of layout above_tap or shared_below it decides inside the pass, between
@@ -55,6 +56,7 @@ class DecodeOptions:
     pad_to_30s: bool = True  # zero-shot Whisper is better on the 30 s window it was trained on
     detect_language: bool = False  # False: force each utterance's language from utt2lang (oracle)
     language_candidates: int = 1  # > 1: a mixed routing decodes its top languages and keeps the best
+    adapter: Optional[str] = None  # oracle only: every utterance through this adapter, with its own language token
 
 
 @dataclass
@@ -90,14 +92,22 @@ def _own_language_id(backend, encoded: EncoderOutput, candidates: Sequence[str])
         return backend.language_posteriors(state, candidates)
 
 
-def _forced(backend, speech, lengths, langs) -> Tuple[EncoderOutput, torch.Tensor, Routing, str]:
+def _forced(backend, speech, lengths, langs,
+            adapter: Optional[str] = None) -> Tuple[EncoderOutput, torch.Tensor, Routing, str]:
+    """Each utterance through its language's adapter with its language token; with `adapter`, every
+    utterance through that adapter instead, the token still its own (zero-shot transfer)."""
     model, candidates = backend.model, list(LANGUAGES)
-    routing = Routing(torch.stack([torch.tensor([float(c == lang) for c in candidates]) for lang in langs]), list(langs))
+    if adapter is not None and adapter not in adapter_names(model):  # (no bank at all: adapter_names says so)
+        raise ValueError(f"adapter {adapter!r} is not in the model's LoRA bank {list(adapter_names(model))}")
+    routed = [adapter or lang for lang in langs]
+    routing = Routing(torch.stack([torch.tensor([float(c == lang) for c in candidates]) for lang in routed]), list(langs))
     if banks(model):
         set_routing_weights(model, bank_weights(routing, candidates, adapter_names(model)))
     encoded = backend.encode(speech, lengths)
     posteriors = _own_language_id(backend, encoded, candidates)
-    return encoded, posteriors, routing, "utt2lang (posteriors: the model's own language token, same pass)"
+    how = "utt2lang" if adapter is None else (f"utt2lang for the language token; every utterance through adapter "
+                                               f"{adapter} (zero-shot transfer)")
+    return encoded, posteriors, routing, f"{how} (posteriors: the model's own language token, same pass)"
 
 
 def _by_language_token(backend, speech, lengths) -> Tuple[EncoderOutput, torch.Tensor, Routing, str]:
@@ -195,17 +205,21 @@ def _search(backend, encoded: EncoderOutput, routing: Routing, languages: Sequen
 
 @torch.no_grad()
 def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Optional[str]], config: SearchConfig,
-                     lid=None, router: Optional[Router] = None, candidates: int = 1) -> List[Hypothesis]:
+                     lid=None, router: Optional[Router] = None, candidates: int = 1,
+                     adapter: Optional[str] = None) -> List[Hypothesis]:
     """Transcribe one batch; `langs[i]` forces utterance i's language; None for all lets `lid` (a head
     on the tap, its posteriors turned into weights by `router`, hard by default) or else the model's own
     language token decide (module docstring). `candidates` > 1: an utterance whose routing mixes
-    languages is decoded once per candidate language and the best kept (_search)."""
+    languages is decoded once per candidate language and the best kept (_search). `adapter`, with forced
+    languages: every utterance through that adapter, its language token still `langs[i]`."""
     speech, lengths = pad_batch(audios)
     device = next(backend.model.parameters()).device
     speech, lengths = speech.to(device), lengths.to(device)
     languages = list(LANGUAGES)
+    if adapter is not None and not all(langs):
+        raise ValueError(f"adapter {adapter!r} keeps each utterance's own language token: force every language")
     if all(langs):
-        encoded, posteriors, routing, source = _forced(backend, speech, lengths, langs)
+        encoded, posteriors, routing, source = _forced(backend, speech, lengths, langs, adapter)
     elif any(langs):
         raise ValueError("force every utterance's language of a batch or none of them")
     elif lid is not None:
@@ -320,6 +334,8 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
     already (decode.py does, before loading the model)."""
     utterances = {u.utt_id: u for u in (read_data_dir(data_dir) if utterances is None else utterances)}
     utt_ids = job_slice(sorted(utterances), job, nj)
+    if segments is not None and one_pass and options.adapter is not None:
+        raise ValueError("one-pass segment decoding routes each segment by its language; it has no single --adapter")
     if segments is not None and one_pass:
         hyps = _decode_one_pass(model, utterances, utt_ids, segments, options, f"{data_dir.name} job {job}/{nj}")
     else:
@@ -392,7 +408,7 @@ def _decode_pieces(model, utterances, utt_ids, segments, options: DecodeOptions,
         else:
             langs = [None if options.detect_language else utterances[u].lang for u, _ in batch]
         hyps.update(zip(batch, transcribe_batch(backend, audios, langs, options.search, lid, router,
-                                                options.language_candidates)))
+                                                options.language_candidates, options.adapter)))
     return hyps
 
 

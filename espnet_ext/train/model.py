@@ -19,6 +19,7 @@ model's, so every checkpoint file is a full copy.
 """
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ContextManager, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -26,7 +27,8 @@ import torch.nn.functional as F
 
 from espnet_ext.errors import UserError
 from espnet_ext.languages import ADAPTER_LANGUAGES, adapter_language
-from espnet_ext.lora.inject import BankLayout, banks, inject, routing
+from espnet_ext.lora.adapter_files import CONFIG_NAME, AdapterFileError, check_base, load_adapter, read_adapter_config
+from espnet_ext.lora.inject import SHARED, BankLayout, banks, inject, resolve_targets, routing, shared_banks
 from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.train.augment import AugmentConfig, WaveformAugment
 from espnet_ext.train.loss import TokenLabelSmoothingLoss
@@ -204,6 +206,55 @@ def build_lora_model(asr_model: torch.nn.Module, family, conf: LoRAConfig, pad_t
            conf.bank_layout(family, asr_model))
     _use_token_loss(asr_model)
     return LoRARoutedModel(asr_model, family, conf.languages, pad_to_30s, augment)
+
+
+def _one_language(languages: Sequence[str]) -> str:
+    """The one language a transfer run trains: initialising several adapters from one would make them equal."""
+    if len(languages) != 1:
+        raise ValueError(f"--init_adapter_dir starts one language's adapter from another's; this run trains "
+                         f"{list(languages)}: train on one language's data (a per-language run, --lang <Y>)")
+    return languages[0]
+
+
+def check_init_adapter(adapter_dir: Path, conf: LoRAConfig, config_path: Path, base_name: str,
+                       base_fingerprint: str) -> Dict[str, Any]:
+    """Before any data is prepared: the adapter a few-shot run starts from (`--init_adapter_dir`, X's
+    `<exp>/adapters/<X>`) was trained on this base with the rank, alpha, targets and layout that `conf`
+    (from `config_path`) trains, and the run trains one language. Copying weights of another shape or
+    scale would start from something X never was. Returns the record exported configs carry, `init_from`."""
+    _one_language(conf.languages)
+    adapter_dir = Path(adapter_dir)
+    source = read_adapter_config(adapter_dir)
+    check_base(source, adapter_dir, base_name, base_fingerprint)
+    layouts = (BankLayout.from_record(source.get("layout")).describe(),
+               BankLayout(conf.layout, conf.tap_layer).describe())
+    problems = [f"{name} {theirs} vs {ours}" for name, theirs, ours, same in (
+        ("rank", source["rank"], conf.rank, source["rank"] == conf.rank),
+        ("alpha", source["alpha"], conf.alpha, source["alpha"] == conf.alpha),
+        ("targets", source["targets"], list(conf.targets),
+         set(resolve_targets(source["targets"])) == set(resolve_targets(conf.targets))),
+        ("layout", *layouts, layouts[0] == layouts[1]),
+    ) if not same]
+    if problems:
+        raise AdapterFileError(f"--init_adapter_dir: {adapter_dir / CONFIG_NAME} does not fit the bank that "
+                               f"{config_path} trains ({'; '.join(problems)}); train with that adapter's rank, "
+                               "alpha, targets and layout, or start from an adapter trained like this run")
+    record = {"adapter_dir": str(adapter_dir), "language": source["language"]}
+    if conf.layout == "shared_below":
+        check_base(read_adapter_config(adapter_dir.parent / SHARED), adapter_dir.parent / SHARED, base_name,
+                   base_fingerprint)
+        record["shared_dir"] = str(adapter_dir.parent / SHARED)
+    return record
+
+
+def init_language_adapter(model: LoRARoutedModel, adapter_dir: Path, base_name: str, base_fingerprint: str) -> None:
+    """Few-shot transfer: start the run's one language adapter from adapter `adapter_dir` (both A and B),
+    and the shared adapter from that bank's `shared/` where the layout has one, instead of LoRA's
+    initialisation (B = 0, the base model). load_adapter refuses an adapter that does not fit the bank."""
+    slot = _one_language(model.languages)
+    load_adapter(model.model, adapter_dir, base_name, base_fingerprint, name=slot)
+    if shared_banks(model.model):
+        load_adapter(model.model, Path(adapter_dir).parent / SHARED, base_name, base_fingerprint, name=SHARED)
 
 
 def build_full_model(asr_model: torch.nn.Module, family, pad_to_30s: bool,

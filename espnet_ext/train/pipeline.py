@@ -7,7 +7,8 @@
     <exp>/data/{train,valid}/    ESPnet's data and shape files (prep.py)
     <exp>/config.yaml            ESPnet's resolved config: every option, the seed, the base fingerprint
     <exp>/checkpoint.pth, <N>epoch.pth, valid.loss.best.pth, ..., tensorboard/, images/   (ESPnet)
-    <exp>/adapters/<lang>/       the exported adapters (export.py)
+    <exp>/adapters/<lang>/       the exported adapters (export.py); `init_from` in their configs when the
+                                 run started from another adapter (--init_adapter_dir, few-shot transfer)
     <exp>/full_model/            instead, with --finetune full: the exported model (export.py)
 
 A new run refuses an exp dir that already holds a checkpoint (continue it with resume, or remove it);
@@ -29,7 +30,7 @@ from espnet_ext.languages import ADAPTER_LANGUAGES
 from espnet_ext.models.registry import LoadedModel, load_model
 from espnet_ext.train import targets as training_targets
 from espnet_ext.train.export import export_adapters, export_full_model, read_training_config
-from espnet_ext.train.model import LoRAConfig, build_full_model, build_lora_model
+from espnet_ext.train.model import LoRAConfig, build_full_model, build_lora_model, check_init_adapter
 from espnet_ext.train.prep import PreparedSet, prepare_set
 from espnet_ext.train.task import LoRAASRTask, finetune_mode
 
@@ -148,6 +149,7 @@ def run_training(options: TrainOptions, validated: Optional[Callable[[], None]] 
     finetune = finetune_mode(resolved)
     _check_exp_dir(options, loaded, finetune)
     languages = _languages(resolved, options.train_dir)
+    init_from = _init_from(resolved, finetune, languages, options.config, loaded)
     prepared = _prepare(options, loaded, languages)
     if finetune == "lora":
         command += ["--lora_conf", f"languages={json.dumps(languages)}"]
@@ -157,7 +159,18 @@ def run_training(options: TrainOptions, validated: Optional[Callable[[], None]] 
     log.info("training %s (--finetune %s) on %s in %s", loaded.name, finetune, languages, options.exp_dir)
     LoRAASRTask.main(cmd=command)
     data = {f"{mode}_data": {"dir": str(p.source), "utterances": p.per_language} for mode, p in prepared.items()}
-    return _export(options, loaded, data)
+    return _export(options, loaded, {**data, **({"init_from": init_from} if init_from else {})})
+
+
+def _init_from(resolved: argparse.Namespace, finetune: str, languages: Sequence[str], config: Path,
+               loaded: LoadedModel) -> Optional[Dict[str, str]]:
+    """`--init_adapter_dir`, checked before any data is prepared; the record the exported configs carry."""
+    if not resolved.init_adapter_dir:
+        return None
+    if finetune != "lora":
+        raise ValueError(f"--init_adapter_dir starts a LoRA adapter from another; --finetune {finetune} trains none")
+    conf = LoRAConfig.from_dict({**resolved.lora_conf, "languages": languages})
+    return check_init_adapter(Path(resolved.init_adapter_dir), conf, config, loaded.name, loaded.fingerprint)
 
 
 def _export(options: TrainOptions, loaded: LoadedModel, data: Dict[str, dict]) -> Dict[str, Path]:

@@ -17,6 +17,8 @@ only the model differs:
 - Augmentation is training-only, so it is not part of the architecture: ESPnet's own `specaug` /
   `specaug_conf` options attach ESPnet's SpecAug where the model computes its features, and
   `--augment_conf` adds on-the-fly speed perturbation and noise (augment.py).
+- `--init_adapter_dir <exp>/adapters/<X>` (few-shot transfer, a one-language run) starts the language's
+  adapter from X's weights, and the shared adapter from X's bank's (model.init_language_adapter).
 - `--hold_absent_adapters true` hooks the optimizer so that a step leaves the adapters of languages
   absent from its batch untouched (absent_adapters.py); off by default, as measured.
 
@@ -42,6 +44,7 @@ from espnet_ext.train.model import (
     TrainingModel,
     build_full_model,
     build_lora_model,
+    init_language_adapter,
 )
 from espnet_ext.train.trainer import LoRATrainer
 
@@ -79,6 +82,10 @@ class LoRAASRTask(asr_task()):
                                 "e.g. --augment_conf noise_prob=0.5")
         group.add_argument("--gradient_checkpointing", type=_types.str2bool, default=False,
                            help="recompute each transformer block's activations in backward (GPU memory)")
+        group.add_argument("--init_adapter_dir", type=_types.str_or_none, default=None,
+                           help="few-shot transfer: start the one trained language's adapter from this adapter "
+                                "directory (<exp>/adapters/<X>), and the shared adapter from its bank's shared/ "
+                                "(layout shared_below); default: LoRA's initialisation (B = 0)")
         group.add_argument("--hold_absent_adapters", type=_types.str2bool, default=False,
                            help="joint training: an optimizer step leaves the adapters of languages absent "
                                 "from its batch untouched, Adam moments included (sparse-Adam semantics; "
@@ -144,6 +151,9 @@ def _build_training_model(args: argparse.Namespace, loaded: LoadedModel) -> Trai
                      model.trainable_report())
         return model
     model = build_lora_model(loaded.asr_model, loaded.family, LoRAConfig.from_dict(args.lora_conf), args.pad_to_30s, augment)
+    if args.init_adapter_dir:
+        init_language_adapter(model, Path(args.init_adapter_dir), loaded.name, loaded.fingerprint)
+        logging.info("adapter %s starts from %s", model.languages[0], args.init_adapter_dir)
     logging.info("LoRA on %s (fingerprint %s):\n%s", loaded.name, loaded.fingerprint, trainable_report(model.model))
     return model
 
