@@ -408,3 +408,58 @@ def ranks_section(exp_root: Path, figures_dir: Path) -> Optional[Section]:
     return Section("How much rank the adapters use", f"Effective rank over LoRA rank, mean over adapters: {message}",
                    [], [table], [Figure(figures_dir / "effective_rank.png", "Effective rank against LoRA rank.",
                                         table.source)])
+
+
+def importance_section(result: Mapping, figures_dir: Path, source: str) -> Section:
+    """Where in the network the adapters matter (the layers study), in sentences read from `result`."""
+    from espnet_ext.analysis import importance
+
+    importance.plot_importance(result, figures_dir / "layer_importance")
+    importance.plot_proxy(result, figures_dir / "layer_importance_proxy")
+    blocks = [u for u in result["units"] if result["unit_kind"][u] != "group"]
+    change = result["loss_change"]
+    top = {lang: max(blocks, key=lambda u: change[lang][u]) for lang in result["languages"]}
+    groups = [g for g in ("encoder", "decoder") if g in result["units"]]
+    paragraphs = [
+        "Teacher-forced dev loss (nats per token) with one block's language adapters switched off, the rest "
+        f"routed as in oracle decoding, on {sum(result['utterances'].values())} probe utterances "
+        f"({', '.join(f'{k} {v}' for k, v in result['utterances'].items())}). The block that matters most: "
+        + ", ".join(f"{lang} {top[lang]} (+{change[lang][top[lang]]:.2f})" for lang in result["languages"]) + ".",
+        "Switching off a whole side: " + "; ".join(
+            f"{g}: " + ", ".join(f"{lang} {change[lang][g]:+.2f}" for lang in result["languages"]) for g in groups) + ".",
+        "Rank correlation (Spearman, over blocks) of the adapters' update norm with the measured loss change: "
+        + ", ".join(f"{lang} {rho:+.2f}" if rho is not None else f"{lang} n/a" for lang, rho in result["spearman"].items())
+        + "; the weight norm is a weak proxy where it is far from +1.",
+    ]
+    side = max(groups, key=lambda g: np.mean([change[lang][g] for lang in result["languages"]])) if groups else None
+    return Section("Where the adapters matter (layer importance)",
+                   f"Switching off the {side} adapters costs the most loss" if side else "Loss change per block",
+                   paragraphs, [],
+                   [Figure(figures_dir / "layer_importance.png", "Loss change per block and language.", source),
+                    Figure(figures_dir / "layer_importance_proxy.png", "Update norm against measured loss change.",
+                           source)])
+
+
+def transfer_section(result: Mapping, figures_dir: Path) -> Optional[Section]:
+    """The zero-shot transfer matrix (the transfer study), with the plan's pairs in sentences."""
+    from espnet_ext.analysis import transfer
+
+    off_diagonal = [(a, y) for a in result["adapters"] for y in result["languages"]
+                    if a not in (y, transfer.BASE) and result["wer"][a][y] is not None]
+    if not off_diagonal:
+        return None
+    transfer.plot_zero_shot(result, figures_dir / "transfer_zero_shot")
+    wer = result["wer"]
+    pairs = [f"adapter {x} on {y}: WER {wer[x][y]:.1f} (the bare base {wer[transfer.BASE][y]:.1f}, {y}'s own "
+             f"adapter {wer[y][y]:.1f})" for x, y in transfer.PLAN_PAIRS
+             if wer.get(x, {}).get(y) is not None and wer[transfer.BASE].get(y) is not None and wer[y].get(y) is not None]
+    paragraphs = ["The project plan's pairs, each adapter decoding another language with that language's token: "
+                  + "; ".join(pairs) + "." if pairs else "",
+                  "Read with two caveats: the default bank's shared adapter below the tap was trained on every "
+                  "language, so no cell is strictly zero-shot; and where X and Y are written in different scripts "
+                  "an adapter that outputs its own script scores near 100% whatever it heard."]
+    sources = sorted({p for row in result["sources"].values() for p in row.values() if p})
+    return Section("Cross-lingual transfer (zero-shot)", "How well each language's adapter decodes the others",
+                   [p for p in paragraphs if p], [],
+                   [Figure(figures_dir / "transfer_zero_shot.png", "Zero-shot transfer matrix, WER and CER.",
+                           f"{len(sources)} decode dirs' scores.json (./run.sh --stage 7 --studies transfer)")])

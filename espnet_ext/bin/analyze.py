@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from espnet_ext.analysis import gather, weights
 from espnet_ext.analysis.report import Section, write_report
@@ -39,6 +39,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe_data", type=Path, default=None,
                    help="Kaldi dir with utt2lang the representation analysis reads (none: skip it)")
     p.add_argument("--probe_per_language", type=int, default=10, help="utterances per language in the probe subset")
+    p.add_argument("--importance_per_language", type=int, default=0,
+                   help="the layers study: teacher-forced loss with each block's adapters off on this many probe "
+                        "utterances per language (0: only report an earlier run's)")
     p.add_argument("--force", type=str2bool, default=False, help="recompute the cached analyses")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -71,14 +74,43 @@ def _weight_space(args, figures: Path) -> Dict:
     return result
 
 
-def _loaded_model(args):
+def _loaded_model(args) -> Tuple[Any, List[Dict]]:
+    """The base with the bank of `--exp_dir` loaded, and the adapters' configs."""
     from espnet_ext.bin.decode import load_adapters
     from espnet_ext.models.registry import load_model
 
     loaded = load_model(args.model, model_path=args.model_path)
-    load_adapters(loaded, args.exp_dir / "adapters")
+    configs = load_adapters(loaded, args.exp_dir / "adapters")
     loaded.asr_model.eval()
-    return loaded
+    return loaded, configs
+
+
+def _layer_importance(args, loaded, configs: List[Dict], figures: Path) -> Optional[Section]:
+    from espnet_ext.analysis.importance import layer_importance
+    from espnet_ext.analysis.probe_set import probe_subset
+    from espnet_ext.bin.decode import input_window
+
+    path = args.exp_dir / "analysis" / "importance.json"
+    if not path.is_file() and not args.importance_per_language:
+        return None
+    if args.importance_per_language and args.probe_data is None:
+        raise AnalysisInputError("--importance_per_language needs --probe_data (a Kaldi dir with utt2lang)")
+
+    def compute() -> Dict:
+        probe = probe_subset(args.probe_data, args.importance_per_language, args.exp_dir / "analysis" / "probe_importance")
+        return layer_importance(loaded, probe, args.batch_size, input_window(None, configs))
+
+    result = cached(path, compute, args.force and bool(args.importance_per_language))
+    return gather.importance_section(result, figures, f"{path} (./run.sh --stage 7 --studies layers)")
+
+
+def _zero_shot(args) -> Dict:
+    from espnet_ext.analysis.transfer import zero_shot_matrix
+    from espnet_ext.bin.decode import bank_languages
+
+    tests = [f"test_{lang}" for lang in bank_languages(args.exp_dir / "adapters")]
+    base = next(iter(sorted(args.exp_root.glob("*_zeroshot/decode_test_all_none"))), None)
+    return zero_shot_matrix(args.exp_dir, tests, base, args.exp_dir / "decode_test_all_oracle")
 
 
 @exits_on_user_error
@@ -102,7 +134,15 @@ def main(argv=None) -> None:
     sections += [seeds] if seeds else []
     if not seeds:
         missing.append("Run-to-run spread and the same-language baseline: `./run.sh --stage 7 --studies seeds`.")
-    loaded = _loaded_model(args)
+    loaded, configs = _loaded_model(args)
+    layers = _layer_importance(args, loaded, configs, figures)
+    sections += [layers] if layers else []
+    if not layers:
+        missing.append("Layer importance: `./run.sh --stage 7 --studies layers`.")
+    zero_shot = gather.transfer_section(_zero_shot(args), figures)
+    sections += [zero_shot] if zero_shot else []
+    if not zero_shot:
+        missing.append("Cross-lingual zero-shot transfer matrix: `./run.sh --stage 7 --studies transfer`.")
     base_parameters = sum(p.numel() for n, p in loaded.asr_model.named_parameters() if "lora_" not in n)
     efficiency = gather.efficiency_section(args.exp_root, base_parameters, figures)
     sections += [efficiency] if efficiency else []

@@ -59,7 +59,10 @@ switch_penalty=        # Viterbi penalty per language switch (empty: espnet_ext.
 probe_per_language=10  # dev utterances per language the representation analysis (CKA, probes) reads
 analysis_args=         # extra options for espnet_ext.bin.analyze
 studies=               # comma-separated studies stage 7 runs before its report (README "Analysis" lists each
-                       # one's time): seeds (2 more trainings, seeds 1 and 2), ranks (the other ranks of 8 16 32 64)
+                       # one's time): seeds (2 more trainings, seeds 1 and 2), ranks (the other ranks of 8 16 32 64),
+                       # layers (layer importance on importance_per_language dev utterances per language),
+                       # transfer (each adapter decoding every other language's test set)
+importance_per_language=10  # the layers study's probe utterances per language
 
 help_message="Usage: $0 [options]
   e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
@@ -315,7 +318,15 @@ run_study() {
         ranks) for rank in 8 16 32 64; do
                    [ "${rank}" = "${lora_rank}" ] || study_system --lora_rank "${rank}" ${tag:+--tag "${tag}"} --train_args "${train_args}"
                done ;;
-        *) log "--studies: unknown study '$1' (seeds, ranks)"; exit 1 ;;
+        layers) ;;  # run inside the analysis below (--importance_per_language)
+        transfer) for src in $(python -m espnet_ext.bin.recipe_info langs --lang "${lang}"); do
+                      for tgt in $(python -m espnet_ext.bin.recipe_info langs --lang "${lang}"); do
+                          [ "${src}" = "${tgt}" ] && continue  # the diagonal is the oracle decode of test_all
+                          decode_set "$(data_dir_of "test_${tgt}")" "${train_exp}/decode_test_${tgt}_adapter_${src}" oracle --adapter "${src}"
+                          score_set "${train_exp}/decode_test_${tgt}_adapter_${src}" "$(data_dir_of "test_${tgt}")"
+                      done
+                  done ;;
+        *) log "--studies: unknown study '$1' (seeds, ranks, layers, transfer)"; exit 1 ;;
     esac
 }
 
@@ -335,7 +346,8 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
             python -m espnet_ext.bin.analyze --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --exp_root "${expdir}" --exp_dir "${train_exp}" --report_dir "${expdir}/report" \
                 --probe_data "$(data_dir_of "dev_${lang}")" --probe_per_language "${probe_per_language}" \
-                --force "${force}" --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${analysis_args}
+                --force "${force}" --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
+                $([[ ",${studies}," == *,layers,* ]] && echo --importance_per_language "${importance_per_language}") ${analysis_args}
         log "stage 7: ${expdir}/report/README.md, index.html (one page, images inside), slides.pdf"
     fi
 fi
