@@ -463,3 +463,42 @@ def transfer_section(result: Mapping, figures_dir: Path) -> Optional[Section]:
                    [p for p in paragraphs if p], [],
                    [Figure(figures_dir / "transfer_zero_shot.png", "Zero-shot transfer matrix, WER and CER.",
                            f"{len(sources)} decode dirs' scores.json (./run.sh --stage 7 --studies transfer)")])
+
+
+def representation_section(result: Mapping, figures_dir: Path, source: str) -> Section:
+    """CKA and probes (module espnet_ext.analysis.representations) in sentences read from `result`."""
+    from espnet_ext.analysis import representations
+
+    representations.plot_cka(result, figures_dir / "cka")
+    representations.plot_probes(result, figures_dir / "probes")
+    layers, cka = result["layers"], result["cka"]
+    top = layers[-1]
+    base_pairs = {k: v for k, v in cka.items() if k.startswith("base~")}
+    adapter_pairs = {k: v for k, v in cka.items() if not k.startswith("base~")}
+    lowest = min(layers, key=lambda i: np.mean([v[i] for v in base_pairs.values()]))
+    paragraphs = [
+        f"Linear CKA on {result['utterances']} probe utterances ({result['probe_dir']}): base against each adapter "
+        f"is lowest at layer {lowest} (mean {np.mean([v[lowest] for v in base_pairs.values()]):.2f}) and "
+        f"{np.mean([v[top] for v in base_pairs.values()]):.2f} at the top layer {top}; adapters against each other "
+        f"stay at {min(v[top] for v in adapter_pairs.values()):.2f}-{max(v[top] for v in adapter_pairs.values()):.2f} "
+        "at the top layer" + (f" (most alike {max(adapter_pairs, key=lambda k: adapter_pairs[k][top]).replace('~', '-')}, "
+                              f"least {min(adapter_pairs, key=lambda k: adapter_pairs[k][top]).replace('~', '-')})"
+                              if adapter_pairs else "") + ": what the adapters change is mostly common to all of them.",
+    ]
+    for task, by_state in result["probes"].items():
+        base = by_state["base"]
+        best = max(range(len(layers)), key=lambda i: base["selectivity"][i])
+        paragraphs.append(
+            f"Linear {task} probe ({result['folds']}-fold, shuffled-label control): the bare base reaches "
+            f"{100 * base['accuracy'][best]:.0f}% at layer {layers[best]} (control {100 * base['control'][best]:.0f}%); "
+            "the adapted states: " + ", ".join(f"{state} {100 * max(v['accuracy']):.0f}%" for state, v in by_state.items()
+                                               if state != "base") + " at their best layer.")
+    paragraphs.append("The probe subset holds a few synthetic voices per language, so a probe may read the voice as "
+                      "much as the language.")
+    return Section("What the adapters change inside the encoder", f"Adapted encoders part from the base above the "
+                   f"tap and stay close to each other (CKA at layer {top}: base vs adapters "
+                   f"{np.mean([v[top] for v in base_pairs.values()]):.2f}, adapters among themselves "
+                   f"{np.mean([v[top] for v in adapter_pairs.values()]) if adapter_pairs else float('nan'):.2f})",
+                   paragraphs, [],
+                   [Figure(figures_dir / "cka.png", "Linear CKA per encoder layer.", source),
+                    Figure(figures_dir / "probes.png", "Language and family probes per encoder layer.", source)])

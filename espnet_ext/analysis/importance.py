@@ -203,7 +203,7 @@ def _probe_utterances(loaded, probe_dir: Path) -> List[Utterance]:
                     "decoder's): %s", probe_dir, len(left), ", ".join(u.utt_id for u in left[:5]))
     if not kept:
         raise ProbeSetError(f"{probe_dir} holds no utterance in an adapter's language ({', '.join(adapters)}); make "
-                            "the probe subset from a dev set of those languages (analysis.probe_set.probe_subset)")
+                            "the probe subset from a dev set of those languages (analysis.subsets.probe_subset)")
     return kept
 
 

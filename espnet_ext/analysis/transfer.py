@@ -25,7 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_ext.analysis.plotting import pyplot, save_figure
-from espnet_ext.data.kaldi import read_data_dir, write_data_dir
+from espnet_ext.analysis.subsets import over_speakers, write_subset
+from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.errors import UserError
 from espnet_ext.languages import LANGUAGES, get_language
 
@@ -56,9 +57,8 @@ def few_shot_tag(n: int, init: Optional[str]) -> str:
 
 def few_shot_subset(data_dir: Path, n: int, out_dir: Path) -> Path:
     """Write `out_dir`: `n` utterances of the one-language `data_dir`, taken round-robin over its speakers
-    (speakers and each speaker's utterances in id order), so a small subset hears many voices and each
-    smaller subset lies inside every larger one; deterministic by id. probe_subset's first-n-by-id would
-    give 25 utterances of two synthetic voices (ids start with the speaker: 12 per speaker in train_te)."""
+    (espnet_ext.analysis.subsets.over_speakers), so a small subset hears many voices and each smaller subset
+    lies inside every larger one; deterministic by id."""
     utterances = sorted(read_data_dir(data_dir), key=lambda u: u.utt_id)
     langs = sorted({u.lang for u in utterances})
     if len(langs) != 1:
@@ -67,12 +67,7 @@ def few_shot_subset(data_dir: Path, n: int, out_dir: Path) -> Path:
     if not 1 <= n <= len(utterances):
         raise TransferInputError(f"{data_dir} holds {len(utterances)} utterances; ask for 1 to {len(utterances)}, "
                                  f"not {n}")
-    by_speaker: Dict[str, list] = {}
-    for utt in utterances:
-        by_speaker.setdefault(utt.speaker, []).append(utt)
-    rounds = itertools.zip_longest(*(by_speaker[s] for s in sorted(by_speaker)))
-    order = [utt for row in rounds for utt in row if utt is not None]
-    write_data_dir(out_dir, sorted(order[:n], key=lambda u: u.utt_id))
+    write_subset(out_dir, over_speakers(utterances, n))
     return Path(out_dir)
 
 

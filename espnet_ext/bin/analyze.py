@@ -87,7 +87,7 @@ def _loaded_model(args) -> Tuple[Any, List[Dict]]:
 
 def _layer_importance(args, loaded, configs: List[Dict], figures: Path) -> Optional[Section]:
     from espnet_ext.analysis.importance import layer_importance
-    from espnet_ext.analysis.probe_set import probe_subset
+    from espnet_ext.analysis.subsets import probe_subset
     from espnet_ext.bin.decode import input_window
 
     path = args.exp_dir / "analysis" / "importance.json"
@@ -104,10 +104,29 @@ def _layer_importance(args, loaded, configs: List[Dict], figures: Path) -> Optio
     return gather.importance_section(result, figures, f"{path} (./run.sh --stage 7 --studies layers)")
 
 
-def _zero_shot(args) -> Dict:
+def _representations(args, loaded, figures: Path) -> Optional[Section]:
+    from espnet_ext.analysis.representations import representation_analysis
+    from espnet_ext.analysis.subsets import probe_subset
+
+    path = args.exp_dir / "analysis" / "representations.json"
+    if args.probe_data is None and not path.is_file():
+        return None
+
+    def compute() -> Dict:
+        probe = probe_subset(args.probe_data, args.probe_per_language, args.exp_dir / "analysis" / "probe")
+        return representation_analysis(loaded, probe, args.batch_size)
+
+    result = cached(path, compute, args.force)
+    return gather.representation_section(result, figures, f"{path} (stage 7)")
+
+
+def _zero_shot(args) -> Optional[Dict]:
+    """The zero-shot transfer matrix, where the transfer study has decoded any cell."""
     from espnet_ext.analysis.transfer import zero_shot_matrix
     from espnet_ext.bin.decode import bank_languages
 
+    if not any(args.exp_dir.glob("decode_test_*_adapter_*/scores.json")):
+        return None
     tests = [f"test_{lang}" for lang in bank_languages(args.exp_dir / "adapters")]
     base = next(iter(sorted(args.exp_root.glob("*_zeroshot/decode_test_all_none"))), None)
     return zero_shot_matrix(args.exp_dir, tests, base, args.exp_dir / "decode_test_all_oracle")
@@ -135,11 +154,14 @@ def main(argv=None) -> None:
     if not seeds:
         missing.append("Run-to-run spread and the same-language baseline: `./run.sh --stage 7 --studies seeds`.")
     loaded, configs = _loaded_model(args)
+    inside = _representations(args, loaded, figures)
+    sections += [inside] if inside else []
     layers = _layer_importance(args, loaded, configs, figures)
     sections += [layers] if layers else []
     if not layers:
         missing.append("Layer importance: `./run.sh --stage 7 --studies layers`.")
-    zero_shot = gather.transfer_section(_zero_shot(args), figures)
+    matrix = _zero_shot(args)
+    zero_shot = gather.transfer_section(matrix, figures) if matrix else None
     sections += [zero_shot] if zero_shot else []
     if not zero_shot:
         missing.append("Cross-lingual zero-shot transfer matrix: `./run.sh --stage 7 --studies transfer`.")

@@ -144,3 +144,18 @@ def test_same_language_similarity_of_a_bank_with_itself_is_one(bank_dir):
     assert list(same) == LANGS  # the shared adapter is not a language
     assert all(v["cosine"] == pytest.approx(1.0, abs=1e-6) and v["subspace"] == pytest.approx(1.0, abs=1e-6)
                for v in same.values())
+
+
+def test_probe_subset_spreads_over_speakers_and_nests(tmp_path):
+    from espnet_ext.analysis.subsets import probe_subset
+    from espnet_ext.data.kaldi import Utterance, read_data_dir, write_data_dir
+
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")
+    utts = [Utterance(f"{lang}-s{s}-{i:02d}", f"{lang}-s{s}", "x", lang, str(wav), 1.0)
+            for lang in ("hi", "te") for s in range(3) for i in range(4)]
+    write_data_dir(tmp_path / "dev", utts)
+    three = read_data_dir(probe_subset(tmp_path / "dev", 3, tmp_path / "p3"))
+    assert sorted(u.utt_id for u in three if u.lang == "hi") == ["hi-s0-00", "hi-s1-00", "hi-s2-00"]  # one per voice
+    five = {u.utt_id for u in read_data_dir(probe_subset(tmp_path / "dev", 5, tmp_path / "p5"))}
+    assert {u.utt_id for u in three} < five and len(five) == 10
