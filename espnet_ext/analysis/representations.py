@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from espnet_ext.analysis.plotting import pyplot, save_figure
+from espnet_ext.analysis.plotting import language_color, pyplot, save_figure
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.errors import UserError
 from espnet_ext.languages import LANGUAGES, get_language
@@ -243,7 +243,9 @@ def plot_cka(result: Dict[str, Any], stem: Path) -> List[Path]:
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), sharey=True, squeeze=False)
     for ax, (title, style, keys) in zip(axes[0], groups):
         for key in keys:
-            ax.plot(result["layers"], result["cka"][key], style, marker="o", label=key.replace("~", " vs "))
+            pair = key.split("~")
+            colour = language_color(pair[1]) if pair[0] == BASE else None  # adapter pairs: the default cycle
+            ax.plot(result["layers"], result["cka"][key], style, marker="o", color=colour, label=key.replace("~", " vs "))
         _mark_tap(ax, result)
         _layer_axis(ax, result)
         ax.set_title(title)
@@ -261,10 +263,9 @@ def plot_probes(result: Dict[str, Any], stem: Path) -> List[Path]:
     plt = pyplot()
     tasks = list(result["probes"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks) + 2, 4.2), sharey=True, squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, task in zip(axes[0], tasks):
-        for i, state in enumerate(result["states"]):
-            scores, colour = result["probes"][task][state], colours[i % len(colours)]
+        for state in result["states"]:
+            scores, colour = result["probes"][task][state], language_color(state)
             ax.plot(result["layers"], scores["accuracy"], "-", marker="o", color=colour, label=state)
             ax.plot(result["layers"], scores["control"], "--", color=colour)
         _mark_tap(ax, result)
