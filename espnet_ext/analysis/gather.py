@@ -502,3 +502,27 @@ def representation_section(result: Mapping, figures_dir: Path, source: str) -> S
                    paragraphs, [],
                    [Figure(figures_dir / "cka.png", "Linear CKA per encoder layer.", source),
                     Figure(figures_dir / "probes.png", "Language and family probes per encoder layer.", source)])
+
+
+def fewshot_section(result: Mapping, figures_dir: Path, source: str) -> Optional[Section]:
+    """Few-shot transfer (the fewshot study): dev CER against training size, from scratch and from another
+    language's adapter, with the plan's gain and catch-up point per pair."""
+    from espnet_ext.analysis import transfer
+
+    measured = {name: pair for name, pair in result["pairs"].items()
+                if any(v is not None for v in pair["cer"]["transfer"] + pair["cer"]["scratch"])}
+    if not measured:
+        return None
+    transfer.plot_few_shot(result, figures_dir / "transfer_few_shot")
+    paragraphs = []
+    for name, pair in measured.items():
+        gains = ", ".join(f"N={n}: {g:+.1f}" for n, g in zip(result["sizes"], pair["gain"]["wer"]) if g is not None)
+        catch = pair["catch_up"]["wer"]
+        paragraphs.append(f"{name}: transfer gain WER_transfer - WER_scratch (dev, points) {gains or 'not measured'}; "
+                          + (f"from scratch catches up at N={catch}." if catch else "from scratch does not catch up "
+                             "within the sizes trained."))
+    paragraphs.append("Each source adapter was trained on its own language alone, so no target data reaches the "
+                      "transfer runs through a shared adapter.")
+    return Section("Cross-lingual transfer (few-shot)", "Starting a language's adapter from another language's, "
+                   "against starting from scratch, at equal steps", paragraphs, [],
+                   [Figure(figures_dir / "transfer_few_shot.png", "Dev CER against training utterances.", source)])

@@ -165,6 +165,14 @@ def main(argv=None) -> None:
     sections += [zero_shot] if zero_shot else []
     if not zero_shot:
         missing.append("Cross-lingual zero-shot transfer matrix: `./run.sh --stage 7 --studies transfer`.")
+    from espnet_ext.analysis.transfer import few_shot_curves
+
+    few = gather.fewshot_section(few_shot_curves(args.exp_root), figures,
+                                 f"{args.exp_root}/*_r*_n*_*/decode_dev_*_oracle/scores.json (./run.sh --stage 7 --studies fewshot)")
+    sections += [few] if few else []
+    if not few:
+        missing.append("Few-shot transfer (hi->pa, hi->te, it->te at 25/100/400 utterances): `./run.sh --stage 7 "
+                       "--studies fewshot`.")
     base_parameters = sum(p.numel() for n, p in loaded.asr_model.named_parameters() if "lora_" not in n)
     efficiency = gather.efficiency_section(args.exp_root, base_parameters, figures)
     sections += [efficiency] if efficiency else []

@@ -214,3 +214,8 @@ def test_stage_7_reports_every_result_and_the_seeds_study(tmp_path):
     assert len(pngs) >= 8 and all(p.with_suffix(".pdf").is_file() for p in pngs)
     assert (report / "slides.pdf").read_bytes()[:5] == b"%PDF-" and "<img" in (report / "index.html").read_text()
     assert "stage 7: study seeds" in done.stdout
+
+
+def test_an_unknown_study_stops_stage_7_naming_it(tmp_path):
+    done = run_recipe(tmp_path, "--stage", "7", "--studies", "nosuch")
+    assert done.returncode == 1 and "unknown study 'nosuch'" in done.stdout

@@ -33,6 +33,7 @@ lora_rank=16           # 8|16|32|64: picks conf/tuning/train_lora_<model>_r<rank
 train_config=          # empty: conf/tuning/train_lora_<model>_r<lora_rank>.yaml (full: train_full_<model>.yaml)
 train_args=            # extra options for espnet_ext.bin.train_lora (any ESPnet option too)
 tag=                   # optional suffix of the experiment name
+train_set=             # training data dir (a name under data/ or a path); empty: train_<lang>
 # Stage 4: LID heads on the bank's tap (<train_exp>/lid/<head>)
 lid_head=mlp           # the head the LID routings decode with: linear|mlp|cnn|bilstm|asp
 lid_heads=             # heads to train (comma-separated, or all: the five and their comparison); empty: lid_head
@@ -61,8 +62,13 @@ analysis_args=         # extra options for espnet_ext.bin.analyze
 studies=               # comma-separated studies stage 7 runs before its report (README "Analysis" lists each
                        # one's time): seeds (2 more trainings, seeds 1 and 2), ranks (the other ranks of 8 16 32 64),
                        # layers (layer importance on importance_per_language dev utterances per language),
-                       # transfer (each adapter decoding every other language's test set)
+                       # transfer (each adapter decoding every other language's test set), fewshot (each
+                       # target language trained on 25/100/400 utterances from scratch and from the source's
+                       # adapter, the source trained alone first)
 importance_per_language=10  # the layers study's probe utterances per language
+fewshot_pairs="hi:pa hi:te it:te"  # the fewshot study's source:target pairs (the project plan's)
+fewshot_sizes="25 100 400"         # its target training sizes (utterances)
+fewshot_steps="--num_iters_per_epoch 25 --max_epoch 4"  # equal training steps for every size
 
 help_message="Usage: $0 [options]
   e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
@@ -213,11 +219,11 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     if done_or_force "${train_exp}/${exported}/.done"; then
         log "stage 3: ${train_exp}/${exported} already trained; --force true reruns it (it resumes from its last checkpoint; delete the dir to start over)"
     else
-        log "stage 3: ${finetune} training (${train_config}) on $(data_dir_of "train_${lang}") -> ${train_exp} (log: ${train_exp}/log/train.log)"
+        log "stage 3: ${finetune} training (${train_config}) on $(data_dir_of "${train_set:-train_${lang}}") -> ${train_exp} (log: ${train_exp}/log/train.log)"
         ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${ngpu:+--gpu "${ngpu}"} \
             "${train_exp}/log/train.log" \
             python -m espnet_ext.bin.train_lora --model "${model}" ${model_path:+--model_path "${model_path}"} \
-                --train_dir "$(data_dir_of "train_${lang}")" --valid_dir "$(data_dir_of "dev_${lang}")" \
+                --train_dir "$(data_dir_of "${train_set:-train_${lang}}")" --valid_dir "$(data_dir_of "dev_${lang}")" \
                 --exp_dir "${train_exp}" --config "${train_config}" --finetune "${finetune}" --ngpu "${ngpu}" \
                 --resume true --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${train_args}
         touch "${train_exp}/${exported}/.done"
@@ -326,7 +332,20 @@ run_study() {
                           score_set "${train_exp}/decode_test_${tgt}_adapter_${src}" "$(data_dir_of "test_${tgt}")"
                       done
                   done ;;
-        *) log "--studies: unknown study '$1' (seeds, ranks, layers, transfer)"; exit 1 ;;
+        fewshot) for pair in ${fewshot_pairs}; do
+                     src=${pair%%:*} tgt=${pair##*:}
+                     study_system --lang "${src}" --lora_rank "${lora_rank}" --test_sets "test_${src}"
+                     for n in ${fewshot_sizes}; do
+                         python local/subset_data_dir.py "$(data_dir_of "train_${tgt}")" "${n}" "${datadir}/train_${tgt}_n${n}"
+                         for init in scratch "from_${src}"; do
+                             init_dir=${expdir}/${model}_${src}_r${lora_rank}/adapters/${src}
+                             study_system --lang "${tgt}" --lora_rank "${lora_rank}" --test_sets "test_${tgt}" \
+                                 --train_set "${datadir}/train_${tgt}_n${n}" --tag "n${n}_${init}" \
+                                 --train_args "${fewshot_steps} $([ "${init}" = scratch ] || echo --init_adapter_dir "${init_dir}")"
+                         done
+                     done
+                 done ;;
+        *) log "--studies: unknown study '$1' (seeds, ranks, layers, transfer, fewshot)"; exit 1 ;;
     esac
 }
 
@@ -334,8 +353,15 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     for study in ${studies//,/ }; do
         log "stage 7: study ${study} (log: ${expdir}/report/log/study_${study}.log)"
         mkdir -p "${expdir}/report/log"
-        run_study "${study}" > "${expdir}/report/log/study_${study}.log" 2>&1 || {
-            log "stage 7: study ${study} failed; the end of ${expdir}/report/log/study_${study}.log:"; tail -5 "${expdir}/report/log/study_${study}.log"; exit 1; }
+        set +e  # a subshell outside any || or if: set -e holds inside it, and its status is read here
+        ( set -e; run_study "${study}" ) > "${expdir}/report/log/study_${study}.log" 2>&1
+        status=$?
+        set -e
+        if [ "${status}" -ne 0 ]; then
+            log "stage 7: study ${study} failed; the end of ${expdir}/report/log/study_${study}.log:"
+            tail -5 "${expdir}/report/log/study_${study}.log"
+            exit 1
+        fi
     done
     if [ ! -d "${train_exp}/adapters" ]; then
         log "stage 7: the analysis reads a trained LoRA bank and ${train_exp}/adapters is missing (--finetune ${finetune}; run stage 3 with --finetune lora): skipped"
