@@ -95,7 +95,8 @@ def html_page(title: str, sections: Sequence[Section]) -> str:
 def _slide(plt, title: str, message: str):
     fig = plt.figure(figsize=SLIDE_SIZE)
     fig.text(0.03, 0.95, title, fontsize=18, weight="bold", va="top")
-    fig.text(0.03, 0.88, "\n".join(textwrap.wrap(message, 120)), fontsize=12, va="top", color="#333")
+    text = "\n\n".join(textwrap.fill(paragraph, 120) for paragraph in message.split("\n\n"))
+    fig.text(0.03, 0.88, text, fontsize=12, va="top", color="#333")
     return fig
 
 
@@ -108,23 +109,35 @@ def _table_slide(plt, section: Section, table: Table):
                      for c in table.columns], loc="upper center", cellLoc="center")
     drawn.auto_set_font_size(False)
     drawn.set_fontsize(7 if len(table.columns) > 10 else 9)
+    drawn.auto_set_column_width(list(range(len(table.columns))))
     drawn.scale(1, 1.5)
-    more = f" (first {SLIDE_TABLE_ROWS} of {len(table.rows)} rows)" if len(table.rows) > SLIDE_TABLE_ROWS else ""
-    fig.text(0.03, 0.02, f"{table.title}{more}. Source: {table.source}", fontsize=7, color="#666")
+    more = [f"first {SLIDE_TABLE_ROWS} of {len(table.rows)} rows"] if len(table.rows) > SLIDE_TABLE_ROWS else []
+    more += [f"{len(section.tables) - 1} more table(s) in the HTML report"] if len(section.tables) > 1 else []
+    fig.text(0.03, 0.02, f"{table.title}{' (' + '; '.join(more) + ')' if more else ''}. Source: {table.source}"[:230],
+             fontsize=7, color="#666")
     return fig
 
 
-def _figure_slide(plt, section: Section, figure: Figure):
+def _figures_slide(plt, section: Section):
+    """Every figure of the section on one page, side by side (two rows from four figures)."""
     fig = _slide(plt, section.title, section.message)
-    ax = fig.add_axes([0.03, 0.07, 0.94, 0.72])
-    ax.imshow(plt.imread(str(figure.png)))
-    ax.axis("off")
-    fig.text(0.03, 0.02, f"{figure.caption} Source: {figure.source}"[:220], fontsize=7, color="#666")
+    n = len(section.figures)
+    columns = n if n <= 3 else 2
+    rows = -(-n // columns)
+    for i, figure in enumerate(section.figures):
+        row, col = divmod(i, columns)
+        ax = fig.add_axes([0.02 + col * 0.96 / columns, 0.07 + (rows - 1 - row) * 0.72 / rows, 0.96 / columns - 0.01,
+                           0.72 / rows - 0.01])
+        ax.imshow(plt.imread(str(figure.png)))
+        ax.axis("off")
+    sources = "; ".join(dict.fromkeys(f.source for f in section.figures))
+    fig.text(0.03, 0.02, f"Source: {sources}"[:230], fontsize=7, color="#666")
     return fig
 
 
 def slides(title: str, subtitle: str, sections: Sequence[Section]) -> bytes:
-    """The deck as PDF bytes: a title page, then per section its tables and its figures, one per page."""
+    """The deck as PDF bytes: a title page, then per section its first table on a page and its figures on
+    another (a section with neither: its text), so each page carries the section's one message."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     plt = pyplot()
@@ -133,8 +146,10 @@ def slides(title: str, subtitle: str, sections: Sequence[Section]) -> bytes:
     def pages():
         yield lambda: _slide(plt, title, subtitle)
         for section in sections:
-            yield from (lambda t=t: _table_slide(plt, section, t) for t in section.tables)
-            yield from (lambda f=f: _figure_slide(plt, section, f) for f in section.figures)
+            if section.tables:
+                yield lambda: _table_slide(plt, section, section.tables[0])
+            if section.figures:
+                yield lambda: _figures_slide(plt, section)
             if not section.tables and not section.figures:
                 yield lambda: _slide(plt, section.title, section.message + "\n\n" + "\n\n".join(section.paragraphs))
 
@@ -144,6 +159,11 @@ def slides(title: str, subtitle: str, sections: Sequence[Section]) -> bytes:
             pdf.savefig(page)
             plt.close(page)
     return buffer.getvalue()
+
+
+def slide_count(sections: Sequence[Section]) -> int:
+    """Pages `slides` draws: the title, then per section a table page and a figures page (or a text page)."""
+    return 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in sections)
 
 
 def write_report(title: str, subtitle: str, sections: Sequence[Section], report_dir: Path) -> List[Path]:
