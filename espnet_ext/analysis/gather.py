@@ -526,3 +526,51 @@ def fewshot_section(result: Mapping, figures_dir: Path, source: str) -> Optional
     return Section("Cross-lingual transfer (few-shot)", "Starting a language's adapter from another language's, "
                    "against starting from scratch, at equal steps", paragraphs, [],
                    [Figure(figures_dir / "transfer_few_shot.png", "Dev CER against training utterances.", source)])
+
+
+def errors_section(exp_dir: Path, figures_dir: Path, test_set: str = "test_all") -> Optional[Section]:
+    """The adapters' errors on `test_set` (oracle routing) sorted by kind: unseen vs seen words, word
+    boundaries, the characters most confused (espnet_ext.analysis.error_breakdown)."""
+    from espnet_ext.analysis import error_breakdown as eb
+
+    decode = exp_dir / f"decode_{test_set}_oracle"
+    scores, configs = _scores(decode), sorted(exp_dir.glob("adapters/*/adapter_config.json"))
+    if not scores or not configs:
+        return None
+    ref_text = Path(scores["ref_text"])
+    train_dir = Path(json.loads(configs[0].read_text(encoding="utf-8")).get("train_data", {}).get("dir", ""))
+    if not ref_text.is_file() or not (train_dir / "text").is_file():
+        return None
+    langs = {u: v["lang"] for u, v in scores.get("utterances", {}).items()}
+    train_langs = dict(line.split() for line in (train_dir / "utt2lang").read_text(encoding="utf-8").splitlines())
+    train = eb.read_text(train_dir / "text")
+    seen = {lang: eb.vocabulary(t for u, t in train.items() if train_langs.get(u) == lang) for lang in set(train_langs.values())}
+    result = eb.breakdown(eb.read_text(ref_text), eb.read_text(decode / "text"), langs, seen)
+    rows = [[lang, str(s["ref_words"]), f"{100 * s['unseen_words'] / max(1, s['ref_words']):.0f}",
+             f"{eb.rate(s['seen_errors'], s['seen_words']):.1f}", f"{eb.rate(s['unseen_errors'], s['unseen_words']):.1f}",
+             f"{s['boundary_regions']} / {s['error_regions']}", ", ".join(f"{c} ({n})" for c, n in s["top_confusions"][:3])]
+            for lang, s in result.items()]
+    source = f"{decode}/text, {ref_text}, {train_dir}/text (stage 7)"
+    table = Table(f"Errors of {exp_dir.name} on {test_set} by kind (oracle routing)",
+                  ["lang", "ref words", "unseen in training %", "error % on seen words", "error % on unseen words",
+                   "boundary / all error regions", "most confused characters (ref->hyp)"],
+                  rows, [False, True, True, True, True, True, False], source)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = np.arange(len(result))
+    for offset, kind in ((-0.2, "seen"), (0.2, "unseen")):
+        ax.bar(x + offset, [eb.rate(s[f"{kind}_errors"], s[f"{kind}_words"]) for s in result.values()], 0.4,
+               label=f"words {kind} in training")
+    ax.set_xticks(x, list(result))
+    ax.set_ylabel("reference words substituted or deleted (%)")
+    ax.set_title(f"Errors on words seen and unseen in training ({test_set})", fontsize=10)
+    ax.legend(fontsize=8)
+    save_figure(fig, figures_dir / "errors_seen_unseen")
+    ratios = {lang: eb.rate(s["unseen_errors"], s["unseen_words"]) / eb.rate(s["seen_errors"], s["seen_words"])
+              for lang, s in result.items() if s["seen_errors"] and s["unseen_words"]}
+    message = ("Words never seen in training are missed " + ", ".join(f"{lang} {r:.1f}x" for lang, r in ratios.items())
+               + " as often as seen ones") if ratios else "Error rates on words seen and unseen in training"
+    return Section("What the adapters get wrong", message,
+                   ["Error regions are runs of substitutions, deletions and insertions in the word alignment; a "
+                    "boundary region holds the same letters as the reference with the spaces moved."], [table],
+                   [Figure(figures_dir / "errors_seen_unseen.png", "Error rate on seen and unseen words.", source)])

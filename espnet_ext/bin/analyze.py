@@ -144,6 +144,8 @@ def main(argv=None) -> None:
     sections += gather.results_sections(args.exp_root, args.exp_dir, figures)
     lid = gather.lid_section(args.exp_dir)
     sections += [lid] if lid else []
+    wrong = gather.errors_section(args.exp_dir, figures)
+    sections += [wrong] if wrong else []
     weight_result = _weight_space(args, figures)
     sections.append(gather.weight_section(weight_result, figures, f"{args.exp_dir}/analysis/weights.json from "
                                           f"{args.exp_dir}/adapters (stage 7)"))
