@@ -16,7 +16,9 @@ from espnet_ext.analysis.report import Figure, Section
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.routing.routers import ROUTINGS
 from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
-from espnet_ext.scoring.results import Table, decode_ms_per_utt, routing_tables, experiments_table
+from espnet_ext.scoring.results import (
+    Table, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb, routing_tables,
+)
 
 _TRAIN_LINE = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: .*?\bloss=([\d.]+)")
 
@@ -75,6 +77,16 @@ def training_curves(exp_dir: Path, stem: Path) -> Optional[List[Path]]:
 
 def _scores(decode_dir: Path) -> Optional[Dict]:
     return _read_json(decode_dir / "scores.json")
+
+
+def change_with_ci(system: Optional[Dict], baseline: Optional[Dict], lang: Optional[str]) -> str:
+    """"-76% [-80, -72]": the relative WER change of `system` against `baseline` (two scores.json) on the
+    utterances both scored (of `lang`, or all), with its paired bootstrap 95% CI; "" where either lacks
+    per-utterance errors."""
+    if not system or not baseline or "utterances" not in system or "utterances" not in baseline:
+        return ""
+    change, low, high = bootstrap_relative_change(*paired_errors(system["utterances"], baseline["utterances"], lang))
+    return f"{100 * change:+.0f}% [{100 * low:+.0f}, {100 * high:+.0f}]"
 
 
 def _systems_on(exp_root: Path, test_set: str) -> Dict[str, Path]:
@@ -141,6 +153,10 @@ def routing_figure(exp_dir: Path, test_set: str, stem: Path) -> Optional[List[Pa
     return save_figure(fig, stem)
 
 
+def _number(value: Optional[float], fmt: str) -> str:
+    return "" if value is None else fmt.format(value)
+
+
 def _disk_mb(paths: Sequence[Path]) -> float:
     return sum(p.stat().st_size for p in paths) / 1e6
 
@@ -169,14 +185,18 @@ def efficiency_table(exp_root: Path, base_parameters: Optional[int], test_set: s
             per_lang, trainable, system, on_disk = 0, 0, "zero-shot base", 0.0
         share = f"{100 * trainable / base_parameters:.1f}" if base_parameters else ""
         s = _scores(decode_dir)["scores"]["all"]
-        ms = decode_ms_per_utt(decode_dir)
+        ms, decode_mb = decode_ms_per_utt(decode_dir), decode_peak_memory_mb(decode_dir)
+        train_log = exp / "log" / "train.log"
+        train_mb = peak_memory_mb(train_log.read_text(encoding="utf-8")) if train_log.is_file() else None
         rows.append([system, f"{per_lang / 1e6:.2f}", f"{trainable / 1e6:.2f}", share, f"{on_disk:.1f}",
-                     "" if ms is None else f"{ms:.0f}", f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}"])
+                     _number(train_mb, "{:.0f}"), _number(decode_mb, "{:.0f}"), _number(ms, "{:.0f}"),
+                     f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}"])
     if not rows:
         return None
     return Table(f"Efficiency on {test_set}", ["system", "trainable M per language", "trainable M in all",
-                                               "% of base", "on disk MB", "decode ms/utt", "WER", "CER"],
-                 rows, [False] + [True] * 7,
+                                               "% of base", "on disk MB", "training peak MB", "decode peak MB",
+                                               "decode ms/utt", "WER", "CER"],
+                 rows, [False] + [True] * 9,
                  f"{exp_root}/*/adapters/*/adapter_model.safetensors, full_model/, decode_{test_set}_*/scores.json and "
                  "log/decode.*.log (one thread per job)")
 
@@ -244,8 +264,9 @@ def results_sections(exp_root: Path, exp_dir: Path, figures_dir: Path) -> List[S
         lines = []
         if base and oracle:
             b, o = _scores(base)["scores"]["all"]["wer"]["rate"], _scores(oracle)["scores"]["all"]["wer"]["rate"]
+            ci = change_with_ci(_scores(oracle), _scores(base), None)
             lines.append(f"Over all test_all utterances the zero-shot base has {b:.2f}% WER and the adapters (oracle "
-                         f"routing) {o:.2f}% ({100 * (o - b) / b:+.0f}% relative).")
+                         f"routing) {o:.2f}%: {ci} relative (paired bootstrap 95% CI over utterances).")
         message = "Word error rates of every decoded system"
         if base and oracle:
             bs, os_ = _scores(base)["scores"], _scores(oracle)["scores"]
@@ -283,7 +304,8 @@ def lid_section(exp_dir: Path) -> Optional[Section]:
 
 def efficiency_figure(table: Table, stem: Path) -> Optional[List[Path]]:
     """Test WER against trainable parameters (log scale), one point per system of the efficiency table."""
-    points = [(float(row[2]) * 1e6, float(row[6]), row[0]) for row in table.rows if float(row[2]) > 0]
+    column = table.columns.index("WER")
+    points = [(float(row[2]) * 1e6, float(row[column]), row[0]) for row in table.rows if float(row[2]) > 0]
     if not points:
         return None
     plt = pyplot()
@@ -291,7 +313,7 @@ def efficiency_figure(table: Table, stem: Path) -> Optional[List[Path]]:
     for params, wer, name in points:
         ax.scatter(params, wer)
         ax.annotate(name, (params, wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    base = [float(row[6]) for row in table.rows if row[0] == "zero-shot base"]
+    base = [float(row[column]) for row in table.rows if row[0] == "zero-shot base"]
     if base:
         ax.axhline(base[0], color="black", ls="--", lw=0.8, label="zero-shot base")
         ax.legend(fontsize=8)
@@ -315,8 +337,10 @@ def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_d
     if efficiency_figure(table, figures_dir / "wer_vs_parameters"):
         figures.append(Figure(figures_dir / "wer_vs_parameters.png", "Test WER against trainable parameters.",
                               table.source))
-    return Section("Efficiency", message, ["Peak memory is not recorded by this release's training or decoding "
-                                           "logs, so it is not in the table."], [table], figures)
+    return Section("Efficiency", message, ["Peak memory is the process's peak resident memory as train_lora and each "
+                                           "decode job log it (blank for logs written before they did); decode time "
+                                           "is the jobs' own time over their utterances, one thread per job."],
+                   [table], figures)
 
 
 def seed_runs(exp_root: Path, exp_dir: Path) -> List[Path]:
@@ -450,9 +474,13 @@ def transfer_section(result: Mapping, figures_dir: Path) -> Optional[Section]:
         return None
     transfer.plot_zero_shot(result, figures_dir / "transfer_zero_shot")
     wer = result["wer"]
-    pairs = [f"adapter {x} on {y}: WER {wer[x][y]:.1f} (the bare base {wer[transfer.BASE][y]:.1f}, {y}'s own "
-             f"adapter {wer[y][y]:.1f})" for x, y in transfer.PLAN_PAIRS
-             if wer.get(x, {}).get(y) is not None and wer[transfer.BASE].get(y) is not None and wer[y].get(y) is not None]
+    def cell(adapter: str, lang: str) -> Optional[Dict]:
+        path = result["sources"].get(adapter, {}).get(lang)
+        return json.loads(Path(path).read_text(encoding="utf-8")) if path else None
+
+    pairs = [f"adapter {x} on {y}: WER {wer[x][y]:.1f}, {change_with_ci(cell(x, y), cell(y, y), y)} against {y}'s own "
+             f"adapter ({wer[y][y]:.1f})" for x, y in transfer.PLAN_PAIRS
+             if wer.get(x, {}).get(y) is not None and wer.get(y, {}).get(y) is not None]
     paragraphs = ["The project plan's pairs, each adapter decoding another language with that language's token: "
                   + "; ".join(pairs) + "." if pairs else "",
                   "Read with two caveats: the default bank's shared adapter below the tap was trained on every "

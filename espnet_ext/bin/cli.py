@@ -23,6 +23,13 @@ def start_cli(parser: argparse.ArgumentParser, argv=None, level: int = logging.I
     return args
 
 
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB), for the efficiency table."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def exits_on_user_error(main):
     """Decorate a CLI's `main(argv)`: a UserError (espnet_ext.errors: bad data, audio, model, adapter or
     option, its message naming the file and the fix) ends the command with that one line and exit

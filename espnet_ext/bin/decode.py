@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from espnet_ext.bin.cli import (
-    exits_on_user_error, parse_args_with_config, resolved_args_yaml, save_resolved_args, str2bool,
+    exits_on_user_error, parse_args_with_config, peak_memory_mb, resolved_args_yaml, save_resolved_args, str2bool,
 )
 from espnet_ext.data.kaldi import (
     SEGMENTS_LANG, LanguageSegment, Utterance, check_segments, read_data_dir, read_segments_json, read_segments_lang,
@@ -255,7 +255,8 @@ def main(argv=None) -> None:
                         args.one_pass, utterances=utterances)
     atomic_write_text(job_dir / JOB_DONE, request)  # after the job's text and lid.json: the job is complete
     save_resolved_args(args, args.out_dir / "decode_args.yaml")  # only now: a failed run keeps the last record
-    log.info("decoded %d utterances in %.1f s -> %s", n, time.time() - start, job_dir)
+    log.info("decoded %d utterances in %.1f s (peak memory %.0f MB) -> %s", n, time.time() - start, peak_memory_mb(),
+             job_dir)
 
 
 if __name__ == "__main__":

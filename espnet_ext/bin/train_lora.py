@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from espnet_ext.bin.cli import exits_on_user_error, save_resolved_args, str2bool
+from espnet_ext.bin.cli import exits_on_user_error, peak_memory_mb, save_resolved_args, str2bool
 from espnet_ext.errors import UserError
 from espnet_ext.fileio import exclusive_lock
 from espnet_ext.train.export import EXPORT_CHOICES
@@ -116,6 +116,7 @@ def main(argv=None) -> None:
             raise UserError(str(err)) from None
     for name, path in exported.items():
         log.info("exported %s -> %s", name, path)
+    log.info("peak memory %.0f MB", peak_memory_mb())
 
 
 if __name__ == "__main__":

@@ -133,13 +133,26 @@ def experiments_table(exp_dir: Path) -> Optional[Table]:
                  f"{exp_dir}/*/decode_dev_*_oracle/scores.json, adapters/*/adapter_config.json")
 
 
+def _decode_logs(decode_dir: Path) -> str:
+    return "".join(f.read_text(encoding="utf-8") for f in sorted(decode_dir.glob("log/decode.*.log")))
+
+
 def decode_ms_per_utt(decode_dir: Path) -> Optional[float]:
     """Sum over the decode jobs' logs of "decoded N utterances in S s": 1000 S / N."""
     utts = seconds = 0.0
-    for log_file in decode_dir.glob("log/decode.*.log"):
-        for match in re.finditer(r"decoded (\d+) utterances in ([\d.]+) s", log_file.read_text(encoding="utf-8")):
-            utts, seconds = utts + int(match.group(1)), seconds + float(match.group(2))
+    for match in re.finditer(r"decoded (\d+) utterances in ([\d.]+) s", _decode_logs(decode_dir)):
+        utts, seconds = utts + int(match.group(1)), seconds + float(match.group(2))
     return 1000 * seconds / utts if utts else None
+
+
+def peak_memory_mb(log_text: str) -> Optional[float]:
+    """The largest "peak memory X MB" a log reports (decode jobs, train_lora); None for logs from before it."""
+    found = [float(m) for m in re.findall(r"peak memory ([\d.]+) MB", log_text)]
+    return max(found) if found else None
+
+
+def decode_peak_memory_mb(decode_dir: Path) -> Optional[float]:
+    return peak_memory_mb(_decode_logs(decode_dir))
 
 
 def _routing_accuracy(decode_dir: Path, scores: Dict) -> Optional[float]:

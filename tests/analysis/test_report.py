@@ -41,7 +41,7 @@ def write_decode(decode_dir: Path, test_set: str, seed: int, routed_wrong=()):
     lid = {u: {"lang": "pa" if u in routed_wrong else d["lang"], "posteriors": {d["lang"]: 0.95}} for u, d in utts.items()}
     (decode_dir / "lid.json").write_text(json.dumps(lid))
     (decode_dir / "log").mkdir()
-    (decode_dir / "log/decode.1.log").write_text("x decode INFO decoded 20 utterances in 10.0 s -> y\n")
+    (decode_dir / "log/decode.1.log").write_text("x decode INFO decoded 20 utterances in 10.0 s (peak memory 812 MB) -> y\n")
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,9 @@ def test_html_tables_equal_the_scores_json_they_came_from(exp_root, report):
     oracle = json.loads((decode_dirs["oracle"] / "scores.json").read_text())["scores"]["all"]
     lora_row = next(row for row in efficiency[1:] if "LoRA r4" in row[0])
     assert lora_row[-2:] == [f"{oracle['wer']['rate']:.2f}", f"{oracle['cer']['rate']:.2f}"]
+    columns = efficiency[0]
+    assert lora_row[columns.index("decode peak MB")] == "812" and lora_row[columns.index("decode ms/utt")] == "500"
+    assert lora_row[columns.index("training peak MB")] == ""  # no train.log in this exp
 
 
 def test_readme_names_every_figure_and_the_slides_have_a_page_each(report):
