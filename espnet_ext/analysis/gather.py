@@ -429,8 +429,9 @@ def ranks_section(exp_root: Path, figures_dir: Path) -> Optional[Section]:
     for r in rows:
         usage[r["rank"]].append(r["effective_rank"] / r["rank"])
     message = "; ".join(f"rank {k}: {100 * np.mean(v):.0f}% of it in use" for k, v in sorted(usage.items()))
+    sizes = data_size_sentence(rows)
     return Section("How much rank the adapters use", f"Effective rank over LoRA rank, mean over adapters: {message}",
-                   [], [table], [Figure(figures_dir / "effective_rank.png", "Effective rank against LoRA rank.",
+                   [sizes] if sizes else [], [table], [Figure(figures_dir / "effective_rank.png", "Effective rank against LoRA rank.",
                                         table.source)])
 
 
@@ -602,3 +603,18 @@ def errors_section(exp_dir: Path, figures_dir: Path, test_set: str = "test_all")
                    ["Error regions are runs of substitutions, deletions and insertions in the word alignment; a "
                     "boundary region holds the same letters as the reference with the spaces moved."], [table],
                    [Figure(figures_dir / "errors_seen_unseen.png", "Error rate on seen and unseen words.", source)])
+
+
+def data_size_sentence(rows: Sequence[Mapping]) -> Optional[str]:
+    """The plan's low-resource hypothesis, where one language was trained at several sizes with one rank:
+    the effective rank at each size (adapter_ranks rows)."""
+    groups: Dict = {}
+    for r in rows:
+        if r["train_utterances"]:
+            groups.setdefault((r["lang"], r["rank"]), {})[r["train_utterances"]] = r["effective_rank"]
+    sizes = {key: by_size for key, by_size in groups.items() if len(by_size) > 1}
+    if not sizes:
+        return None
+    return "Effective rank by training size (the low-resource hypothesis: fewer utterances, lower rank): " + "; ".join(
+        f"{lang} r{rank}: " + ", ".join(f"{n} utts {v:.1f}" for n, v in sorted(by_size.items()))
+        for (lang, rank), by_size in sorted(sizes.items())) + "."

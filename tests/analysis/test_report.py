@@ -180,3 +180,12 @@ def test_markdown_tables_read_back_as_written():
     first, second = gather.markdown_tables(text, "heads.md")
     assert (first.columns, first.rows, first.numeric) == (table.columns, table.rows, table.numeric)
     assert first.title == "intro" and second.title == "Out-of-set, %" and second.rows == [["a", "1"]]
+
+
+def test_the_data_size_sentence_compares_one_language_and_rank_across_sizes():
+    rows = [{"lang": "te", "rank": 16, "train_utterances": 400, "effective_rank": 12.8},
+            {"lang": "te", "rank": 16, "train_utterances": 25, "effective_rank": 9.1},
+            {"lang": "te", "rank": 8, "train_utterances": 100, "effective_rank": 6.0},
+            {"lang": "hi", "rank": 16, "train_utterances": 400, "effective_rank": 13.0}]
+    assert gather.data_size_sentence(rows).endswith("te r16: 25 utts 9.1, 400 utts 12.8.")
+    assert gather.data_size_sentence(rows[2:]) is None  # no language trained at two sizes with one rank

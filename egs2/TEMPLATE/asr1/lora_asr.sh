@@ -66,7 +66,7 @@ studies=               # comma-separated studies stage 7 runs before its report 
                        # target language trained on 25/100/400 utterances from scratch and from the source's
                        # adapter, the source trained alone first)
 importance_per_language=10  # the layers study's probe utterances per language
-fewshot_pairs="hi:pa hi:te it:te"  # the fewshot study's source:target pairs (the project plan's)
+fewshot_pairs="hi:pa hi:te it:te"  # the fewshot study's source:target pairs (the project plan's); full: all 12
 fewshot_sizes="25 100 400"         # its target training sizes (utterances)
 fewshot_steps="--num_iters_per_epoch 25 --max_epoch 4"  # equal training steps for every size
 
@@ -332,7 +332,13 @@ run_study() {
                           score_set "${train_exp}/decode_test_${tgt}_adapter_${src}" "$(data_dir_of "test_${tgt}")"
                       done
                   done ;;
-        fewshot) for pair in ${fewshot_pairs}; do
+        fewshot) local pairs=${fewshot_pairs} src tgt
+                 if [ "${pairs}" = full ]; then  # every ordered pair of the adapter languages
+                     pairs=$(for src in $(python -m espnet_ext.bin.recipe_info langs --lang all); do
+                                 for tgt in $(python -m espnet_ext.bin.recipe_info langs --lang all); do
+                                     if [ "${src}" != "${tgt}" ]; then echo "${src}:${tgt}"; fi; done; done)
+                 fi
+                 for pair in ${pairs}; do
                      src=${pair%%:*} tgt=${pair##*:}
                      study_system --lang "${src}" --lora_rank "${lora_rank}" --test_sets "test_${src}"
                      for n in ${fewshot_sizes}; do
