@@ -132,6 +132,46 @@ def _zero_shot(args) -> Optional[Dict]:
     return zero_shot_matrix(args.exp_dir, tests, base, args.exp_dir / "decode_test_all_oracle")
 
 
+UNRUN = {  # what the report lists when a study's results are absent, with the command that runs it
+    "seeds": "Run-to-run spread and the same-language baseline: `./run.sh --stage 7 --studies seeds`.",
+    "layers": "Layer importance: `./run.sh --stage 7 --studies layers`.",
+    "transfer": "Cross-lingual zero-shot transfer matrix: `./run.sh --stage 7 --studies transfer`.",
+    "fewshot": "Few-shot transfer (hi->pa, hi->te, it->te at 25/100/400 utterances): `./run.sh --stage 7 --studies "
+               "fewshot`.",
+}
+
+
+def build_sections(args, figures: Path) -> List[Section]:
+    """The report in its order: baseline -> adapters -> routing -> what the adapters learned -> studies ->
+    efficiency; each absent study named with its command at the end."""
+    from espnet_ext.analysis.transfer import few_shot_curves
+
+    weight_result = _weight_space(args, figures)
+    loaded, configs = _loaded_model(args)
+    base_parameters = sum(p.numel() for n, p in loaded.asr_model.named_parameters() if "lora_" not in n)
+    matrix = _zero_shot(args)
+    studies = {
+        "seeds": gather.seeds_section(args.exp_root, args.exp_dir, weight_result),
+        "layers": _layer_importance(args, loaded, configs, figures),
+        "transfer": gather.transfer_section(matrix, figures) if matrix else None,
+        "fewshot": gather.fewshot_section(few_shot_curves(args.exp_root), figures, f"{args.exp_root}/*_r*_n*_*/"
+                                          "decode_dev_*_oracle/scores.json (./run.sh --stage 7 --studies fewshot)"),
+    }
+    sections = [
+        *gather.results_sections(args.exp_root, args.exp_dir, figures),
+        gather.lid_section(args.exp_dir),
+        gather.errors_section(args.exp_dir, figures),
+        gather.weight_section(weight_result, figures,
+                              f"{args.exp_dir}/analysis/weights.json from {args.exp_dir}/adapters (stage 7)"),
+        gather.ranks_section(args.exp_root, figures),
+        _representations(args, loaded, figures),
+        *studies.values(),
+        gather.efficiency_section(args.exp_root, base_parameters, figures),
+        gather.not_in_report([UNRUN[name] for name, section in studies.items() if section is None]),
+    ]
+    return [section for section in sections if section is not None]
+
+
 @exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
@@ -140,52 +180,11 @@ def main(argv=None) -> None:
                                  "first, or give --exp_dir of a trained LoRA exp")
     figures = args.report_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    sections: List[Section] = []
-    sections += gather.results_sections(args.exp_root, args.exp_dir, figures)
-    lid = gather.lid_section(args.exp_dir)
-    sections += [lid] if lid else []
-    wrong = gather.errors_section(args.exp_dir, figures)
-    sections += [wrong] if wrong else []
-    weight_result = _weight_space(args, figures)
-    sections.append(gather.weight_section(weight_result, figures, f"{args.exp_dir}/analysis/weights.json from "
-                                          f"{args.exp_dir}/adapters (stage 7)"))
-    missing = []
-    sections.append(gather.ranks_section(args.exp_root, figures))
-    seeds = gather.seeds_section(args.exp_root, args.exp_dir, weight_result)
-    sections += [seeds] if seeds else []
-    if not seeds:
-        missing.append("Run-to-run spread and the same-language baseline: `./run.sh --stage 7 --studies seeds`.")
-    loaded, configs = _loaded_model(args)
-    inside = _representations(args, loaded, figures)
-    sections += [inside] if inside else []
-    layers = _layer_importance(args, loaded, configs, figures)
-    sections += [layers] if layers else []
-    if not layers:
-        missing.append("Layer importance: `./run.sh --stage 7 --studies layers`.")
-    matrix = _zero_shot(args)
-    zero_shot = gather.transfer_section(matrix, figures) if matrix else None
-    sections += [zero_shot] if zero_shot else []
-    if not zero_shot:
-        missing.append("Cross-lingual zero-shot transfer matrix: `./run.sh --stage 7 --studies transfer`.")
-    from espnet_ext.analysis.transfer import few_shot_curves
-
-    few = gather.fewshot_section(few_shot_curves(args.exp_root), figures,
-                                 f"{args.exp_root}/*_r*_n*_*/decode_dev_*_oracle/scores.json (./run.sh --stage 7 --studies fewshot)")
-    sections += [few] if few else []
-    if not few:
-        missing.append("Few-shot transfer (hi->pa, hi->te, it->te at 25/100/400 utterances): `./run.sh --stage 7 "
-                       "--studies fewshot`.")
-    base_parameters = sum(p.numel() for n, p in loaded.asr_model.named_parameters() if "lora_" not in n)
-    efficiency = gather.efficiency_section(args.exp_root, base_parameters, figures)
-    sections += [efficiency] if efficiency else []
-    unrun = gather.not_in_report(missing)
-    sections += [unrun] if unrun else []
     title = f"Multilingual LoRA adapters: {args.exp_dir.name}"
     subtitle = (f"Every result under {args.exp_root}: baseline -> adapters -> routing -> analysis. "
                 "Written by espnet_ext.bin.analyze (stage 7).")
-    for path in write_report(title, subtitle, sections, args.report_dir):
+    for path in write_report(title, subtitle, build_sections(args, figures), args.report_dir):
         log.info("wrote %s", path)
-
 
 if __name__ == "__main__":
     main()
