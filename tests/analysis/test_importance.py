@@ -10,15 +10,14 @@ import torch
 from espnet_ext.analysis import importance
 from espnet_ext.data.audio import pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
-from espnet_ext.lora.inject import BankLayout, banks, inject, language_banks
+from espnet_ext.lora.inject import BankLayout, banks, language_banks
 from espnet_ext.models.registry import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
+from analysis_helpers import LANGS, random_bank  # noqa: E402
 from decode_helpers import noise_data_dir  # noqa: E402
 from train_helpers import make_corpus  # noqa: E402
-
-LANGS = ["hi", "pa", "te", "it"]
 BLOCKS = ["enc 1", "enc 2", "dec 1", "dec 2"]  # whisper_tiny_random: 2 + 2 blocks
 
 
@@ -39,16 +38,8 @@ def base():
 
 
 def banked(base, targets=("whisper_all",), scale=0.1, layout=BankLayout(), dropout=0.0):
-    """A copy of `base` (in training mode, as the registry loads it) with a rank-4 bank of random adapters
-    (every lora_A, lora_B ~ N(0, scale^2))."""
-    model = dataclasses.replace(base, asr_model=copy.deepcopy(base.asr_model))
-    inject(model.asr_model, list(targets), rank=4, alpha=8, languages=LANGS, dropout=dropout, layout=layout)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for bank in banks(model.asr_model).values():
-            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen) * scale)
-            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen) * scale)
-    return model
+    """analysis_helpers.random_bank on `base`, layout per_language unless given."""
+    return random_bank(LANGS, targets, layout, scale, dropout=dropout, base=base)
 
 
 def unit_modules(model, name):

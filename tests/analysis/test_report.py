@@ -1,24 +1,20 @@
 """The report: its HTML tables are the scores.json they came from, the page opens in headless Chromium with
 every image decoded, the slides hold a page per table and figure, Markdown tables read back as written."""
-import copy
 import html.parser
 import json
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from analysis_helpers import LANGS, random_bank, save_bank
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
+from decode_helpers import headless_chromium, needs_chromium  # noqa: E402
 
 from espnet_ext.analysis import gather, weights
 from espnet_ext.analysis.report import slide_count, write_report
-from espnet_ext.lora.adapter_files import save_adapter
-from espnet_ext.lora.inject import SHARED, BankLayout, banks, inject
-from espnet_ext.models.family import WHISPER
-from espnet_ext.models.registry import load_model
 from espnet_ext.scoring.results import Table
-
-LANGS = ["hi", "pa", "te", "it"]
 
 
 def _counts(errors, tokens):
@@ -51,17 +47,7 @@ def exp_root(tmp_path_factory):
     trained = root / "whisper_tiny_all_r4"
     write_decode(trained / "decode_test_all_oracle", "test_all", 1)
     write_decode(trained / "decode_test_all_hard", "test_all", 2, routed_wrong=("hi-u0", "hi-u1"))
-    base = load_model("whisper_tiny_random")
-    model = copy.deepcopy(base.asr_model)
-    lower = tuple(WHISPER.encoder_block_names(model)[:1])
-    inject(model, ["whisper_all"], rank=4, alpha=8, languages=LANGS, layout=BankLayout("shared_below", 1, lower))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for bank in banks(model).values():
-            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen))
-            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen))
-    for name in LANGS + [SHARED]:
-        save_adapter(model, name, trained / "adapters" / name, {"base_model": base.name, "base_fingerprint": base.fingerprint})
+    save_bank(random_bank(scale=1.0), trained / "adapters")
     return root
 
 
@@ -149,29 +135,16 @@ def test_readme_names_every_figure_and_the_slides_have_a_page_each(report):
     assert pages == slide_count(sections) == 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in sections)
 
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (install.sh as root)")
+@needs_chromium
 def test_the_page_opens_in_headless_chromium_with_every_image_decoded(report):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     report_dir, sections = report
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    try:
+    with headless_chromium() as driver:
         driver.get((report_dir / "index.html").resolve().as_uri())
         decoded = driver.execute_script(
             "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('data:'))")
         assert decoded and all(decoded)
         assert len(decoded) == sum(len(s.figures) for s in sections)
         assert driver.execute_script("return document.querySelectorAll('table').length") == sum(len(s.tables) for s in sections)
-    finally:
-        driver.quit()
 
 
 def test_markdown_tables_read_back_as_written():

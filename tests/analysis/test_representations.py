@@ -1,7 +1,5 @@
 """Representation space: linear CKA's known answers, the cross-validated probes and their control, and
 the analysis end to end on the tiny random Whisper with a shared_below bank."""
-import copy
-import dataclasses
 import json
 import math
 import re
@@ -23,11 +21,11 @@ from espnet_ext.analysis.representations import (
     state_features,
     stratified_folds,
 )
-from espnet_ext.lora.inject import SHARED, BankLayout, banks, inject, shared_banks
-from espnet_ext.models.family import WHISPER
+from espnet_ext.lora.inject import language_banks, shared_banks
 from espnet_ext.models.registry import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
+from analysis_helpers import random_bank, shared_below  # noqa: E402
 from decode_helpers import noise_data_dir  # noqa: E402
 
 ADAPTERS = ["hi", "pa", "te"]  # pa's lora_B is all zeros: its state is the shared adapter alone
@@ -109,18 +107,10 @@ def tiny():
     """Tiny random Whisper with a shared_below bank (tap after block 1): random hi, te and shared
     adapters, pa with lora_B all zeros; adapter dropout, and in train mode as a registry model loads,
     so only an analysis in eval mode reads the same states twice."""
-    base = load_model("whisper_tiny_random")
-    model = dataclasses.replace(base, asr_model=copy.deepcopy(base.asr_model))
-    lower = tuple(WHISPER.encoder_block_names(model.asr_model)[:TAP])
-    inject(model.asr_model, ["whisper_all"], rank=4, alpha=8, languages=ADAPTERS, dropout=0.3,
-           layout=BankLayout("shared_below", TAP, lower))
-    gen = torch.Generator().manual_seed(0)
+    model = random_bank(ADAPTERS, dropout=0.3, layout=shared_below(load_model("whisper_tiny_random"), TAP))
     with torch.no_grad():
-        for bank in banks(model.asr_model).values():
-            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen) * 0.3)
-            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen) * 0.3)
-            if SHARED not in bank.names:
-                bank.lora_B[bank.index("pa")] = 0
+        for bank in language_banks(model.asr_model).values():
+            bank.lora_B[bank.index("pa")] = 0
     return model
 
 

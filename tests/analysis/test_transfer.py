@@ -3,8 +3,6 @@ oracle's transcripts for X = Y and X merged into the base otherwise; the zero-sh
 decode dirs, its diagonal the oracle's per-language scores; train_lora --init_adapter_dir starts the
 trained language's adapter (and the shared one) from X's weights and records it, and refuses a bank of
 another rank; the readers' known cells (None where missing) and the figures."""
-import copy
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,18 +16,15 @@ from espnet_ext.bin import decode, score, train_lora
 from espnet_ext.data.kaldi import Utterance, read_data_dir, write_data_dir
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
-from espnet_ext.lora.adapter_files import WEIGHTS_NAME, save_adapter
-from espnet_ext.lora.inject import SHARED, BankLayout, adapter_state_dict, banks, inject, merge_adapter, unmerge_all
-from espnet_ext.models.family import WHISPER
-from espnet_ext.models.registry import load_model
+from espnet_ext.lora.adapter_files import WEIGHTS_NAME
+from espnet_ext.lora.inject import SHARED, adapter_state_dict, merge_adapter, unmerge_all
 from espnet_ext.train.trainer import LoRATrainer
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS / "decode"), str(TESTS / "train")]
+from analysis_helpers import LANGS, random_bank, save_bank  # noqa: E402
 from decode_helpers import noise_data_dir, random_audio  # noqa: E402
 from train_helpers import TINY_CONFIG, make_corpus, train_command  # noqa: E402
-
-LANGS = ["hi", "pa", "te", "it"]
 
 
 @pytest.fixture(autouse=True)
@@ -37,26 +32,11 @@ def one_thread():
     torch.set_num_threads(1)
 
 
-def random_bank(languages, targets, seed=0):
-    """whisper_tiny_random with a shared_below bank (tap after block 1, rank 4, alpha 8), random adapters."""
-    base = load_model("whisper_tiny_random")
-    model = dataclasses.replace(base, asr_model=copy.deepcopy(base.asr_model))
-    lower = tuple(WHISPER.encoder_block_names(model.asr_model)[:1])
-    inject(model.asr_model, targets, rank=4, alpha=8, languages=languages, layout=BankLayout("shared_below", 1, lower))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bank in banks(model.asr_model).values():
-            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen) * 0.3)
-            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen) * 0.3)
+def eval_bank(languages, targets, seed=0):
+    """analysis_helpers.random_bank in eval mode (decoding's)."""
+    model = random_bank(languages, targets, seed=seed)
     model.asr_model.eval()
     return model
-
-
-def save_bank(model, languages, adapters_dir):
-    meta = {"base_model": model.name, "base_fingerprint": model.fingerprint}
-    for name in [*languages, SHARED]:
-        save_adapter(model.asr_model, name, adapters_dir / name, meta)
-    return adapters_dir
 
 
 # --- zero-shot decoding -------------------------------------------------------------------------------
@@ -65,7 +45,7 @@ def save_bank(model, languages, adapters_dir):
 def test_transfer_routing_is_adapter_x_merged_with_each_utterances_own_token():
     """Every utterance through hi's adapter (and the shared one), decoded with its own language token:
     what hi's adapter folded into the base weights decodes with that token."""
-    model = random_bank(LANGS, ["whisper_all"])
+    model = eval_bank(LANGS, ["whisper_all"])
     backend = make_backend(model, pad_to_30s=False)
     audios = [random_audio(s, i) for i, s in enumerate([0.8, 0.5, 1.1])]
     langs, config = ["te", "pa", "it"], SearchConfig(max_tokens=8)
@@ -88,7 +68,7 @@ def decoded(tmp_path_factory):
     oracle and base (routing none) on test_all, every test_<Y> with --adapter Y, test_te with --adapter hi."""
     root = tmp_path_factory.mktemp("transfer")
     exp = root / "exp"
-    save_bank(random_bank(LANGS, ["whisper_all"]), LANGS, exp / "adapters")
+    save_bank(eval_bank(LANGS, ["whisper_all"]), exp / "adapters")
     (root / "data").mkdir()
     test_all = noise_data_dir(root / "data", LANGS + LANGS, 0.6, name="test_all")
     for lang in LANGS:
@@ -172,8 +152,7 @@ def test_an_adapter_outside_the_bank_or_without_oracle_fails_with_one_line(decod
 @pytest.fixture(scope="module")
 def source_bank(tmp_path_factory):
     """X's bank as the tiny training config trains it (whisper_attn_qv, rank 4, alpha 8), shared_below."""
-    return save_bank(random_bank(["hi", "te"], ["whisper_attn_qv"], seed=1), ["hi", "te"],
-                     tmp_path_factory.mktemp("x") / "adapters")
+    return save_bank(eval_bank(["hi", "te"], ["whisper_attn_qv"], seed=1), tmp_path_factory.mktemp("x") / "adapters")
 
 
 SHARED_BELOW = ("--lora_conf", "layout=shared_below", "--lora_conf", "tap_layer=1")

@@ -1,17 +1,12 @@
 """Weight-space analysis: known answers of the similarities and ranks, and the factored SVD against the
 dense matrices it avoids building."""
-import copy
-
 import pytest
 import torch
+from analysis_helpers import LANGS, random_bank, save_bank
 
 from espnet_ext.analysis import weights
-from espnet_ext.lora.adapter_files import AdapterFileError, read_adapter_weights, save_adapter
-from espnet_ext.lora.inject import SHARED, BankLayout, banks, inject
-from espnet_ext.models.family import WHISPER
-from espnet_ext.models.registry import load_model
-
-LANGS = ["hi", "pa", "te", "it"]
+from espnet_ext.lora.adapter_files import AdapterFileError, read_adapter_weights
+from espnet_ext.lora.inject import SHARED, language_banks
 
 
 def _random(shape, seed):
@@ -21,24 +16,14 @@ def _random(shape, seed):
 @pytest.fixture(scope="module")
 def bank_dir(tmp_path_factory):
     """A tiny shared_below bank saved as adapter files: pa's adapter is a copy of hi's, te's is hi's scaled."""
-    root = tmp_path_factory.mktemp("adapters")
-    base = load_model("whisper_tiny_random")
-    model = copy.deepcopy(base.asr_model)
-    lower = tuple(WHISPER.encoder_block_names(model)[:1])
-    inject(model, ["whisper_all"], rank=4, alpha=8, languages=LANGS, layout=BankLayout("shared_below", 1, lower))
-    gen = torch.Generator().manual_seed(0)
+    model = random_bank(scale=1.0)
     with torch.no_grad():
-        for bank in banks(model).values():
-            bank.lora_A.copy_(torch.randn(bank.lora_A.shape, generator=gen))
-            bank.lora_B.copy_(torch.randn(bank.lora_B.shape, generator=gen))
-            if bank.lora_A.shape[0] == len(LANGS):
-                bank.lora_A[1].copy_(bank.lora_A[0])
-                bank.lora_B[1].copy_(bank.lora_B[0])
-                bank.lora_A[2].copy_(bank.lora_A[0] * 3)
-                bank.lora_B[2].copy_(bank.lora_B[0])
-    for name in LANGS + [SHARED]:
-        save_adapter(model, name, root / name, {"base_model": base.name, "base_fingerprint": base.fingerprint})
-    return root
+        for bank in language_banks(model.asr_model).values():
+            bank.lora_A[1].copy_(bank.lora_A[0])
+            bank.lora_B[1].copy_(bank.lora_B[0])
+            bank.lora_A[2].copy_(bank.lora_A[0] * 3)
+            bank.lora_B[2].copy_(bank.lora_B[0])
+    return save_bank(model, tmp_path_factory.mktemp("adapters"))
 
 
 def test_factored_svd_is_the_svd_of_the_dense_update():

@@ -4,7 +4,6 @@ in headless Chromium (Debian's chromium + chromium-driver, which install.sh inst
 clip and reads the transcript and the language off the page."""
 import json
 import re
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -13,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from espnet_ext.decode.demo import make_server
-from decode_helpers import random_audio
+from decode_helpers import headless_chromium, needs_chromium, random_audio
 
 
 @pytest.fixture(scope="module")
@@ -62,22 +61,12 @@ def test_the_page_fetches_nothing_from_outside(server):
     assert re.findall(r"https?://[^\"' ]+", html) == ["http://www.w3.org/2000/svg"]  # a namespace, not a fetch
 
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (install.sh as root)")
+@needs_chromium
 def test_upload_in_headless_chromium_shows_transcript_and_language(server, clip, transcriber):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    try:
+    with headless_chromium() as driver:
         driver.get(server + "/")
         driver.find_element(By.ID, "file").send_keys(str(clip))
         driver.find_element(By.ID, "send").click()
@@ -91,5 +80,3 @@ def test_upload_in_headless_chromium_shows_transcript_and_language(server, clip,
         assert rows[0].find_elements(By.TAG_NAME, "td")[4].text == expected.segments[0].text
         lines = driver.find_elements(By.CSS_SELECTOR, "#timeline polyline")
         assert len(lines) == len(expected.languages)  # one posterior curve per language
-    finally:
-        driver.quit()
