@@ -27,13 +27,14 @@ def _read_json(path: Path) -> Optional[Dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def markdown_tables(text: str, source: str) -> List[Table]:
-    """The pipe tables of a Markdown results file (heads.md), each titled by the line above it."""
+def markdown_tables(text: str, source: str, first_title: str = "table") -> List[Table]:
+    """The pipe tables of a Markdown results file (heads.md), each titled by the text line above it
+    (`first_title` for a table the file opens with)."""
     tables, lines = [], text.splitlines()
     i = 0
     while i < len(lines):
         if lines[i].startswith("|") and i + 1 < len(lines) and set(lines[i + 1]) <= set("|-: "):
-            title = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "table").strip(" :#")
+            title = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), first_title).strip(" :#")
             columns = [c.strip() for c in lines[i].strip("|").split("|")]
             numeric = [c.strip().endswith(":") for c in lines[i + 1].strip("|").split("|")]
             i += 2
@@ -41,7 +42,7 @@ def markdown_tables(text: str, source: str) -> List[Table]:
             while i < len(lines) and lines[i].startswith("|"):
                 rows.append([c.strip() for c in lines[i].strip("|").split("|")])
                 i += 1
-            tables.append(Table(title[:120], columns, rows, numeric, source))
+            tables.append(Table(title, columns, rows, numeric, source))
         else:
             i += 1
     return tables
@@ -234,11 +235,13 @@ def weight_section(result: Mapping, figures_dir: Path, source: str) -> Section:
         + ", ".join(f"{lang} {ranks[lang]:.1f}" for lang in langs) + "; directions holding 90% of the energy: "
         + ", ".join(f"{lang} {energy[lang]:.1f}" for lang in langs) + ". Every language has the same 400 training "
         "utterances in the default run, so the low-resource hypothesis needs the data-size study.")
+    loner = min(langs, key=lambda lang: np.mean([matrix[langs.index(lang), j] for j in range(len(langs))
+                                                   if langs[j] != lang]))
+    above = "every pair overlaps more than chance" if min(v for v, _, _ in pairs) > result["subspace_chance"]["all"] \
+        else "not every pair overlaps more than chance"
     return Section(
         "What the adapters share (weight space)",
-        f"{x} and {y} share the most update directions; every pair overlaps more than chance, the Indic ones most"
-        if min(matrix[~np.eye(len(langs), dtype=bool)]) > result["subspace_chance"]["all"] else
-        f"{x} and {y} share the most update directions",
+        f"{x} and {y} share the most update directions, {loner} the fewest with the others; {above}",
         paragraphs, [],
         [Figure(figures_dir / "weight_similarity.png", "Cosine and subspace similarity of the language adapters' "
                 "updates, per group of modules.", source),
@@ -277,8 +280,13 @@ def results_sections(exp_root: Path, exp_dir: Path, figures_dir: Path) -> List[S
     routing = [t for t in routing_tables(exp_root) if t.title.endswith(" on test_all")]
     routing_png = routing_figure(exp_dir, "test_all", figures_dir / "routing_vs_oracle")
     if routing:
-        sections.append(Section("Routing by the LID head", "Routing by the LID head comes close to oracle routing; "
-                                "its misses are the utterances the head confuses", [], routing,
+        oracle_scores, hard = _scores(exp_dir / "decode_test_all_oracle"), _scores(exp_dir / "decode_test_all_hard")
+        message = "Each routing against oracle routing on test_all"
+        if oracle_scores and hard:
+            message = (f"Hard routing by the LID head: {hard['scores']['all']['wer']['rate']:.2f}% WER against oracle "
+                       f"routing's {oracle_scores['scores']['all']['wer']['rate']:.2f}%, "
+                       f"{change_with_ci(hard, oracle_scores, None)} relative")
+        sections.append(Section("Routing by the LID head", message, [], routing,
                                 [Figure(figures_dir / "routing_vs_oracle.png", "Relative WER change of each routing "
                                         "against oracle routing, paired bootstrap 95% CI.",
                                         f"{exp_dir}/decode_test_all_*/scores.json (stage 6)")] if routing_png else []))
@@ -297,9 +305,17 @@ def lid_section(exp_dir: Path) -> Optional[Section]:
     figures = [Figure(png, f"LID head {png.parent.name}: {png.stem.replace('_', ' ')}.",
                       f"{png.parent}/eval.json (stage 4, espnet_ext.bin.train_lid)")
                for png in sorted(lid.glob("*/confusion_test.png")) + sorted(lid.glob("*/reliability_test.png"))]
-    return Section("Language ID on the tap", "The LID head on the tap's frames names the language of almost every "
-                   "utterance; short clips and hi/pa are where it errs", [],
-                   markdown_tables(heads.read_text(encoding="utf-8"), f"{heads} (stage 4)"), figures)
+    message = "The LID heads on the tap's frames"
+    summary = _read_json(lid / "heads.json")
+    if summary:
+        name, head = max(summary.items(), key=lambda item: item[1]["eval"]["test"]["accuracy"])
+        test = head["eval"]["test"]
+        worst = min(test["per_language"], key=lambda lang: test["per_language"][lang]["accuracy"])
+        message = (f"Best head {name}: {100 * test['accuracy']:.1f}% of test utterances right; weakest on {worst} "
+                   f"({100 * test['per_language'][worst]['accuracy']:.0f}%) and on clips under 2 s "
+                   f"({100 * test['under_2s']['accuracy']:.0f}%, n={test['under_2s']['n']})")
+    return Section("Language ID on the tap", message, [],
+                   markdown_tables(heads.read_text(encoding="utf-8"), f"{heads} (stage 4)", "LID heads"), figures)
 
 
 def efficiency_figure(table: Table, stem: Path) -> Optional[List[Path]]:
@@ -479,16 +495,26 @@ def transfer_section(result: Mapping, figures_dir: Path) -> Optional[Section]:
         path = result["sources"].get(adapter, {}).get(lang)
         return json.loads(Path(path).read_text(encoding="utf-8")) if path else None
 
+    folded = result.get(transfer.FOLDED, {})
+    plan = [(x, y) for x, y in transfer.PLAN_PAIRS if wer.get(x, {}).get(y) is not None and wer.get(y, {}).get(y) is not None]
     pairs = [f"adapter {x} on {y}: WER {wer[x][y]:.1f}, {change_with_ci(cell(x, y), cell(y, y), y)} against {y}'s own "
-             f"adapter ({wer[y][y]:.1f})" for x, y in transfer.PLAN_PAIRS
-             if wer.get(x, {}).get(y) is not None and wer.get(y, {}).get(y) is not None]
+             f"adapter ({wer[y][y]:.1f})" for x, y in plan]
+    by_sound = [f"{x} on {y} {folded[x][y]:.1f} (own adapter {folded[y][y]:.1f})" for x, y in plan
+                if folded.get(x, {}).get(y) is not None and folded.get(y, {}).get(y) is not None]
     paragraphs = ["The project plan's pairs, each adapter decoding another language with that language's token: "
                   + "; ".join(pairs) + "." if pairs else "",
-                  "Read with two caveats: the default bank's shared adapter below the tap was trained on every "
-                  "language, so no cell is strictly zero-shot; and where X and Y are written in different scripts "
-                  "an adapter that outputs its own script scores near 100% whatever it heard."]
+                  "An adapter writes its own script, so across scripts WER and CER score the script as much as the "
+                  "words. CER with the Brahmic scripts folded onto Devanagari (the third panel: Unicode's parallel "
+                  "Indic blocks, so the sound is compared, not the script): " + "; ".join(by_sound) + "." if by_sound else "",
+                  "No cell is strictly zero-shot: the default bank's shared adapter below the tap was trained on "
+                  "every language. Latin and Indic scripts cannot be folded onto each other, so it -> te stays "
+                  "a comparison of scripts."]
     sources = sorted({p for row in result["sources"].values() for p in row.values() if p})
-    return Section("Cross-lingual transfer (zero-shot)", "How well each language's adapter decodes the others",
+    best = min(((x, y) for x in result["adapters"] for y in result["languages"] if x not in (y, transfer.BASE)
+                and folded.get(x, {}).get(y) is not None), key=lambda xy: folded[xy[0]][xy[1]], default=None)
+    message = (f"By sound, {best[0]}'s adapter transfers best: to {best[1]} at {folded[best[0]][best[1]]:.1f}% CER "
+               "with the scripts folded" if best else "How well each language's adapter decodes the others")
+    return Section("Cross-lingual transfer (zero-shot)", message,
                    [p for p in paragraphs if p], [],
                    [Figure(figures_dir / "transfer_zero_shot.png", "Zero-shot transfer matrix, WER and CER.",
                            f"{len(sources)} decode dirs' scores.json (./run.sh --stage 7 --studies transfer)")])

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 BASE = "base"  # the zero-shot matrix's row of the bare base model
 SCRATCH = "scratch"  # a few-shot run from LoRA's own initialisation
 METRICS = ("wer", "cer")
+FOLDED = "cer_folded"  # the zero-shot matrix's CER with Brahmic scripts folded onto Devanagari (folded_cer)
 FEW_SHOT_SIZES = (25, 100, 400)
 PLAN_PAIRS = (("hi", "pa"), ("hi", "te"), ("it", "te"))  # (X, Y): X's adapter starts Y's; --transfer full: all 12
 SCORES = "scores.json"
@@ -82,6 +83,41 @@ def _rates(scores_json: Path, lang: str) -> Optional[Dict[str, Optional[float]]]
     return {metric: scores[lang][metric]["rate"] for metric in METRICS}
 
 
+def folded_cer(scores_json: Path, lang: str) -> Optional[float]:
+    """CER (%) over `lang`'s utterances of the scored decode dir of `scores_json`, both texts normalised as
+    scoring does, Brahmic scripts folded onto Devanagari (espnet_ext.scoring.normalize.fold_brahmic) and spaces
+    removed: how far an adapter's output is from the reference in sound, whatever script it writes. None
+    where the decode's texts are not on disk."""
+    from espnet_ext.analysis.error_breakdown import read_text
+    from espnet_ext.scoring.normalize import fold_brahmic, normalize_text
+
+    scores = json.loads(scores_json.read_text(encoding="utf-8"))
+    ref_file, hyp_file = Path(scores.get("ref_text", "")), scores_json.parent / "text"
+    if not ref_file.is_file() or not hyp_file.is_file():
+        return None
+    refs, hyps = read_text(ref_file), read_text(hyp_file)
+    ids = [u for u, v in sorted(scores.get("utterances", {}).items()) if v["lang"] == lang and u in refs]
+
+    def folded(text: str) -> str:
+        return fold_brahmic(normalize_text(text)).replace(" ", "")
+
+    pairs = [(folded(refs[u]), folded(hyps.get(u, ""))) for u in ids]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        return None
+    return 100 * sum(_char_errors(r, h) for r, h in pairs) / sum(len(r) for r, _ in pairs)
+
+
+def _char_errors(ref: str, hyp: str) -> int:
+    """Character edits from `ref` to `hyp` (an empty hypothesis deletes every character)."""
+    import jiwer
+
+    if not hyp:
+        return len(ref)
+    out = jiwer.process_characters(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions
+
+
 def _test_language(test_set: str) -> str:
     """The language of test set `test_<Y>` (the part after the first underscore)."""
     lang = test_set.partition("_")[2]
@@ -112,7 +148,7 @@ def zero_shot_matrix(exp_dir: Path, test_sets: Sequence[str], base_dir: Optional
     languages = list(sets)
     adapters = sorted(bank_languages(exp_dir / "adapters"), key=list(LANGUAGES).index) + [BASE]
     result = {"adapters": adapters, "languages": languages, "test_sets": sets,
-              **{key: _empty(adapters, languages) for key in (*METRICS, "sources")}, "missing": []}
+              **{key: _empty(adapters, languages) for key in (*METRICS, FOLDED, "sources")}, "missing": []}
     for adapter, lang in itertools.product(adapters, languages):
         if adapter == BASE:
             dirs = [base_dir]
@@ -126,6 +162,7 @@ def zero_shot_matrix(exp_dir: Path, test_sets: Sequence[str], base_dir: Optional
         result["sources"][adapter][lang] = str(path)
         for metric in METRICS:
             result[metric][adapter][lang] = rates[metric]
+        result[FOLDED][adapter][lang] = folded_cer(path, lang)
     if result["missing"]:
         log.warning("zero-shot matrix of %s: %d cells not decoded yet (None): %s", exp_dir, len(result["missing"]),
                     ", ".join(f"{a} on {y}" for a, y in result["missing"]))
@@ -218,12 +255,15 @@ def plot_zero_shot(result: dict, stem: Path) -> List[Path]:
     writes stem.png and stem.pdf."""
     plt = pyplot()
     rows, columns = result["adapters"], result["languages"]
-    fig, axes = plt.subplots(1, 2, figsize=(5 + 1.6 * len(columns), 1.5 + 0.6 * len(rows)))
-    for ax, metric in zip(axes, METRICS):
+    metrics = [m for m in (*METRICS, FOLDED) if m in result]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.5 + 2.4 * len(metrics) + 0.8 * len(metrics) * len(columns),
+                                                       1.5 + 0.6 * len(rows)))
+    for ax, metric in zip(axes, metrics):
         values = np.array([[np.nan if result[metric][a][y] is None else result[metric][a][y] for y in columns]
                            for a in rows], dtype=float)
-        _annotated_heatmap(ax, fig, values, rows, columns, f"{metric.upper()} (%)")
-        ax.set_title(f"{metric.upper()} (%) of adapter X on language Y")
+        name = "CER, scripts folded" if metric == FOLDED else metric.upper()
+        _annotated_heatmap(ax, fig, values, rows, columns, f"{name} (%)")
+        ax.set_title(f"{name} (%) of adapter X on language Y", fontsize=9)
         ax.set_xlabel("test language Y (decoded with its own language token)")
         ax.set_ylabel("adapter X (base: no adapter)")
     fig.suptitle("Zero-shot cross-lingual transfer (grey n/a: not decoded)")

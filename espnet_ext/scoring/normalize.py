@@ -53,3 +53,19 @@ def normalize_text(text: str) -> str:
     """Normalise one transcript for scoring (see the module docstring for each rule and its reason)."""
     text = unicodedata.normalize("NFC", text.translate(_APOSTROPHE_VARIANTS).lower())
     return " ".join("".join(_map_char(text, i) for i in range(len(text))).split())
+
+
+_BRAHMIC = range(0x0900, 0x0E00)  # Devanagari .. Malayalam, 128 code points per script
+
+
+def fold_brahmic(text: str) -> str:
+    """Rewrite every Brahmic letter as its Devanagari twin, to compare what was said across Indic scripts.
+
+    Unicode encodes the ISCII-derived scripts (Devanagari, Bengali, Gurmukhi, Gujarati, Oriya, Tamil,
+    Telugu, Kannada, Malayalam) in parallel 128-code-point blocks: the same letter sits at the same offset
+    in each. Folding them onto Devanagari lets a Hindi adapter's Devanagari output be scored against a
+    Punjabi (Gurmukhi) or Telugu reference by sound rather than by script. It is crude: letters one script
+    has and Devanagari lacks (Telugu's short e/o, Gurmukhi's tippi and addak) fold onto code points
+    Devanagari leaves unused or uses otherwise, so a folded score is a transliteration-insensitive estimate,
+    not a transliteration. Any other character is kept."""
+    return "".join(chr(0x0900 + (ord(ch) - 0x0900) % 0x80) if ord(ch) in _BRAHMIC else ch for ch in text)

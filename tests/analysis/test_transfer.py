@@ -294,3 +294,18 @@ def test_few_shot_subsets_span_the_speakers_and_nest(tmp_path):
     assert set(two) < set(five)
     with pytest.raises(transfer.TransferInputError, match="holds 12 utterances"):
         transfer.few_shot_subset(tmp_path / "train_te", 13, tmp_path / "n13")
+
+
+def test_folded_cer_scores_the_sound_not_the_script(tmp_path):
+    """A Devanagari transcript of a Gurmukhi reference with the same letters: every character wrong by script,
+    none by sound; a wrong letter counts once."""
+    (tmp_path / "ref").write_text("u1 ਕਮਲ ਘਰ\nu2 ਜਲ\nu3 ciao\n", encoding="utf-8")
+    decode = tmp_path / "decode_test_pa_adapter_hi"
+    decode.mkdir()
+    (decode / "text").write_text("u1 कमल घर\nu2 जन\nu3 ciao\n", encoding="utf-8")
+    (decode / "scores.json").write_text(json.dumps({"ref_text": str(tmp_path / "ref"), "utterances": {
+        "u1": {"lang": "pa"}, "u2": {"lang": "pa"}, "u3": {"lang": "it"}}}))
+    assert transfer.folded_cer(decode / "scores.json", "pa") == pytest.approx(100 * 1 / 7)  # 7 letters, 1 wrong
+    assert transfer.folded_cer(decode / "scores.json", "it") == 0
+    (tmp_path / "ref").unlink()
+    assert transfer.folded_cer(decode / "scores.json", "pa") is None  # texts not on disk

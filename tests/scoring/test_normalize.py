@@ -36,3 +36,11 @@ def test_nukta_spellings_and_decomposed_accents_compare_equal():
     assert normalize_text("\u0958\u0932\u092e") == normalize_text("\u0915\u093c\u0932\u092e")  # क़लम
     assert normalize_text("\u0a59") == normalize_text("\u0a16\u0a3c")  # ਖ਼
     assert normalize_text("citta\u0300") == "città"  # NFC composes a + combining grave
+
+
+def test_brahmic_scripts_fold_onto_devanagari_and_other_text_is_kept():
+    from espnet_ext.scoring.normalize import fold_brahmic
+
+    assert fold_brahmic("ਕਮਲ") == "कमल"  # Gurmukhi ka ma la
+    assert fold_brahmic("కమల") == "कमल"  # Telugu ka ma la
+    assert fold_brahmic("कमल ciao 42") == "कमल ciao 42"
