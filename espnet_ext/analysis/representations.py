@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 BASE = "base"  # the state with the bank off
 FOLDS = 5  # cross-validation folds of the probes (fewer when a language has fewer utterances)
-CONTROL_SEED = 0  # the permutation of the control task's labels
+CONTROL_SEEDS = (0, 1, 2)  # the control task's label permutations, averaged: on a probe subset of 40 one
+# permutation's held-out accuracy swings by +-0.13 (0.225-0.5 over five seeds on the default run's layer 0)
 
 
 class TooFewProbeUtterances(UserError, ValueError):
@@ -134,10 +135,11 @@ def probe_with_control(x: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     """(accuracy, control accuracy): the control task has the same labels permuted across examples
     (seeded), so its label distribution is the task's but no label follows from the input. A probe
     that scores well on it is memorising, and only accuracy above the control (the selectivity, after
-    Hewitt and Liang, EMNLP 2019) is knowledge the layer holds."""
-    control = np.random.default_rng(CONTROL_SEED).permutation(labels)
-    return (cross_validated_accuracy(x, labels, classes, folds, layer),
-            cross_validated_accuracy(x, control, classes, folds, layer))
+    Hewitt and Liang, EMNLP 2019) is knowledge the layer holds. The control is the mean over
+    CONTROL_SEEDS' permutations."""
+    controls = [cross_validated_accuracy(x, np.random.default_rng(seed).permutation(labels), classes, folds, layer)
+                for seed in CONTROL_SEEDS]
+    return cross_validated_accuracy(x, labels, classes, folds, layer), float(np.mean(controls))
 
 
 def table_order(langs: Sequence[str]) -> List[str]:

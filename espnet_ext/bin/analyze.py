@@ -59,9 +59,9 @@ def cached(path: Path, compute: Callable[[], Dict], force: bool) -> Dict:
         return json.loads(path.read_text(encoding="utf-8"))
     start = time.time()
     result = compute()
-    result["seconds"] = round(time.time() - start, 1)
+    result["wall_seconds"] = round(time.time() - start, 1)
     atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    log.info("wrote %s (%.0f s)", path, result["seconds"])
+    log.info("wrote %s (%.0f s)", path, result["wall_seconds"])
     return result
 
 
@@ -127,7 +127,10 @@ def _zero_shot(args) -> Optional[Dict]:
 
     if not any(args.exp_dir.glob("decode_test_*_adapter_*/scores.json")):
         return None
-    tests = [f"test_{lang}" for lang in bank_languages(args.exp_dir / "adapters")]
+    from espnet_ext.languages import LANGUAGES
+
+    bank = bank_languages(args.exp_dir / "adapters")
+    tests = [f"test_{lang}" for lang in LANGUAGES if lang in bank]  # the language table's order
     base = next(iter(sorted(args.exp_root.glob("*_zeroshot/decode_test_all_none"))), None)
     return zero_shot_matrix(args.exp_dir, tests, base, args.exp_dir / "decode_test_all_oracle")
 
