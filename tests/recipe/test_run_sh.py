@@ -84,6 +84,11 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     one_pass = json.loads((lora_exp / "decode_test_cs_inter_segments_lid_one_pass" / "lid.json").read_text())
     assert all("one encoder pass" in d["source"] for d in one_pass.values())
 
+    # stage 7: the report of everything above, the real model's representations on 2 dev utterances per language
+    report = (tmp_path / "exp" / "report" / "README.md").read_text(encoding="utf-8")
+    assert "## Routing by the LID head" in report and "## What the adapters change inside the encoder" in report
+    assert json.loads((lora_exp / "analysis" / "representations.json").read_text())["utterances"] == 2 * len(LANGS)
+
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0
     assert "already prepared" in rerun.stdout and "already trained" in rerun.stdout
