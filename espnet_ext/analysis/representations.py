@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -147,7 +147,10 @@ def table_order(langs: Sequence[str]) -> List[str]:
     return [code for code in LANGUAGES if code in set(langs)]
 
 
-def probe_tasks(langs: Sequence[str]) -> Dict[str, Tuple[List[str], np.ndarray]]:
+Tasks = Dict[str, Tuple[List[str], np.ndarray]]  # task -> (classes, class index per utterance)
+
+
+def probe_tasks(langs: Sequence[str]) -> Tasks:
     """The probes' tasks on utterances in `langs`: language and language family, each as (classes in
     the language table's order, class index per utterance); a task with a single class is left out
     (nothing to tell apart)."""
@@ -169,13 +172,15 @@ def probe_folds(probe_dir: Path, langs: Sequence[str]) -> int:
     return min(FOLDS, fewest)
 
 
-def probes_by_layer(states: Dict[str, PooledFeatures], folds: int) -> Dict[str, Dict[str, Dict[str, List[float]]]]:
-    """Per task, per state: probe accuracy, control accuracy and selectivity on every encoder layer.
+def probes_by_layer(states: Dict[str, PooledFeatures], folds: int,
+                    tasks: Optional[Tasks] = None) -> Dict[str, Dict[str, Dict[str, List[float]]]]:
+    """Per task (default: language and family, `probe_tasks`), per state: probe accuracy, control accuracy
+    and selectivity on every encoder layer.
 
     A layer whose states are the same in several states (the front end's output always; below the
     tap, every adapter state of layout shared_below and every state of above_tap) is probed once: the probes are
     deterministic, and fitting them is most of the analysis' time."""
-    tasks = probe_tasks(states[BASE].langs)
+    tasks = tasks if tasks is not None else probe_tasks(states[BASE].langs)
     layers = sorted(states[BASE].layers)
     runs = [(task, state, layer) for task in tasks for state in states for layer in layers]
     scores, probed = {}, {}

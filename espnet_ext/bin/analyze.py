@@ -42,6 +42,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--importance_per_language", type=int, default=0,
                    help="the layers study: teacher-forced loss with each block's adapters off on this many probe "
                         "utterances per language (0: only report an earlier run's)")
+    p.add_argument("--phonetic_data", type=Path, default=None,
+                   help="the phonetic study: the syllable set of local/make_syllable_set.py to probe (none: only "
+                        "report an earlier run's)")
     p.add_argument("--force", type=str2bool, default=False, help="recompute the cached analyses")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -120,6 +123,16 @@ def _representations(args, loaded, figures: Path) -> Optional[Section]:
     return gather.representation_section(result, figures, f"{path} (stage 7)")
 
 
+def _phonetic(args, loaded, figures: Path) -> Optional[Section]:
+    from espnet_ext.analysis.phonetic import phonetic_probes
+
+    path = args.exp_dir / "analysis" / "phonetic.json"
+    if args.phonetic_data is None and not path.is_file():
+        return None
+    result = cached(path, lambda: phonetic_probes(loaded, args.phonetic_data), args.force and bool(args.phonetic_data))
+    return gather.phonetic_section(result, figures, f"{path} (./run.sh --stage 7 --studies phonetic)")
+
+
 def _zero_shot(args) -> Optional[Dict]:
     """The zero-shot transfer matrix, where the transfer study has decoded any cell."""
     from espnet_ext.analysis.transfer import zero_shot_matrix
@@ -139,6 +152,8 @@ UNRUN = {  # what the report lists when a study's results are absent, with the c
     "seeds": "Run-to-run spread and the same-language baseline: `./run.sh --stage 7 --studies seeds`.",
     "layers": "Layer importance: `./run.sh --stage 7 --studies layers`.",
     "transfer": "Cross-lingual zero-shot transfer matrix: `./run.sh --stage 7 --studies transfer`.",
+    "phonetic": "Phonetic probes (voicing, place, manner, onset of synthesised syllables): `./run.sh --stage 7 "
+                "--studies phonetic`.",
     "fewshot": "Few-shot transfer (hi->pa, hi->te, it->te at 25/100/400 utterances): `./run.sh --stage 7 --studies "
                "fewshot`.",
 }
@@ -156,6 +171,7 @@ def build_sections(args, figures: Path) -> List[Section]:
     studies = {
         "seeds": gather.seeds_section(args.exp_root, args.exp_dir, weight_result),
         "layers": _layer_importance(args, loaded, configs, figures),
+        "phonetic": _phonetic(args, loaded, figures),
         "transfer": gather.transfer_section(matrix, figures) if matrix else None,
         "fewshot": gather.fewshot_section(few_shot_curves(args.exp_root), figures, f"{args.exp_root}/*_r*_n*_*/"
                                           "decode_dev_*_oracle/scores.json (./run.sh --stage 7 --studies fewshot)"),

@@ -62,6 +62,7 @@ analysis_args=         # extra options for espnet_ext.bin.analyze
 studies=               # comma-separated studies stage 7 runs before its report (README "Analysis" lists each
                        # one's time): seeds (2 more trainings, seeds 1 and 2), ranks (the other ranks of 8 16 32 64),
                        # layers (layer importance on importance_per_language dev utterances per language),
+                       # phonetic (voicing/place/manner probes on synthesised syllables, data/syllables),
                        # transfer (each adapter decoding every other language's test set), fewshot (each
                        # target language trained on 25/100/400 utterances from scratch and from the source's
                        # adapter, the source trained alone first)
@@ -325,6 +326,7 @@ run_study() {
                    [ "${rank}" = "${lora_rank}" ] || study_system --lora_rank "${rank}" ${tag:+--tag "${tag}"} --train_args "${train_args}"
                done ;;
         layers) ;;  # run inside the analysis below (--importance_per_language)
+        phonetic) [ -f "${datadir}/syllables/wav.scp" ] || python local/make_syllable_set.py --out_dir "${datadir}/syllables" ;;
         transfer) for src in $(python -m espnet_ext.bin.recipe_info langs --lang "${lang}"); do
                       for tgt in $(python -m espnet_ext.bin.recipe_info langs --lang "${lang}"); do
                           [ "${src}" = "${tgt}" ] && continue  # the diagonal is the oracle decode of test_all
@@ -351,7 +353,7 @@ run_study() {
                          done
                      done
                  done ;;
-        *) log "--studies: unknown study '$1' (seeds, ranks, layers, transfer, fewshot)"; exit 1 ;;
+        *) log "--studies: unknown study '$1' (seeds, ranks, layers, phonetic, transfer, fewshot)"; exit 1 ;;
     esac
 }
 
@@ -379,7 +381,8 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                 --exp_root "${expdir}" --exp_dir "${train_exp}" --report_dir "${expdir}/report" \
                 --probe_data "$(data_dir_of "dev_${lang}")" --probe_per_language "${probe_per_language}" \
                 --force "${force}" --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
-                $([[ ",${studies}," == *,layers,* ]] && echo --importance_per_language "${importance_per_language}") ${analysis_args}
+                $([[ ",${studies}," == *,layers,* ]] && echo --importance_per_language "${importance_per_language}") \
+                $([[ ",${studies}," == *,phonetic,* ]] && echo --phonetic_data "${datadir}/syllables") ${analysis_args}
         log "stage 7: ${expdir}/report/README.md, index.html (one page, images inside), slides.pdf"
     fi
 fi
