@@ -23,13 +23,12 @@ taken over the block units only: the groups are sums of blocks and would agree w
 Greedy-decoding CER per unit is left out: `transcribe_batch` sets the routing of every bank itself, so a
 unit switched off would need a change there, and it would cost a full search per unit.
 """
-import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from espnet.nets.pytorch_backend.nets_utils import pad_list
 from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from tqdm import tqdm
 
+from espnet_ext.analysis.representations import evaluating
 from espnet_ext.analysis.weights import factored_svd, module_site
 from espnet_ext.data.audio import pad_batch, utterance_audio
 from espnet_ext.data.kaldi import Utterance, read_data_dir
@@ -115,17 +115,6 @@ def _score_batch(loaded, encoded, batch: Sequence[Utterance]) -> List[Score]:
             for i in range(len(batch))]
 
 
-@contextlib.contextmanager
-def _evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Dropout off while scoring (a registry model loads in training mode); the caller's mode restored."""
-    training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(training)
-
-
 @torch.no_grad()
 def teacher_forced_scores(loaded, utterances: Sequence[Utterance], units: Sequence[Unit], batch_size: int = 8,
                           pad_to_30s: bool = False) -> Tuple[Dict[Optional[str], Dict[str, Score]], Dict[str, float]]:
@@ -139,7 +128,7 @@ def teacher_forced_scores(loaded, utterances: Sequence[Utterance], units: Sequen
     scores: Dict[Optional[str], Dict[str, Score]] = {None: {}, **{unit.name: {} for unit in units}}
     seconds = {"baseline": 0.0, **{unit.name: 0.0 for unit in units}}
     progress = tqdm(total=len(batches) * (1 + len(units)), desc="layer importance", unit="pass")
-    with _evaluating(model), progress:
+    with evaluating(model), progress:
         for batch in batches:
             speech, lengths = pad_batch([utterance_audio(u) for u in batch])
             speech, lengths = speech.to(device), lengths.to(device)

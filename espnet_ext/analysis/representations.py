@@ -15,13 +15,14 @@ the two adapters would separate the languages by itself, and a probe would read 
 routing was handed (utt2lang) rather than what the network hears. One function applied to every
 utterance is also what CKA needs to compare two states on the same examples.
 """
+import contextlib
 import hashlib
 import logging
 import time
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -72,22 +73,32 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cross / (norm_x * norm_y))
 
 
+@contextlib.contextmanager
+def evaluating(model) -> Iterator[None]:
+    """Dropout off while an analysis reads the model (a registry model loads in training mode, and the
+    adapters' dropout would make two reads differ); the caller's mode restored after."""
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
+
+
 def state_features(loaded, probe_dir: Path, batch_size: int = 8) -> Dict[str, PooledFeatures]:
     """Pooled states of every encoder layer of `loaded` for `probe_dir`, per state (module docstring):
     `base`, then each adapter in the bank's order. Read in eval mode (a registry model loads in train
     mode, and the adapters' dropout would make two reads of one state differ); leaves the model routed
     as the base, in the mode it had."""
     model = loaded.asr_model
-    training = model.training
-    model.eval()
     states = {}
-    try:
-        for state in (BASE, *adapter_names(model)):
-            set_active_adapter(model, None if state == BASE else state)
-            states[state] = pooled_layer_features(loaded, probe_dir, batch_size)
-    finally:
-        set_active_adapter(model, None)
-        model.train(training)
+    with evaluating(model):
+        try:
+            for state in (BASE, *adapter_names(model)):
+                set_active_adapter(model, None if state == BASE else state)
+                states[state] = pooled_layer_features(loaded, probe_dir, batch_size)
+        finally:
+            set_active_adapter(model, None)
     return states
 
 

@@ -19,9 +19,11 @@ RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "multilingual_lora" / "a
 
 
 def run_recipe(tmp_path, *args):
+    """run.sh on the test's data and exp dirs; the timeout only stops a hung run (a slow shared machine has
+    taken 20 minutes for the end-to-end run)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = ["./run.sh", "--datadir", str(tmp_path / "data"), "--expdir", str(tmp_path / "exp"), *args]
-    return subprocess.run(cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=3600)
 
 
 @pytest.mark.slow
@@ -224,3 +226,31 @@ def test_stage_7_reports_every_result_and_the_seeds_study(tmp_path):
 def test_an_unknown_study_stops_stage_7_naming_it(tmp_path):
     done = run_recipe(tmp_path, "--stage", "7", "--studies", "nosuch")
     assert done.returncode == 1 and "unknown study 'nosuch'" in done.stdout
+
+
+@pytest.mark.slow
+def test_fewshot_study_trains_from_scratch_and_from_the_source_and_reports_the_curves(tmp_path):
+    """--studies fewshot on the tiny model, one pair and two sizes: the source trained alone, each target size
+    from scratch and from the source's adapter (its adapter_config.json says so), their dev decodes read
+    into the report's few-shot section."""
+    for split in ("train", "dev", "test"):
+        for lang in ("hi", "te"):
+            make_corpus(tmp_path / "data", f"{split}_{lang}", languages=(lang,))
+        make_corpus(tmp_path / "data", f"{split}_all")
+    args = ["--model", "whisper_tiny_random", "--nj", "1", "--train_config", str(TINY_CONFIG),
+            "--train_args", "--max_epoch 1", "--routings", "oracle", "--test_sets", "test_all"]
+    trained = run_recipe(tmp_path, *args, "--stage", "3", "--stop_stage", "6")
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    done = run_recipe(tmp_path, *args, "--stage", "7", "--studies", "fewshot", "--fewshot_pairs", "hi:te",
+                      "--fewshot_sizes", "1 2", "--fewshot_steps", "--num_iters_per_epoch 2 --max_epoch 1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    exp = tmp_path / "exp"
+    assert (exp / "whisper_tiny_random_hi_r16" / "adapters" / "hi").is_dir()  # the source, trained alone
+    for n in (1, 2):
+        for init in ("scratch", "from_hi"):
+            run = exp / f"whisper_tiny_random_te_r16_n{n}_{init}"
+            config = json.loads((run / "adapters" / "te" / "adapter_config.json").read_text())
+            assert config["train_data"]["utterances"] == {"te": n}
+            assert ("init_from" in config) == (init == "from_hi")
+            assert (run / "decode_dev_te_oracle" / "scores.json").is_file()
+    assert "## Cross-lingual transfer (few-shot)" in (exp / "report" / "README.md").read_text(encoding="utf-8")

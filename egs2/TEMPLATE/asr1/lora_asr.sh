@@ -342,14 +342,15 @@ run_study() {
                  fi
                  for pair in ${pairs}; do
                      src=${pair%%:*} tgt=${pair##*:}
-                     study_system --lang "${src}" --lora_rank "${lora_rank}" --test_sets "test_${src}"
+                     study_system --lang "${src}" --lora_rank "${lora_rank}" --train_config "${train_config}" \
+                         --test_sets "test_${src}" --train_args "${train_args}"
                      for n in ${fewshot_sizes}; do
                          python local/subset_data_dir.py "$(data_dir_of "train_${tgt}")" "${n}" "${datadir}/train_${tgt}_n${n}"
                          for init in scratch "from_${src}"; do
                              init_dir=${expdir}/${model}_${src}_r${lora_rank}/adapters/${src}
-                             study_system --lang "${tgt}" --lora_rank "${lora_rank}" --test_sets "test_${tgt}" \
-                                 --train_set "${datadir}/train_${tgt}_n${n}" --tag "n${n}_${init}" \
-                                 --train_args "${fewshot_steps} $([ "${init}" = scratch ] || echo --init_adapter_dir "${init_dir}")"
+                             study_system --lang "${tgt}" --lora_rank "${lora_rank}" --train_config "${train_config}" \
+                                 --test_sets "test_${tgt}" --train_set "${datadir}/train_${tgt}_n${n}" --tag "n${n}_${init}" \
+                                 --train_args "${train_args} ${fewshot_steps} $([ "${init}" = scratch ] || echo --init_adapter_dir "${init_dir}")"
                          done
                      done
                  done ;;
