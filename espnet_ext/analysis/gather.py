@@ -399,7 +399,8 @@ def seeds_section(exp_root: Path, exp_dir: Path, weight_result: Optional[Mapping
 def not_in_report(missing: Sequence[str]) -> Optional[Section]:
     if not missing:
         return None
-    return Section("Not in this report", "What has not been run yet, and the command that runs it", list(missing), [], [])
+    return Section("Not in this report", "What has not been run yet, and the command that runs it", list(missing), [], [],
+                   on_slides=False)
 
 
 def adapter_ranks(exp_root: Path) -> List[Dict]:

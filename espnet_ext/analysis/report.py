@@ -36,6 +36,7 @@ class Section:
     paragraphs: List[str] = field(default_factory=list)
     tables: List[Table] = field(default_factory=list)
     figures: List[Figure] = field(default_factory=list)
+    on_slides: bool = True  # False: the page and the Markdown only (the deck's title page says it instead)
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -145,7 +146,7 @@ def slides(title: str, subtitle: str, sections: Sequence[Section]) -> bytes:
 
     def pages():
         yield lambda: _slide(plt, title, subtitle)
-        for section in sections:
+        for section in (s for s in sections if s.on_slides):
             if section.tables:
                 yield lambda: _table_slide(plt, section, section.tables[0])
             if section.figures:
@@ -163,7 +164,7 @@ def slides(title: str, subtitle: str, sections: Sequence[Section]) -> bytes:
 
 def slide_count(sections: Sequence[Section]) -> int:
     """Pages `slides` draws: the title, then per section a table page and a figures page (or a text page)."""
-    return 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in sections)
+    return 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in sections if s.on_slides)
 
 
 def write_report(title: str, subtitle: str, sections: Sequence[Section], report_dir: Path) -> List[Path]:

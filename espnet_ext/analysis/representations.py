@@ -280,8 +280,12 @@ def plot_probes(result: Dict[str, Any], stem: Path) -> List[Path]:
 
     plt = pyplot()
     tasks = list(result["probes"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks) + 2, 4.2), sharey=True, squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    columns = min(2, len(tasks))  # two panels a row: four tasks (the phonetic probes) stay readable on a slide
+    rows = -(-len(tasks) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns + 2, 4.2 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    for ax, task in zip(axes.flat, tasks):
         for state in result["states"]:
             scores, colour = result["probes"][task][state], language_color(state)
             ax.plot(result["layers"], scores["accuracy"], "-", marker="o", color=colour, label=state)
@@ -290,10 +294,11 @@ def plot_probes(result: Dict[str, Any], stem: Path) -> List[Path]:
         _layer_axis(ax, result)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{task} probe ({result['folds']}-fold cross-validation)")
-    handles, _ = axes[0][-1].get_legend_handles_labels()
+    handles, _ = axes[0][0].get_legend_handles_labels()
     handles += [Line2D([], [], color="black", linestyle="-", label="accuracy"),
                 Line2D([], [], color="black", linestyle="--", label="shuffled-label control")]
     axes[0][-1].legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
-    axes[0][0].set_ylabel("held-out accuracy (fraction of utterances)")
+    for row in axes:
+        row[0].set_ylabel("held-out accuracy (fraction of utterances)")
     fig.suptitle(f"Linear probes per encoder layer and model state ({result['utterances']} probe utterances)")
     return save_figure(fig, stem)

@@ -199,10 +199,13 @@ def main(argv=None) -> None:
                                  "first, or give --exp_dir of a trained LoRA exp")
     figures = args.report_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    sections = build_sections(args, figures)
+    unrun = [name for name in UNRUN if any(UNRUN[name] in p for s in sections for p in s.paragraphs)]
     title = f"Multilingual LoRA adapters: {args.exp_dir.name}"
-    subtitle = (f"Every result under {args.exp_root}: baseline -> adapters -> routing -> analysis. "
-                "Written by espnet_ext.bin.analyze (stage 7).")
-    for path in write_report(title, subtitle, build_sections(args, figures), args.report_dir):
+    subtitle = (f"Every result under {args.exp_root}: baseline -> adapters -> routing -> analysis. Written by "
+                "espnet_ext.bin.analyze (stage 7)." + (f"\n\nStudies not run yet (./run.sh --stage 7 --studies "
+                                                       f"...): {', '.join(unrun)}." if unrun else ""))
+    for path in write_report(title, subtitle, sections, args.report_dir):
         log.info("wrote %s", path)
 
 if __name__ == "__main__":

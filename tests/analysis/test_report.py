@@ -64,6 +64,7 @@ def report(exp_root, tmp_path_factory):
     sections = gather.results_sections(exp_root, exp_dir, figures)
     sections.append(gather.weight_section(result, figures, "weights.json"))
     sections.append(gather.efficiency_section(exp_root, 10_000_000, figures))
+    sections.append(gather.not_in_report(["Layer importance: `./run.sh --stage 7 --studies layers`."]))
     write_report("Test report", "subtitle", sections, report_dir)
     return report_dir, sections
 
@@ -132,7 +133,9 @@ def test_readme_names_every_figure_and_the_slides_have_a_page_each(report):
     assert all(f"](figures/{f.png.name})" in readme for f in figures)
     pdf = (report_dir / "slides.pdf").read_bytes()
     pages = pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>")
-    assert pages == slide_count(sections) == 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in sections)
+    on_slides = [s for s in sections if s.on_slides]
+    assert pages == slide_count(sections) == 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in on_slides)
+    assert "Not in this report" in readme and all(s.title != "Not in this report" for s in on_slides)
 
 
 @needs_chromium
