@@ -6,16 +6,9 @@ Texts are compared after the scoring normaliser (espnet_ext.scoring.normalize), 
 the alignment is jiwer's (minimum edit distance), per utterance.
 """
 from collections import Counter
-from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Set
 
 from espnet_ext.scoring.normalize import normalize_text
-
-
-def read_text(path: Path) -> Dict[str, str]:
-    """A Kaldi `text` file: utterance id -> transcript (empty when the line has none)."""
-    pairs = (line.split(maxsplit=1) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
-    return {p[0]: p[1] if len(p) > 1 else "" for p in pairs}
 
 
 def vocabulary(texts: Iterable[str]) -> Set[str]:

@@ -16,6 +16,7 @@ from espnet_ext.analysis.report import Figure, Section
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.routing.routers import ROUTINGS
 from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+from espnet_ext.scoring.report import read_kaldi_map
 from espnet_ext.scoring.results import (
     Table, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb, routing_tables,
 )
@@ -175,9 +176,11 @@ def efficiency_table(exp_root: Path, base_parameters: Optional[int], test_set: s
         if adapters:
             from espnet_ext.lora.adapter_files import read_adapter_weights
 
-            counts = {p.parent.name: read_adapter_weights(p.parent).parameter_count() for p in adapters}
+            bank = {p.parent.name: read_adapter_weights(p.parent) for p in adapters}
+            counts = {name: adapter.parameter_count() for name, adapter in bank.items()}
             per_lang = next(v for k, v in counts.items() if k != "shared")
-            trainable, system = sum(counts.values()), f"{exp.name} (LoRA r{json.loads((adapters[0].parent / 'adapter_config.json').read_text())['rank']})"
+            rank = next(iter(bank.values())).config["rank"]
+            trainable, system = sum(counts.values()), f"{exp.name} (LoRA r{rank})"
             on_disk = _disk_mb(adapters)
         elif full.is_file():
             per_lang = trainable = json.loads(full.read_text(encoding="utf-8"))["parameters"]
@@ -598,10 +601,11 @@ def errors_section(exp_dir: Path, figures_dir: Path, test_set: str = "test_all")
     if not ref_text.is_file() or not (train_dir / "text").is_file():
         return None
     langs = {u: v["lang"] for u, v in scores.get("utterances", {}).items()}
-    train_langs = dict(line.split() for line in (train_dir / "utt2lang").read_text(encoding="utf-8").splitlines())
-    train = eb.read_text(train_dir / "text")
+    train_langs = read_kaldi_map(train_dir / "utt2lang")
+    train = read_kaldi_map(train_dir / "text", allow_empty_value=True)
     seen = {lang: eb.vocabulary(t for u, t in train.items() if train_langs.get(u) == lang) for lang in set(train_langs.values())}
-    result = eb.breakdown(eb.read_text(ref_text), eb.read_text(decode / "text"), langs, seen)
+    result = eb.breakdown(read_kaldi_map(ref_text, allow_empty_value=True),
+                          read_kaldi_map(decode / "text", allow_empty_value=True), langs, seen)
     rows = [[lang, str(s["ref_words"]), f"{100 * s['unseen_words'] / max(1, s['ref_words']):.0f}",
              f"{eb.rate(s['seen_errors'], s['seen_words']):.1f}", f"{eb.rate(s['unseen_errors'], s['unseen_words']):.1f}",
              f"{s['boundary_regions']} / {s['error_regions']}", ", ".join(f"{c} ({n})" for c, n in s["top_confusions"][:3])]

@@ -88,14 +88,15 @@ def folded_cer(scores_json: Path, lang: str) -> Optional[float]:
     scoring does, Brahmic scripts folded onto Devanagari (espnet_ext.scoring.normalize.fold_brahmic) and spaces
     removed: how far an adapter's output is from the reference in sound, whatever script it writes. None
     where the decode's texts are not on disk."""
-    from espnet_ext.analysis.error_breakdown import read_text
     from espnet_ext.scoring.normalize import fold_brahmic, normalize_text
 
     scores = json.loads(scores_json.read_text(encoding="utf-8"))
     ref_file, hyp_file = Path(scores.get("ref_text", "")), scores_json.parent / "text"
     if not ref_file.is_file() or not hyp_file.is_file():
         return None
-    refs, hyps = read_text(ref_file), read_text(hyp_file)
+    from espnet_ext.scoring.report import read_kaldi_map
+
+    refs, hyps = read_kaldi_map(ref_file, allow_empty_value=True), read_kaldi_map(hyp_file, allow_empty_value=True)
     ids = [u for u, v in sorted(scores.get("utterances", {}).items()) if v["lang"] == lang and u in refs]
 
     def folded(text: str) -> str:
