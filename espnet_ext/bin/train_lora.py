@@ -29,8 +29,16 @@ Resuming (`--resume true`) continues from the last finished epoch, or with `--sa
 from the last step checkpoint within the epoch (espnet_ext/train/trainer.py); either way the result is
 bit-identical to an uninterrupted run's. One training at a time per exp dir: a second one started on
 it stops at once, naming the process that holds `<exp_dir>/.train.lock`.
+
+Several GPUs (ESPnet's DDP; `batch_bins` is the global batch, split between the processes, so the result
+is the one-process run's): `--ngpu N` on one machine (ESPnet spawns a process per GPU); or one process
+per GPU started by torchrun, `torchrun --nproc_per_node N -m espnet_ext.bin.train_lora ... --ngpu 1`; or
+under Slurm one `srun` task per node with `--ngpu <GPUs per node> --dist_launcher slurm` and MASTER_PORT
+set (ESPnet refuses --dist_launcher slurm with several tasks on a node). On CPUs, `--ngpu 0` under
+torchrun trains with gloo (tests/train/test_ddp.py). Only rank 0 writes into the exp dir.
 """
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -65,7 +73,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "reference system). Default: the config's finetune, else lora")
     p.add_argument("--lora_rank", type=int, default=None, help="override lora_conf.rank")
     p.add_argument("--lora_alpha", type=float, default=None, help="override lora_conf.alpha")
-    p.add_argument("--ngpu", type=int, default=0, help="0: CPU; >1: ESPnet's DDP")
+    p.add_argument("--ngpu", type=int, default=0,
+                   help="0: CPU; N > 1: ESPnet's DDP, one process per GPU; 1 per process under torchrun or srun")
     p.add_argument("--resume", type=str2bool, default=False, help="continue the training in --exp_dir")
     p.add_argument("--use_amp", type=str2bool, default=False, help="mixed precision (GPU)")
     p.add_argument("--use_wandb", type=str2bool, default=False,
@@ -97,7 +106,7 @@ def main(argv=None) -> None:
     if args.use_wandb:
         choose_wandb_mode()
     from espnet_ext.train.model import NonFiniteLossError
-    from espnet_ext.train.pipeline import TrainOptions, run_training
+    from espnet_ext.train.pipeline import TrainOptions, launched_rank, run_training
 
     options = TrainOptions(
         model=args.model, train_dir=args.train_dir, valid_dir=args.valid_dir, exp_dir=args.exp_dir,
@@ -109,7 +118,10 @@ def main(argv=None) -> None:
     # refused for a bad option, config or data dir leaves the previous run's record in place
     record = functools.partial(save_resolved_args, argparse.Namespace(**vars(args), espnet_args=espnet_args),
                                args.exp_dir / "train_lora_args.yaml")
-    with exclusive_lock(args.exp_dir / TRAIN_LOCK, f"training dir {args.exp_dir}"):  # one training per exp dir
+    # one training per exp dir; in a run of several processes (torchrun, srun) rank 0 holds the lock for all
+    lock = (exclusive_lock(args.exp_dir / TRAIN_LOCK, f"training dir {args.exp_dir}") if launched_rank(options) == 0
+            else contextlib.nullcontext())
+    with lock:
         try:
             exported = run_training(options, validated=record)
         except (NonFiniteLossError, ValueError, FileNotFoundError) as err:  # the pipeline's bad-input errors

@@ -13,6 +13,16 @@
 
 A new run refuses an exp dir that already holds a checkpoint (continue it with resume, or remove it);
 a resumed run refuses a base model whose weights changed since the run started, or another --finetune.
+
+Several processes (DDP through ESPnet's own distributed path: `--ngpu N` spawns one process per GPU;
+a launcher such as torchrun or srun starts one process per GPU, `--ngpu 1`, or per CPU, `--ngpu 0`):
+every process a launcher started runs this pipeline on the same exp dir, but only rank 0 writes into
+it: the data files, train_lora_args.yaml, ESPnet's checkpoints (ESPnet's rule) and the adapters. The
+other processes check the same options and give ESPnet the same file names; ESPnet reads the files only
+after its rendezvous (`torch.distributed.init_process_group`), which waits for rank 0, and rank 0 gets
+there only once they are written. ESPnet gives rank r the utterances r, r + world_size, ... of each
+batch, so `batch_bins` is the global batch and the run trains what one process would
+(tests/train/test_ddp.py). The exp dir must be on a file system that every node sees.
 """
 import argparse
 import json
@@ -27,11 +37,12 @@ import yaml
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.fileio import atomic_write_text, yaml_syntax_error
 from espnet_ext.languages import ADAPTER_LANGUAGES
+from espnet_ext.models.espnet_import import import_espnet_module
 from espnet_ext.models.registry import LoadedModel, load_model
 from espnet_ext.train import targets as training_targets
 from espnet_ext.train.export import export_adapters, export_full_model, read_training_config
 from espnet_ext.train.model import LoRAConfig, build_full_model, build_lora_model, check_init_adapter
-from espnet_ext.train.prep import PreparedSet, prepare_set
+from espnet_ext.train.prep import PreparedSet, prepare_set, prepared_elsewhere
 from espnet_ext.train.task import LoRAASRTask, finetune_mode
 
 log = logging.getLogger(__name__)
@@ -94,13 +105,14 @@ def _check_coverage(train: PreparedSet, languages: Sequence[str]) -> None:
                          "lists; add data for them or remove them from lora_conf.languages")
 
 
-def _prepare(options: TrainOptions, loaded: LoadedModel, languages: Sequence[str]) -> Dict[str, PreparedSet]:
+def _prepare(options: TrainOptions, loaded: LoadedModel, languages: Sequence[str],
+             rank: int) -> Dict[str, PreparedSet]:
     exp = options.exp_dir
     targets = training_targets.for_model(loaded)
-    prepared = {
-        "train": prepare_set(options.train_dir, exp / "data" / "train", targets, languages),
-        "valid": prepare_set(options.valid_dir, exp / "data" / "valid", targets, languages),
-    }
+    sets = {"train": (options.train_dir, exp / "data" / "train"), "valid": (options.valid_dir, exp / "data" / "valid")}
+    if rank != 0:  # rank 0 writes them before ESPnet's rendezvous, where this process waits (module docstring)
+        return {mode: prepared_elsewhere(source, out, targets) for mode, (source, out) in sets.items()}
+    prepared = {mode: prepare_set(source, out, targets, languages) for mode, (source, out) in sets.items()}
     _check_coverage(prepared["train"], languages)
     atomic_write_text(exp / "tokens.txt", "".join(f"{token}\n" for token in loaded.config["token_list"]))
     (exp / "conf").mkdir(parents=True, exist_ok=True)
@@ -115,6 +127,7 @@ def espnet_command(options: TrainOptions, loaded: LoadedModel) -> List[str]:
             "--base_model", loaded.name, "--base_fingerprint", loaded.fingerprint, "--use_preprocessor", "false",
             "--ngpu", str(options.ngpu), "--resume", str(options.resume).lower(),
             "--use_amp", str(options.use_amp).lower(), "--use_wandb", str(options.use_wandb).lower()]
+    args += _distributed_defaults(options.ngpu)
     if options.model_path:
         args += ["--base_model_path", options.model_path]
     if options.finetune:
@@ -124,6 +137,42 @@ def espnet_command(options: TrainOptions, loaded: LoadedModel) -> List[str]:
     if options.lora_alpha is not None:
         args += ["--lora_conf", f"alpha={options.lora_alpha}"]
     return args + list(options.espnet_args)
+
+
+def _distributed_defaults(ngpu: int) -> List[str]:
+    """ESPnet's distributed options that follow from --ngpu (any given in the espnet args still win).
+
+    --ngpu N > 1: one process per GPU (DDP), spawned by ESPnet, as ESPnet's asr.sh asks with
+    --multiprocessing_distributed true; ESPnet's own default (false) would run one process with
+    torch's DataParallel instead. --ngpu 0: the gloo backend, so that a run started by a launcher
+    (torchrun, srun) on CPUs works; ESPnet's default, nccl, cannot use CPU tensors. Without a launcher
+    (WORLD_SIZE unset, or 1) an --ngpu 0 or 1 run is one process, whatever these options say."""
+    if ngpu > 1:
+        return ["--multiprocessing_distributed", "true"]
+    return ["--dist_backend", "gloo"] if ngpu == 0 else []
+
+
+def _rank(resolved: argparse.Namespace) -> int:
+    """This process's rank among those a launcher started, as ESPnet's distributed_utils reads it
+    (RANK, or SLURM_PROCID with --dist_launcher slurm, or --dist_rank): 0 when not distributed, and
+    for the parent process that spawns one process per GPU on the first node."""
+    dist = import_espnet_module("espnet2.train.distributed_utils")
+    args = argparse.Namespace(**vars(resolved))  # resolve_distributed_mode sets options on what it gets
+    dist.resolve_distributed_mode(args)
+    if not args.distributed:
+        return 0
+    if args.multiprocessing_distributed:  # this process spawns the node's; RANK is the node's rank
+        return dist.get_node_rank(args.dist_rank, args.dist_launcher) or 0
+    return dist.get_rank(args.dist_rank, args.dist_launcher)
+
+
+def launched_rank(options: TrainOptions) -> int:
+    """`_rank` of the run `options` describe, before anything is loaded or written: only rank 0 takes
+    the exp dir's training lock (train_lora), the other processes of its run must not wait for it."""
+    command = ["--ngpu", str(options.ngpu), *_distributed_defaults(options.ngpu), *options.espnet_args]
+    if options.config.is_file():  # a missing config is run_training's error to report
+        command = ["--config", str(options.config), *command]
+    return _rank(_resolve(command))
 
 
 def _resolve(command: List[str]) -> argparse.Namespace:
@@ -139,7 +188,9 @@ def run_training(options: TrainOptions, validated: Optional[Callable[[], None]] 
     """Prepare, train (ESPnet's LoRAASRTask.main) and export; returns each exported directory by name
     (the languages' adapters, or `full_model`). `validated` runs once the config, the exp dir and the
     data have passed every check, just before ESPnet trains: what a run that fails its checks must not
-    overwrite is written there (train_lora: the record of the options that trained the exp dir)."""
+    overwrite is written there (train_lora: the record of the options that trained the exp dir).
+    In a run of several processes (module docstring) only rank 0 prepares, calls `validated` and
+    exports; the others return {} once ESPnet's training is done."""
     if not options.config.is_file():
         raise FileNotFoundError(f"training config {options.config} does not exist (see conf/tuning/train_*.yaml)")
     options.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -150,14 +201,17 @@ def run_training(options: TrainOptions, validated: Optional[Callable[[], None]] 
     _check_exp_dir(options, loaded, finetune)
     languages = _languages(resolved, options.train_dir)
     init_from = _init_from(resolved, finetune, languages, options.config, loaded)
-    prepared = _prepare(options, loaded, languages)
+    rank = _rank(resolved)
+    prepared = _prepare(options, loaded, languages, rank)
     if finetune == "lora":
         command += ["--lora_conf", f"languages={json.dumps(languages)}"]
     command += prepared["train"].espnet_args("train") + prepared["valid"].espnet_args("valid")
-    if validated is not None:
+    if validated is not None and rank == 0:
         validated()
     log.info("training %s (--finetune %s) on %s in %s", loaded.name, finetune, languages, options.exp_dir)
     LoRAASRTask.main(cmd=command)
+    if rank != 0:
+        return {}
     data = {f"{mode}_data": {"dir": str(p.source), "utterances": p.per_language} for mode, p in prepared.items()}
     return _export(options, loaded, {**data, **({"init_from": init_from} if init_from else {})})
 

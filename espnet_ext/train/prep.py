@@ -140,11 +140,19 @@ def _write(data_dir, out_dir, lists, dropped, target_names, utterances) -> Prepa
     per_language: Dict[str, int] = {}
     for utt in kept:
         per_language[utt.lang] = per_language.get(utt.lang, 0) + 1
+    return _prepared_set(data_dir, out_dir, target_names, dict(sorted(per_language.items())))
+
+
+def _prepared_set(data_dir: Path, out_dir: Path, target_names: Sequence[str],
+                  per_language: Dict[str, int]) -> PreparedSet:
     files = [(out_dir / "wav.scp", "speech", "sound"), (out_dir / "lang", "lang", "text_int")]
     files += [(out_dir / name, name, "text_int") for name in target_names]
-    return PreparedSet(
-        files=tuple(files),
-        shape_files=(out_dir / "speech_shape", out_dir / "text_shape"),
-        per_language=dict(sorted(per_language.items())),
-        source=data_dir,
-    )
+    return PreparedSet(files=tuple(files), shape_files=(out_dir / "speech_shape", out_dir / "text_shape"),
+                       per_language=per_language, source=data_dir)
+
+
+def prepared_elsewhere(data_dir: Path, out_dir: Path, targets) -> PreparedSet:
+    """The files that `prepare_set(data_dir, out_dir, targets, ...)` writes, without reading or writing
+    any (`per_language` is left empty): for the processes of a multi-process training other than rank 0,
+    which prepares them (espnet_ext/train/pipeline.py)."""
+    return _prepared_set(Path(data_dir), Path(out_dir), targets.names, {})
