@@ -2,6 +2,9 @@
 #
 #   <runner> [options] [JOB=a:b] <log> <command>...
 #
+# (JOB=i,j,k, a list of job numbers, is an extension of Kaldi's: an experiment grid resubmits only the
+# tasks that did not finish.)
+#
 # parse() reads that command line; for_job() puts a job's number in place of the job variable;
 # report_failures() prints the one summary both runners end a failure with.
 package JobArgs;
@@ -12,7 +15,7 @@ our @EXPORT_OK = qw(parse for_job quote_for_bash report_failures);
 
 # The resource options every runner accepts (run.pl records them; slurm.pl maps them to sbatch through
 # its config). Names are written with '-'; '_' is accepted too (--num_threads).
-our @CLUSTER_OPTIONS = qw(--mem --gpu --num-threads --time --mail-type);
+our @CLUSTER_OPTIONS = qw(--mem --gpu --num-threads --time --mail-type --dependency --wait);
 
 sub fail {
     my ($prog, $msg) = @_;
@@ -26,12 +29,20 @@ sub fail {
 # others single-quoted), ids (the job numbers).
 sub parse {
     my ($prog, $usage, @argv) = @_;
-    my (@options, $job_var, $first, $last);
+    my (@options, $job_var, $first, $last, @ids);
     while (@argv) {  # options and the job range may come in either order before the log (Kaldi allows both)
         if ($argv[0] =~ /^([A-Za-z_]\w*)=(\d+)(?::(\d+))?$/) {
             ($job_var, $first, $last) = ($1, $2, $3 // $2);
             shift @argv;
             fail($prog, "empty job range $job_var=$first:$last (the first job is after the last)") if $first > $last;
+            @ids = ($first .. $last);
+            next;
+        }
+        if ($argv[0] =~ /^([A-Za-z_]\w*)=(\d+(?:,\d+)+)$/) {
+            $job_var = $1;
+            @ids = sort { $a <=> $b } split /,/, $2;
+            ($first, $last) = ($ids[0], $ids[-1]);
+            shift @argv;
             next;
         }
         last unless $argv[0] =~ /^--/;
@@ -50,7 +61,7 @@ sub parse {
     }
     my $command = join ' ', map { /^\S+$/ ? $_ : quote_for_bash($_) } @argv;
     return (options => \@options, job_var => $job_var, first => $first, last => $last, log => $log,
-            words => [@argv], command => $command, ids => [defined $job_var ? ($first .. $last) : (1)]);
+            words => [@argv], command => $command, ids => [defined $job_var ? @ids : (1)]);
 }
 
 sub quote_for_bash {

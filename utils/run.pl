@@ -18,8 +18,9 @@
 #   --max-jobs-run N   run at most N jobs at a time (default: all of them)
 #   --num-threads N    the threads each job may use: exported to it as OMP_NUM_THREADS (torch's
 #                      default thread count), and recorded in the Accounting line
-#   --mem X, --gpu N, --time T, --mail-type T
-#                      cluster resources (slurm.pl's): accepted, recorded in the header, ignored here
+#   --mem X, --gpu N, --time T, --mail-type T, --dependency D, --wait B
+#                      slurm.pl's: accepted, recorded in the header, ignored here (jobs here run when
+#                      called, so a dependency on an earlier call always holds)
 # Option names may use '_' for '-' and be written --opt=value.
 #
 # Exit status 0 if every job succeeded; otherwise 1, after printing

@@ -19,6 +19,11 @@
 #       option gpu=0                          this exact value: no sbatch option at all
 #       default gpu=0                         the value used when the option is not given
 #   --config FILE      default: conf/slurm.conf where it exists, else the built-in lines below
+#   --dependency D     sbatch --dependency=D --kill-on-invalid-dep=yes: with aftercorr:<array id>, each
+#                      task starts when the same-numbered task of that array succeeded, and is cancelled
+#                      (not left pending) when it failed
+#   --wait false       submit, print the array's job id and return (what --dependency chains need)
+#   --dry-run true     print the sbatch command and the batch script; submit nothing
 #
 # A request the cluster can never satisfy (more memory or GPUs than any node has, an unknown
 # partition) fails at once with sbatch's reason; so does a task that Slurm leaves pending for a reason
@@ -48,22 +53,26 @@ CONF
 my @NEVER_RUNS = qw(BadConstraints PartitionConfig PartitionNodeLimit PartitionTimeLimit InvalidAccount
                     InvalidQOS QOSMaxCpuPerJobLimit QOSMaxMemoryPerJob QOSMaxGRESPerJob);
 
-for my $tool (qw(sbatch squeue scancel)) {
-    next if grep { -x File::Spec->catfile($_, $tool) } File::Spec->path();
-    JobArgs::fail($prog, "$tool not found; Slurm is not installed here; use cmd_backend=local in cmd.sh");
-}
-
 my %args = JobArgs::parse($prog, $usage, @ARGV);
-my ($config_file, $max_jobs, %given) = (undef, 0);
+my ($config_file, $max_jobs, $dependency, $wait, $dry_run, %given) = (undef, 0, undef, 'true', 'false');
 for (@{$args{options}}) {
     my ($name, $value) = @$_;
     if ($name eq '--config') { $config_file = $value; }
+    elsif ($name eq '--dependency') { $dependency = $value; }
+    elsif ($name eq '--wait' || $name eq '--dry-run') {
+        JobArgs::fail($prog, "$name takes true or false, not '$value'") unless $value =~ /^(true|false)$/;
+        ($name eq '--wait' ? $wait : $dry_run) = $value;
+    }
     elsif ($name eq '--max-jobs-run') {
         JobArgs::fail($prog, "--max-jobs-run takes a positive integer, not '$value'") unless $value =~ /^[1-9]\d*$/;
         $max_jobs = $value;
     } else { ($given{substr($name, 2) =~ tr/-/_/r}) = $value; }
 }
 $config_file //= 'conf/slurm.conf' if -f 'conf/slurm.conf';
+for my $tool (qw(sbatch squeue scancel)) {
+    next if $dry_run eq 'true' || grep { -x File::Spec->catfile($_, $tool) } File::Spec->path();
+    JobArgs::fail($prog, "$tool not found; Slurm is not installed here; use cmd_backend=local in cmd.sh");
+}
 
 # The config: (submit command, { option => { value or '*' => sbatch options } }, { option => default }).
 sub read_config {
@@ -122,9 +131,18 @@ print $sh "#!/bin/bash\n# written by slurm.pl; one array task per job\n"
     . join(' ', map { quote_for_bash($_) } $args{log}, @{$args{words}}) . "\n";
 close $sh;
 
-my $array = ($ids[0] == $ids[-1] ? $ids[0] : "$ids[0]-$ids[-1]") . ($max_jobs ? "%$max_jobs" : '');
+my $contiguous = $ids[-1] - $ids[0] + 1 == @ids;
+my $array = ($contiguous ? ($ids[0] == $ids[-1] ? $ids[0] : "$ids[0]-$ids[-1]") : join(',', @ids))
+    . ($max_jobs ? "%$max_jobs" : '');
 my @submit = (split(' ', $submit), '--parsable', "--array=$array", "--job-name=$name",
-              "--output=$qdir/$name-%a.out", @sbatch_options, $script);
+              "--output=$qdir/$name-%a.out", @sbatch_options,
+              (defined $dependency ? ("--dependency=$dependency", '--kill-on-invalid-dep=yes') : ()), $script);
+if ($dry_run eq 'true') {
+    print join(' ', map { quote_for_bash($_) } @submit) . "\n";
+    open(my $fh, '<', $script) or JobArgs::fail($prog, "cannot read $script: $!");
+    print "# $script:\n", <$fh>;
+    exit 0;
+}
 unlink for_job($args{log}, $args{job_var}, $_) for @ids;  # a stale log must not read as this run's
 my $answer = `@{[join ' ', map { quote_for_bash($_) } @submit]} 2>&1`;
 if ($? != 0) {
@@ -135,6 +153,10 @@ if ($? != 0) {
 my ($job_id) = $answer =~ /^(\d+)/m or JobArgs::fail($prog, "sbatch answered '$answer', not a job id");
 if (open(my $idf, '>', "$qdir/$name.job_id")) { print $idf "$job_id\n"; }  # for scancel, sacct
 
+if ($wait eq 'false') {
+    print "$job_id\n";
+    exit 0;
+}
 $SIG{INT} = $SIG{TERM} = sub { system('scancel', $job_id); print STDERR "$prog: cancelled job $job_id\n"; exit 130; };
 
 # Wait until no task is pending or running; give up at once on a reason that never clears.

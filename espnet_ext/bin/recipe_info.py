@@ -4,7 +4,7 @@
     python -m espnet_ext.bin.recipe_info langs --lang all     # -> "hi pa te it"
     python -m espnet_ext.bin.recipe_info lid_only_langs        # -> "en": LID classes without an adapter
     python -m espnet_ext.bin.recipe_info corpus_langs --lang all   # every language stage 1 synthesises
-    python -m espnet_ext.bin.recipe_info threads --nj 2       # torch threads per job on this machine
+    python -m espnet_ext.bin.recipe_info threads --nj 2       # CPUs per job here (in a Slurm job: of its allocation)
     python -m espnet_ext.bin.recipe_info routings --routings "none oracle hard"   # checked; "all" expanded
     python -m espnet_ext.bin.recipe_info routing_source --routing soft            # -> lid_head
 """
@@ -12,7 +12,6 @@ import argparse
 import os
 
 from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES, adapter_language
-from espnet_ext.routing.routers import ROUTINGS
 from espnet_ext.bin.cli import exits_on_user_error
 
 
@@ -33,12 +32,18 @@ def corpus_langs(lang: str) -> str:
 
 
 def threads(nj: int) -> int:
-    """Split this machine's cores evenly between `nj` parallel jobs (at least one each)."""
-    return max(1, (os.cpu_count() or 1) // max(1, nj))
+    """Split the CPUs this process may use evenly between `nj` parallel jobs (at least one each): inside a
+    Slurm job its allocation (SLURM_CPUS_PER_TASK), inside a run.pl job the threads it was given
+    (OMP_NUM_THREADS), else the cores this process is allowed to run on."""
+    cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("OMP_NUM_THREADS")
+               or len(os.sched_getaffinity(0)))
+    return max(1, cpus // max(1, nj))
 
 
 def routings(names: str) -> str:
     """The `--routings` list checked against the registry; `all` = every routing, registry order."""
+    from espnet_ext.routing.routers import ROUTINGS  # imports torch (seconds): only the questions that need it
+
     wanted = list(ROUTINGS) if names.strip() == "all" else names.split()
     unknown = [n for n in wanted if n not in ROUTINGS]
     if unknown:
@@ -48,6 +53,8 @@ def routings(names: str) -> str:
 
 def routing_source(name: str) -> str:
     """Where routing `name`'s posteriors come from: none | utt2lang | language_token | lid_head."""
+    from espnet_ext.routing.routers import ROUTINGS
+
     return ROUTINGS[routings(name)].source
 
 

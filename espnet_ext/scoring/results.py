@@ -2,13 +2,16 @@
 `local/show_results.py` writes as RESULTS.md and the report (stage 7) renders as Markdown, HTML and slides,
 so every rendering of a number comes from one reading of the scores.
 
-Three kinds of table:
+Four kinds of table:
 
 - Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stages 5
   and 6): targets, rank, trainable parameters per language (counted in the exported adapter files; for
   `--finetune full`, every weight of the model), training size, epochs, training time (ESPnet's per-epoch
   train + valid times, so a resumed run counts every epoch once) and dev WER / CER per language. This is
   the table the rank, targets and augmentation ablations are read from.
+- Systems: one row per trained LoRA exp dir with a scored test decode under oracle routing: model, rank,
+  trainable parameters per language, test WER / CER per language; the tasks of an experiment grid
+  (models x languages x ranks, espnet_ext/grid.py) read as one table.
 - Routing: per trained exp dir and test set, one row per routing decoded there (and the zero-shot base
   on the same set; on a code-switched set, whose oracle is its true segments, also each `segments_*`
   decode): WER / CER per language, the relative WER change against oracle routing with a
@@ -74,7 +77,7 @@ def table_rows(scores_path: Path) -> List[List[str]]:
                          "re-run the scoring stage for that decode dir") from None
 
 
-def _adapter_parameters(adapter_dir: Path) -> int:
+def adapter_parameters(adapter_dir: Path) -> int:
     """Trainable parameters of one language's adapter, counted in its files."""
     from espnet_ext.lora.adapter_files import read_adapter_weights
 
@@ -95,7 +98,7 @@ def _system(exp: Path) -> Tuple[Dict, str, str, int]:
     configs = sorted(exp.glob("adapters/*/adapter_config.json"))
     if configs:
         config = json.loads(configs[0].read_text(encoding="utf-8"))
-        return config, ", ".join(config["targets"]), str(config["rank"]), _adapter_parameters(configs[0].parent)
+        return config, ", ".join(config["targets"]), str(config["rank"]), adapter_parameters(configs[0].parent)
     full = exp / "full_model" / "model_config.json"
     if full.is_file():
         config = json.loads(full.read_text(encoding="utf-8"))
@@ -236,6 +239,30 @@ def routing_tables(exp_dir: Path) -> List[Table]:
     return tables
 
 
+def systems_table(exp_dir: Path) -> Optional[Table]:
+    """Test WER / CER of every trained LoRA system (oracle routing on test_<lang> or test_all): model,
+    rank and trainable parameters per language beside them, one row per exp dir, so the tasks of a models x
+    languages x ranks grid (espnet_ext/grid.py) read as one table."""
+    paths = sorted(p for p in exp_dir.glob("*/decode_test_*_oracle/scores.json")
+                   if re.fullmatch(r"decode_test_(all|[a-z]{2})_oracle", p.parent.name)
+                   and (p.parent.parent / "adapters").is_dir())
+    if not paths:
+        return None
+    scores = {p: json.loads(p.read_text(encoding="utf-8"))["scores"] for p in paths}
+    langs = sorted({lang for s in scores.values() for lang in s} - {"all"}, key=list(LANGUAGES).index)
+    rows = []
+    for path in paths:
+        exp = path.parent.parent
+        config, _, rank, parameters = _system(exp)
+        rows.append([exp.name, config["base_model"], rank, f"{parameters / 1e6:.3f}M"]
+                    + [f"{format_rate(scores[path][lang]['wer'])} / {format_rate(scores[path][lang]['cer'])}"
+                       if lang in scores[path] else "" for lang in langs])
+    return Table("Systems by model, language and rank (test sets, oracle routing; WER / CER)",
+                 ["experiment", "model", "rank", "params/lang"] + [f"test {lang}" for lang in langs], rows,
+                 [False, False, True] + [True] * (1 + len(langs)),
+                 f"{exp_dir}/*/decode_test_<lang>_oracle/scores.json, adapters/*/adapter_config.json")
+
+
 def decodes_table(exp_dir: Path) -> Table:
     """Every decode (module docstring); an error when nothing under `exp_dir` is scored yet."""
     paths = sorted(exp_dir.glob("*/decode_*/scores.json"))
@@ -246,10 +273,10 @@ def decodes_table(exp_dir: Path) -> Table:
 
 
 def all_tables(exp_dir: Path) -> List[Table]:
-    """Experiments, routing, every decode: the tables of RESULTS.md, in its order."""
+    """Experiments, systems, routing, every decode: the tables of RESULTS.md, in its order."""
     every = decodes_table(exp_dir)
-    experiments = experiments_table(exp_dir)
-    return ([experiments] if experiments else []) + routing_tables(exp_dir) + [every]
+    summaries = [table for table in (experiments_table(exp_dir), systems_table(exp_dir)) if table]
+    return summaries + routing_tables(exp_dir) + [every]
 
 
 def markdown(exp_dir: Path) -> str:

@@ -18,10 +18,16 @@ lang=all               # hi|pa|te|it|all
 model=whisper_base     # registry name: python -m espnet_ext.models.registry lists them
 model_path=            # local weights for models that need them (whisper_small.., owsm_v4_..)
 nj=2                   # parallel jobs per stage
-ngpu=0                 # GPUs per job (0: CPU)
-cmd=                   # run.pl or slurm.pl; empty: the backend chosen in cmd.sh
+ngpu=0                 # GPUs per job (0: CPU); N > 0: jobs go through cuda_cmd, training through ESPnet's DDP
+cmd=                   # run.pl or slurm.pl: that backend of cmd.sh; any other command line: every job's
+                       # dispatcher as given (e.g. "slurm.pl --mem 32G"); empty: the backend cmd.sh chooses
+threads=               # CPUs per job (sbatch --cpus-per-task; OMP_NUM_THREADS inside it); empty: this
+                       # machine's cores shared between the nj parallel jobs
 force=false            # rerun stages whose .done marker exists
 datadir=data           # where stage 1 writes the Kaldi data dirs (and later stages read them)
+grid=                  # a grid file (conf/grid.yaml): stages 3-6 run for each of its models x langs x ranks
+                       # as job arrays (espnet_ext/grid.py; with slurm.pl, submitted without waiting)
+dry_run=false          # with --grid: print the task table (and with slurm.pl the sbatch scripts) only
 expdir=exp             # where every experiment dir, log and RESULTS.md goes
 # Stage 1: data
 corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
@@ -79,7 +85,21 @@ help_message="Usage: $0 [options]
 . ./db.sh  # where the real corpora are (stage 1 with --corpus other than tts), as ESPnet's local/data.sh reads it
 . utils/parse_options.sh
 
-[ -n "${cmd}" ] && train_cmd=${cmd} && decode_cmd=${cmd}
+case ${cmd} in
+    "") ;;
+    run.pl) cmd_backend=local; . ./cmd.sh ;;
+    slurm.pl) cmd_backend=slurm; . ./cmd.sh ;;
+    *) train_cmd=${cmd}; decode_cmd=${cmd}; cuda_cmd=${cmd} ;;
+esac
+if ! [[ "${ngpu}" =~ ^[0-9]+$ ]]; then
+    log "--ngpu ${ngpu}: give the number of GPUs per job, 0 (CPU) or more"
+    exit 1
+fi
+fit_cmd=${train_cmd}  # stage 3's training job
+if [ "${ngpu}" -gt 0 ]; then  # the jobs that run a model on GPUs (training, decoding) ask for them; no other does
+    fit_cmd="${cuda_cmd} --gpu ${ngpu}"
+    decode_cmd="${cuda_cmd} --gpu ${ngpu}"
+fi
 if ! [[ "${nj}" =~ ^[1-9][0-9]*$ ]]; then
     log "--nj ${nj}: give the number of parallel jobs per stage, 1 or more"
     exit 1
@@ -106,7 +126,8 @@ for routing in ${routings}; do
         exit 1
     fi
 done
-threads=$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")
+threads_per_job=${threads:-$(python -m espnet_ext.bin.recipe_info threads --nj "${nj}")}  # decoding: nj jobs at once
+threads_alone=${threads:-$(python -m espnet_ext.bin.recipe_info threads --nj 1)}        # one job at a time
 dev_decode_dir=${train_exp}/decode_dev_${lang}_oracle  # dev WER of the trained system (stages 5 and 6)
 decodes_trained=false  # any routing but none decodes the trained system: then its dev set is decoded too
 for routing in ${routings}; do [ "${routing}" != none ] && decodes_trained=true; done
@@ -160,9 +181,9 @@ decode_set() {  # data dir, decode dir, routing[, decode.py options]: nj paralle
     fi
     log "decoding ${data} with ${model} (routing ${routing}) -> ${dir}"
     if [ "${force}" = true ]; then rm -rf "${dir}"/split*; fi  # else a rerun keeps the jobs that finished
-    ${decode_cmd} --num-threads "${threads}" ${ngpu:+--gpu "${ngpu}"} JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
+    ${decode_cmd} --num-threads "${threads_per_job}" JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
         python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
-            --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" --threads "${threads}" \
+            --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" \
             --ngpu "${ngpu}" --config "${config}" --language "${language}" "${system[@]}" ${extra[@]+"${extra[@]}"} ${decode_args}
     python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
     touch "${dir}/.done"
@@ -216,17 +237,26 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "stage 2: reserved (features/stats); Whisper and OWSM compute log-mels on the fly: nothing to do"
 fi
 
+if [ -n "${grid}" ]; then  # stages 3-6 of every system of the grid, as job arrays; nothing else runs
+    if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 3 ]; then
+        log "stages 3-6 of the grid ${grid} through ${train_cmd} (task table, logs: ${expdir}/grid/)"
+        python -m espnet_ext.bin.grid submit --grid "${grid}" --expdir "${expdir}" --datadir "${datadir}" \
+            --cmd "${train_cmd}" --dry_run "${dry_run}"
+    fi
+    log "done"
+    exit 0
+fi
+
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     if done_or_force "${train_exp}/${exported}/.done"; then
         log "stage 3: ${train_exp}/${exported} already trained; --force true reruns it (it resumes from its last checkpoint; delete the dir to start over)"
     else
         log "stage 3: ${finetune} training (${train_config}) on $(data_dir_of "${train_set:-train_${lang}}") -> ${train_exp} (log: ${train_exp}/log/train.log)"
-        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${ngpu:+--gpu "${ngpu}"} \
-            "${train_exp}/log/train.log" \
+        ${fit_cmd} --num-threads "${threads_alone}" "${train_exp}/log/train.log" \
             python -m espnet_ext.bin.train_lora --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --train_dir "$(data_dir_of "${train_set:-train_${lang}}")" --valid_dir "$(data_dir_of "dev_${lang}")" \
                 --exp_dir "${train_exp}" --config "${train_config}" --finetune "${finetune}" --ngpu "${ngpu}" \
-                --resume true --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${train_args}
+                --resume true ${train_args}
         touch "${train_exp}/${exported}/.done"
     fi
 fi
@@ -249,13 +279,11 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
             done
         }
         oos=$(data_dir_of test_oos)  # out-of-set languages (stage 1 of the tts corpus): their routing is reported
-        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
-            "${train_exp}/lid/log/train_lid.log" \
+        ${train_cmd} --num-threads "${threads_alone}" "${train_exp}/lid/log/train_lid.log" \
             python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --adapter_dir "${train_exp}/adapters" --train_dir $(lid_dirs train) \
                 --dev_dir $(lid_dirs dev) --test_dir $(lid_dirs test) $([ -d "${oos}" ] && echo --oos_dir "${oos}") \
-                --out_dir "${train_exp}/lid" --heads "${heads}" \
-                --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" ${lid_args}
+                --out_dir "${train_exp}/lid" --heads "${heads}" ${lid_args}
         touch "${marker}"
         log "stage 4: LID heads (${train_exp}/lid/heads.md):"
         cat "${train_exp}/lid/heads.md"
@@ -276,13 +304,11 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     sets=$(cs_sets)
     if [ -n "${sets}" ] && ! done_or_force "${cs_segments}/.done"; then
         log "stage 5: language segments of ${sets//$'\n'/ } (LID head ${lid_head}) -> ${cs_segments}"
-        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
-            "${cs_segments}/log/codeswitch_lid.log" \
+        ${train_cmd} --num-threads "${threads_alone}" "${cs_segments}/log/codeswitch_lid.log" \
             python -m espnet_ext.bin.codeswitch_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}" \
                 --data_dir $(for d in ${sets}; do data_dir_of "${d}"; done) --out_dir "${cs_segments}" \
-                ${switch_penalty:+--penalties "${switch_penalty}"} \
-                --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)"
+                ${switch_penalty:+--penalties "${switch_penalty}"}
         touch "${cs_segments}/.done"
     fi
     for dset in ${sets}; do
@@ -376,12 +402,11 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         log "stage 7: the analysis reads a trained LoRA bank and ${train_exp}/adapters is missing (--finetune ${finetune}; run stage 3 with --finetune lora): skipped"
     else
         log "stage 7: analysis of ${train_exp}, report of every result under ${expdir} -> ${expdir}/report (log: ${expdir}/report/log/analyze.log)"
-        ${train_cmd} --num-threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
-            "${expdir}/report/log/analyze.log" \
+        ${train_cmd} --num-threads "${threads_alone}" "${expdir}/report/log/analyze.log" \
             python -m espnet_ext.bin.analyze --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --exp_root "${expdir}" --exp_dir "${train_exp}" --report_dir "${expdir}/report" \
                 --probe_data "$(data_dir_of "dev_${lang}")" --probe_per_language "${probe_per_language}" \
-                --force "${force}" --threads "$(python -m espnet_ext.bin.recipe_info threads --nj 1)" \
+                --force "${force}" \
                 $([[ ",${studies}," == *,layers,* ]] && echo --importance_per_language "${importance_per_language}") \
                 $([[ ",${studies}," == *,phonetic,* ]] && echo --phonetic_data "${datadir}/syllables") ${analysis_args}
         log "stage 7: ${expdir}/report/README.md, index.html (one page, images inside), slides.pdf"
