@@ -238,6 +238,10 @@ def submit(spec_path: Path, expdir: Path, datadir: Path, runner: List[str], dry_
     """Write the task table and submit the grid's unfinished tasks (module docstring); with slurm.pl,
     return once submitted; with run.pl, once everything ran. Returns non-zero when a run.pl phase failed."""
     spec = read_grid(spec_path)
+    for model, options in spec.models.items():  # relative to the recipe dir, where the tasks run
+        if not Path(options["train_config"]).is_file():
+            raise GridError(f"{spec_path}: model {model}'s train_config {options['train_config']} does not exist "
+                            f"(relative to {Path.cwd()}); give an existing config")
     tasks = expand(spec, expdir, datadir)
     directory = grid_dir(spec, expdir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -251,7 +255,7 @@ def submit(spec_path: Path, expdir: Path, datadir: Path, runner: List[str], dry_
         if not is_slurm:
             return 0
         runner = [*runner, "--dry-run", "true"]
-    ids_of, status = {}, 0
+    ids_of, code = {}, 0
     for phase in PHASES:
         if not pending and phase != "results":
             continue
@@ -267,7 +271,7 @@ def submit(spec_path: Path, expdir: Path, datadir: Path, runner: List[str], dry_
             ids_of[phase] = f"<{phase} array id>"
             continue
         if done.returncode != 0:
-            status = 1
+            code = 1
             if is_slurm:  # nothing was submitted: the reason is slurm.pl's line above
                 return 1
         if is_slurm:
@@ -277,7 +281,7 @@ def submit(spec_path: Path, expdir: Path, datadir: Path, runner: List[str], dry_
         log.info("grid %s submitted (training %s, decoding %s, results %s); watch it with: "
                  "local/grid_status.py %s", spec.name, ids_of.get("train"), ids_of.get("decode"),
                  ids_of.get("results"), directory)
-    return status
+    return code
 
 
 def _record_submission(directory: Path, phase: str, job_id: str, tasks: List[int]) -> None:

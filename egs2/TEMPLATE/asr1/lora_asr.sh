@@ -21,6 +21,7 @@ nj=2                   # parallel jobs per stage
 ngpu=0                 # GPUs per job (0: CPU); N > 0: jobs go through cuda_cmd, training through ESPnet's DDP
 cmd=                   # run.pl or slurm.pl: that backend of cmd.sh; any other command line: every job's
                        # dispatcher as given (e.g. "slurm.pl --mem 32G"); empty: the backend cmd.sh chooses
+mail_type=             # with slurm.pl: Slurm mails you at these job events (sbatch --mail-type), e.g. END,FAIL
 threads=               # CPUs per job (sbatch --cpus-per-task; OMP_NUM_THREADS inside it); empty: this
                        # machine's cores shared between the nj parallel jobs
 force=false            # rerun stages whose .done marker exists
@@ -94,6 +95,9 @@ esac
 if ! [[ "${ngpu}" =~ ^[0-9]+$ ]]; then
     log "--ngpu ${ngpu}: give the number of GPUs per job, 0 (CPU) or more"
     exit 1
+fi
+if [ -n "${mail_type}" ]; then
+    train_cmd+=" --mail-type ${mail_type}"; decode_cmd+=" --mail-type ${mail_type}"; cuda_cmd+=" --mail-type ${mail_type}"
 fi
 fit_cmd=${train_cmd}  # stage 3's training job
 if [ "${ngpu}" -gt 0 ]; then  # the jobs that run a model on GPUs (training, decoding) ask for them; no other does
@@ -338,7 +342,8 @@ fi
 study_system() {  # options of another system (tag, rank, training options): its stages 3, 5 (oracle) and 6
     local common=(--model "${model}" ${model_path:+--model_path "${model_path}"} --datadir "${datadir}"
                   --expdir "${expdir}" --nj "${nj}" --ngpu "${ngpu}" ${cmd:+--cmd "${cmd}"} --lang "${lang}"
-                  --force "${force}" --test_sets "${test_sets}")
+                  --force "${force}" --test_sets "${test_sets}" ${threads:+--threads "${threads}"}
+                  ${mail_type:+--mail_type "${mail_type}"})
     "$0" "${common[@]}" --stage 3 --stop_stage 3 "$@"
     "$0" "${common[@]}" --stage 5 --stop_stage 6 --routings oracle "$@"
 }
