@@ -161,11 +161,13 @@ def grid_dir(spec: GridSpec, expdir: Path) -> Path:
 
 
 def write_tasks(directory: Path, spec: GridSpec, tasks: List[Task]) -> None:
-    """tasks.json (read by each task) and tasks.tsv (for people: index, model, lang, rank, exp dir)."""
+    """tasks.json (read by each task) and tasks.tsv (for people: index, model, lang, rank, training
+    config, exp dir)."""
     atomic_write_text(directory / "tasks.json", json.dumps(
         {"grid": asdict(spec), "tasks": [asdict(t) for t in tasks]}, indent=1, ensure_ascii=False) + "\n")
-    lines = ["task\tmodel\tlang\trank\texp_dir"] + [f"{t.index}\t{t.model}\t{t.lang}\t{t.rank}\t{t.exp_dir}"
-                                                    for t in tasks]
+    lines = ["task\tmodel\tlang\trank\ttrain_config\texp_dir"] + [
+        f"{t.index}\t{t.model}\t{t.lang}\t{t.rank}\t{spec.models[t.model]['train_config']}\t{t.exp_dir}"
+        for t in tasks]
     atomic_write_text(directory / "tasks.tsv", "\n".join(lines) + "\n")
 
 

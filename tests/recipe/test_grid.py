@@ -2,6 +2,7 @@
 2 models x 2 languages x 2 ranks grid end to end through the real one-node Slurm of tests/slurm/."""
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_a_bad_grid_file_is_one_error_naming_it(tmp_path, change, message):
 def test_dry_run_prints_the_task_table_and_the_sbatch_scripts_and_submits_nothing(tmp_path):
     done = run_recipe(tmp_path, "--stage", "3", "--grid", "conf/grid.yaml", "--cmd", "slurm.pl", "--dry_run", "true")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "80\towsm_v4_medium\tit\t64\t" in done.stdout
+    assert "80\towsm_v4_medium\tit\t64\tconf/tuning/train_lora_owsm_v4_r16.yaml\t" in done.stdout
     calls = [line for line in done.stdout.splitlines() if line.startswith("'sbatch'")]
     assert len(calls) == 3  # training, decoding, results
     assert "'--array=1-80%16'" in calls[0] and "'--gres=gpu:1'" in calls[0] and "'--partition=gpu'" in calls[0]
@@ -107,8 +108,8 @@ def test_the_tiny_grid_runs_through_slurm_and_a_rerun_submits_only_what_did_not_
         text = (grid_dir / "log" / f"decode.{n}.log").read_text()
         assert f"SLURM_ARRAY_JOB_ID={decode['job_id']} SLURM_ARRAY_TASK_ID={n} " in text
         assert "# Ended (code 0)" in text
-    status = subprocess.run(["python", "local/grid_status.py", str(grid_dir)], cwd=RECIPE, capture_output=True,
-                            text=True)
+    status = subprocess.run([sys.executable, "local/grid_status.py", str(grid_dir)], cwd=RECIPE,
+                            capture_output=True, text=True)
     assert status.stdout.splitlines()[-1] == "7 done, 1 not run", status.stdout
     table = (grid_dir / "RESULTS.md").read_text()
     assert "| 8 | owsm_tiny_random | te | 4 | not run |  |  |  |" in table
@@ -146,3 +147,22 @@ def test_wandb_runs_get_the_grid_as_project_and_the_test_scores_in_their_summary
     record = run.read_bytes()  # W&B's own record of the run: its summary values, group and tags
     assert b"test/wer" in record and b"41.5" in record and b"12.25" in record
     assert b"whisper_tiny_random" in record and b"r2" in record
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("slurm")
+def test_run_sh_with_cmd_slurm_pl_runs_each_job_through_slurm(tmp_path):
+    """The design card's `./run.sh --cmd slurm.pl`: stage by stage, each job an array task of Slurm's, waited for."""
+    make_corpus(tmp_path / "data", "test_all")
+    done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--stage", "5", "--stop_stage", "6", "--nj", "2",
+                      "--routings", "none", "--test_sets", "test_all", "--cmd", "slurm.pl")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    decode = tmp_path / "exp" / "whisper_tiny_random_zeroshot" / "decode_test_all_none"
+    for n in (1, 2):
+        log = (decode / "log" / f"decode.{n}.log").read_text()
+        assert f"SLURM_ARRAY_TASK_ID={n} " in log and "# Ended (code 0)" in log
+    assert "SLURM_JOB_ID=" in (decode / "log" / "score.log").read_text()
+    assert json.loads((decode / "scores.json").read_text())["scores"]["all"]["utterances"] == 8
+    job = _scontrol((decode / "log" / "q" / "decode.job_id").read_text().split()[0])
+    assert "MinMemoryNode=8G" in job  # cmd.sh's decode_cmd for the slurm backend: slurm.pl --mem 8G
+    assert "TresPerNode=gres" not in job  # --ngpu 0: no GPU asked for
