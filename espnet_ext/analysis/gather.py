@@ -608,13 +608,17 @@ def errors_section(exp_dir: Path, figures_dir: Path, test_set: str = "test_all")
                           read_kaldi_map(decode / "text", allow_empty_value=True), langs, seen)
     rows = [[lang, str(s["ref_words"]), f"{100 * s['unseen_words'] / max(1, s['ref_words']):.0f}",
              f"{eb.rate(s['seen_errors'], s['seen_words']):.1f}", f"{eb.rate(s['unseen_errors'], s['unseen_words']):.1f}",
-             f"{s['boundary_regions']} / {s['error_regions']}", ", ".join(f"{c} ({n})" for c, n in s["top_confusions"][:3])]
+             f"{s['boundary_regions']} / {s['error_regions']}",
+             f"{eb.rate(s['close_substitutions'], s['char_substitutions']):.0f}% of {s['char_substitutions']} "
+             f"(chance {s['close_by_chance']:.0f}%)",
+             ", ".join(f"{c} ({n})" for c, n in s["top_confusions"][:3])]
             for lang, s in result.items()]
     source = f"{decode}/text, {ref_text}, {train_dir}/text (stage 7)"
     table = Table(f"Errors of {exp_dir.name} on {test_set} by kind (oracle routing)",
                   ["lang", "ref words", "unseen in training %", "error % on seen words", "error % on unseen words",
-                   "boundary / all error regions", "most confused characters (ref->hyp)"],
-                  rows, [False, True, True, True, True, True, False], source)
+                   "boundary / all error regions", "phonetically close character substitutions",
+                   "most confused characters (ref->hyp)"],
+                  rows, [False, True, True, True, True, True, True, False], source)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(result))
@@ -630,9 +634,18 @@ def errors_section(exp_dir: Path, figures_dir: Path, test_set: str = "test_all")
               for lang, s in result.items() if s["seen_errors"] and s["unseen_words"]}
     message = ("Words never seen in training are missed " + ", ".join(f"{lang} {r:.1f}x" for lang, r in ratios.items())
                + " as often as seen ones") if ratios else "Error rates on words seen and unseen in training"
+    close = ", ".join(f"{lang} {eb.rate(s['close_substitutions'], s['char_substitutions']):.0f}% "
+                      f"(chance {s['close_by_chance']:.0f}%)" for lang, s in result.items() if s["char_substitutions"])
     return Section("What the adapters get wrong", message,
-                   ["Error regions are runs of substitutions, deletions and insertions in the word alignment; a "
-                    "boundary region holds the same letters as the reference with the spaces moved."], [table],
+                   [f"Character substitutions between phonetically close characters: {close}." if close else
+                    "No character substitutions.",
+                    "Error regions are runs of substitutions, deletions and insertions in the word alignment; a "
+                    "boundary region holds the same letters as the reference with the spaces moved. A character "
+                    "substitution is phonetically close when both are stops of one place of articulation (one "
+                    "varga of the Brahmic scripts: they differ in voicing, aspiration or nasality), a retroflex "
+                    "and its dental, two sibilants, vowels that differ in length, or, in Italian, a voicing pair or a vowel and its accented form "
+                    "(espnet_ext.analysis.error_breakdown.close_kind); chance: each reference character replaced by "
+                    "a character drawn as often as the system writes it."], [table],
                    [Figure(figures_dir / "errors_seen_unseen.png", "Error rate on seen and unseen words.", source)])
 
 

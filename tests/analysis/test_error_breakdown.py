@@ -13,6 +13,34 @@ def test_a_merge_and_a_split_are_boundary_errors_and_a_substitution_is_not():
     assert result["top_confusions"][0] == ("d->e", 1)
 
 
+def test_phonetically_close_characters_by_place_length_voicing_and_accent():
+    assert eb.close_kind("क", "ग") == "place"     # Devanagari ka/ga: velar, voicing
+    assert eb.close_kind("ਤ", "ਧ") == "place"     # Gurmukhi ta/dha: dental, voicing and aspiration
+    assert eb.close_kind("ట", "ణ") == "place"     # Telugu tta/nna: retroflex, nasality
+    assert eb.close_kind("क", "प") is None        # velar against labial
+    assert eb.close_kind("ਣ", "ਨ") == "retroflex"  # Gurmukhi nna/na
+    assert eb.close_kind("ड", "द") == "retroflex" and eb.close_kind("ड", "ध") is None  # same column only
+    assert eb.close_kind("ష", "శ") == "sibilant"   # Telugu ssa/sha
+    assert eb.close_kind("ि", "ी") == "length"    # vowel signs i/ii
+    assert eb.close_kind("ఉ", "ఊ") == "length"    # Telugu letters u/uu
+    assert eb.close_kind("क", "ਗ") is None        # two scripts are never close
+    assert eb.close_kind("p", "b") == "voicing" and eb.close_kind("e", "è") == "accent"
+    assert eb.close_kind("p", "t") is None and eb.close_kind("a", "a") is None
+
+
+def test_character_substitutions_are_counted_with_the_close_ones():
+    result = eb.breakdown({"u": "कल पल"}, {"u": "गल मल"}, {"u": "hi"}, {})["hi"]  # क->ग close, प->म close
+    assert (result["char_substitutions"], result["close_substitutions"]) == (2, 2)
+    result = eb.breakdown({"u": "कल"}, {"u": "पल"}, {"u": "hi"}, {})["hi"]  # velar -> labial: not close
+    assert (result["char_substitutions"], result["close_substitutions"]) == (1, 0)
+
+
+def test_chance_draws_the_replacement_as_often_as_the_system_writes_it():
+    # क replaced: the system wrote ग twice (close to क) and प twice (not): half would be close by chance
+    assert eb.close_by_chance({"क->प": 3}, {"ग": 2, "प": 2, "क": 5}) == 50.0
+    assert eb.close_by_chance({"क->प": 1}, {"प": 1}) == 0.0
+
+
 def test_languages_are_kept_apart_and_a_missing_hypothesis_deletes_every_word():
     refs = {"a": "uno due", "b": "ek do"}
     result = eb.breakdown(refs, {"b": "ek do"}, {"a": "it", "b": "hi"}, {})
