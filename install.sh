@@ -44,11 +44,12 @@ if [ -z "${SKIP_APT:-}" ]; then
     # espeak-ng synthesises the default corpus; sox is handy for users; sctk provides NIST sclite, the
     # scorer ESPnet's asr.sh uses; libsndfile backs soundfile (no ffmpeg needed anywhere); chromium and
     # its driver run the demo page's browser test (tests/decode/test_demo.py; optional for users);
-    # slurm-wlm and munge run the one-node cluster the Slurm tests submit to (tests/slurm/start.sh).
+    # slurm-wlm and munge run the one-node cluster the Slurm tests submit to (tests/slurm/start.sh);
+    # fonts-noto-core draws Hindi, Punjabi and Telugu text in the figures and slides (stage 7).
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox sctk libsndfile1 perl \
-            chromium chromium-driver slurm-wlm munge >/dev/null
+            chromium chromium-driver slurm-wlm munge fonts-noto-core >/dev/null
     else
         for bin in espeak-ng sox /usr/lib/sctk/bin/sclite; do
             command -v "$bin" >/dev/null || { echo "install.sh: $bin missing; run as root or: sudo apt-get install espeak-ng sox sctk" >&2; exit 1; }

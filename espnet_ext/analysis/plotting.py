@@ -21,13 +21,24 @@ def language_color(lang: str) -> str:
     return _PALETTE[order.index(lang) % len(_PALETTE)] if lang in order else "tab:cyan"
 
 
+#: Fonts tried, in order, for each character: matplotlib's own (Latin), then Debian's fonts-noto-core for
+#: the Brahmic scripts of the language table, which DejaVu Sans lacks (without them Hindi, Punjabi and
+#: Telugu text is drawn as empty boxes). matplotlib places glyphs one by one and does not shape
+#: conjuncts, so a conjunct shows as its letters with a virama; every letter is legible.
+FONT_FALLBACK = ("DejaVu Sans", "Noto Sans Devanagari", "Noto Sans Gurmukhi", "Noto Sans Telugu")
+
+
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display on a server or in CI)."""
+    """matplotlib.pyplot on the Agg backend (no display on a server or in CI), with the font fallback of
+    FONT_FALLBACK (those of its fonts installed here)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import font_manager
 
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    plt.rcParams["font.family"] = [name for name in FONT_FALLBACK if name in installed] or ["sans-serif"]
     return plt
 
 

@@ -95,11 +95,9 @@ def to_seconds(frame_segments, languages: Sequence[str]) -> List[LanguageSegment
 
 def plot_grid(examples: List[Dict], languages: Sequence[str], path: Path, title: str) -> None:
     """Posteriors over time per example; true switches solid black, predicted dashed red."""
-    import matplotlib
+    from espnet_ext.analysis.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(examples), 1, figsize=(10, 1.9 * len(examples)), squeeze=False)
     for ax, ex in zip(axes[:, 0], examples):
         seconds = (np.arange(len(ex["posteriors"])) + 0.5) / FRAMES_PER_SECOND

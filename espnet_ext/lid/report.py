@@ -4,21 +4,13 @@ from typing import Sequence
 
 import numpy as np
 
+from espnet_ext.analysis.plotting import pyplot
 from espnet_ext.fileio import atomic_open
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def confusion_png(confusion: Sequence[Sequence[int]], languages: Sequence[str], path: Path, title: str) -> None:
     """Rows = true language, columns = predicted, each cell its count and its share of the row."""
-    plt = _figure()
+    plt = pyplot()
     counts = np.asarray(confusion)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.2 * len(languages) + 1.5, 1.2 * len(languages) + 1))
@@ -40,7 +32,7 @@ def confusion_png(confusion: Sequence[Sequence[int]], languages: Sequence[str], 
 
 def reliability_png(posteriors: np.ndarray, labels: np.ndarray, path: Path, title: str, bins: int = 10) -> None:
     """Accuracy against confidence (top posterior) in equal-width bins; the diagonal is perfect calibration."""
-    plt = _figure()
+    plt = pyplot()
     confidence, correct = posteriors.max(1), posteriors.argmax(1) == labels
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
