@@ -664,6 +664,35 @@ def data_size_sentence(rows: Sequence[Mapping]) -> Optional[str]:
         for (lang, rank), by_size in sorted(sizes.items())) + "."
 
 
+def lexical_section(result: Mapping, figures_dir: Path, source: str) -> Optional[Section]:
+    """The lexical probe (the lexical study) in sentences read from `result`."""
+    from espnet_ext.analysis import lexical
+
+    if not result["languages"]:
+        return None
+    lexical.plot_lexical(result, figures_dir / "lexical_probe")
+    top = len(result["layers"]) - 1
+    lines, gains = [], {}
+    for lang, r in result["languages"].items():
+        base, own = r["probes"]["base"]["selectivity"], r["probes"][lang]["selectivity"]
+        gains[lang] = own[top] - base[top]
+        lines.append(f"{lang} ({len(r['words'])} words, {r['utterances']} utterances): bare base best "
+                     f"{100 * max(base):+.1f} at layer {result['layers'][int(np.argmax(base))]}, top layer "
+                     f"{100 * base[top]:+.1f}; own adapter top layer {100 * own[top]:+.1f}")
+    raised = [lang for lang, g in gains.items() if g > 0.02]
+    message = (f"The adapters raise what the top encoder layer knows of the frequent words in {', '.join(raised)}"
+               if raised else "The adapters do not raise what the top encoder layer knows of the frequent words")
+    return Section(
+        "Which words the encoder hears (lexical probe)", message,
+        [f"Multi-label linear probes on each language's dev utterances: which of its {result['top_words']} most "
+         "frequent training words (those held by at least 3 utterances and missing from 3) each utterance holds, "
+         f"{result['folds']}-fold; the score is the mean balanced accuracy over words, shown as points over its "
+         "control (the label rows shuffled across utterances): " + "; ".join(lines) + ".",
+         "Probing within a language keeps language identity out of the score; the encoder has no word "
+         "boundaries, so what it holds is the sound of the frequent words."],
+        [], [Figure(figures_dir / "lexical_probe.png", "Lexical probe selectivity per encoder layer.", source)])
+
+
 def phonetic_section(result: Mapping, figures_dir: Path, source: str) -> Section:
     """The phonetic probes (the phonetic study) in sentences read from `result`."""
     from espnet_ext.analysis import phonetic, representations

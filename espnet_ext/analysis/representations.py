@@ -85,16 +85,17 @@ def evaluating(model) -> Iterator[None]:
         model.train(training)
 
 
-def state_features(loaded, probe_dir: Path, batch_size: int = 8) -> Dict[str, PooledFeatures]:
+def state_features(loaded, probe_dir: Path, batch_size: int = 8,
+                   names: Optional[Sequence[str]] = None) -> Dict[str, PooledFeatures]:
     """Pooled states of every encoder layer of `loaded` for `probe_dir`, per state (module docstring):
-    `base`, then each adapter in the bank's order. Read in eval mode (a registry model loads in train
-    mode, and the adapters' dropout would make two reads of one state differ); leaves the model routed
-    as the base, in the mode it had."""
+    `names`, by default `base` then each adapter in the bank's order. Read in eval mode (a registry model
+    loads in train mode, and the adapters' dropout would make two reads of one state differ); leaves the
+    model routed as the base, in the mode it had."""
     model = loaded.asr_model
     states = {}
     with evaluating(model):
         try:
-            for state in (BASE, *adapter_names(model)):
+            for state in names or (BASE, *adapter_names(model)):
                 set_active_adapter(model, None if state == BASE else state)
                 states[state] = pooled_layer_features(loaded, probe_dir, batch_size)
         finally:

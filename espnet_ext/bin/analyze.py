@@ -45,6 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--phonetic_data", type=Path, default=None,
                    help="the phonetic study: the syllable set of local/make_syllable_set.py to probe (none: only "
                         "report an earlier run's)")
+    p.add_argument("--lexical_per_language", type=int, default=0,
+                   help="the lexical study: which frequent training words each of this many probe utterances per "
+                        "language holds, probed on every encoder layer (0: only report an earlier run's)")
     p.add_argument("--force", type=str2bool, default=False, help="recompute the cached analyses")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -133,6 +136,26 @@ def _phonetic(args, loaded, figures: Path) -> Optional[Section]:
     return gather.phonetic_section(result, figures, f"{path} (./run.sh --stage 7 --studies phonetic)")
 
 
+def _lexical(args, loaded, configs: List[Dict], figures: Path) -> Optional[Section]:
+    from espnet_ext.analysis.lexical import lexical_probes
+    from espnet_ext.analysis.subsets import probe_subset
+
+    path = args.exp_dir / "analysis" / "lexical.json"
+    if not path.is_file() and not args.lexical_per_language:
+        return None
+    if args.lexical_per_language and args.probe_data is None:
+        raise AnalysisInputError("--lexical_per_language needs --probe_data (a Kaldi dir with utt2lang)")
+
+    def compute() -> Dict:
+        train_dir = Path(configs[0]["train_data"]["dir"])  # the words are the training text's most frequent
+        probe = probe_subset(args.probe_data, args.lexical_per_language, args.exp_dir / "analysis" / "probe_lexical")
+        return lexical_probes(loaded, probe, train_dir, args.exp_dir / "analysis" / "probe_lexical_by_language",
+                              args.batch_size)
+
+    result = cached(path, compute, args.force and bool(args.lexical_per_language))
+    return gather.lexical_section(result, figures, f"{path} (./run.sh --stage 7 --studies lexical)")
+
+
 def _zero_shot(args) -> Optional[Dict]:
     """The zero-shot transfer matrix, where the transfer study has decoded any cell."""
     from espnet_ext.analysis.transfer import zero_shot_matrix
@@ -154,6 +177,8 @@ UNRUN = {  # what the report lists when a study's results are absent, with the c
     "transfer": "Cross-lingual zero-shot transfer matrix: `./run.sh --stage 7 --studies transfer`.",
     "phonetic": "Phonetic probes (voicing, place, manner, onset of synthesised syllables): `./run.sh --stage 7 "
                 "--studies phonetic`.",
+    "lexical": "Lexical probe (which frequent training words an utterance holds, per encoder layer): "
+               "`./run.sh --stage 7 --studies lexical`.",
     "fewshot": "Few-shot transfer (hi->pa, hi->te, it->te at 25/100/400 utterances): `./run.sh --stage 7 --studies "
                "fewshot`.",
 }
@@ -172,6 +197,7 @@ def build_sections(args, figures: Path) -> List[Section]:
         "seeds": gather.seeds_section(args.exp_root, args.exp_dir, weight_result),
         "layers": _layer_importance(args, loaded, configs, figures),
         "phonetic": _phonetic(args, loaded, figures),
+        "lexical": _lexical(args, loaded, configs, figures),
         "transfer": gather.transfer_section(matrix, figures) if matrix else None,
         "fewshot": gather.fewshot_section(few_shot_curves(args.exp_root), figures, f"{args.exp_root}/*_r*_n*_*/"
                                           "decode_dev_*_oracle/scores.json (./run.sh --stage 7 --studies fewshot)"),

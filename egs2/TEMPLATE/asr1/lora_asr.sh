@@ -70,10 +70,12 @@ studies=               # comma-separated studies stage 7 runs before its report 
                        # one's time): seeds (2 more trainings, seeds 1 and 2), ranks (the other ranks of 8 16 32 64),
                        # layers (layer importance on importance_per_language dev utterances per language),
                        # phonetic (voicing/place/manner probes on synthesised syllables, data/syllables),
+                       # lexical (which frequent training words an utterance holds, per encoder layer),
                        # transfer (each adapter decoding every other language's test set), fewshot (each
                        # target language trained on 25/100/400 utterances from scratch and from the source's
                        # adapter, the source trained alone first)
 importance_per_language=10  # the layers study's probe utterances per language
+lexical_per_language=50     # the lexical study's dev utterances per language
 fewshot_pairs="hi:pa hi:te it:te"  # the fewshot study's source:target pairs (the project plan's); full: all 12
 fewshot_sizes="25 100 400"         # its target training sizes (utterances)
 fewshot_steps="--num_iters_per_epoch 25 --max_epoch 4"  # equal training steps for every size
@@ -356,7 +358,7 @@ run_study() {
         ranks) for rank in 8 16 32 64; do
                    [ "${rank}" = "${lora_rank}" ] || study_system --lora_rank "${rank}" ${tag:+--tag "${tag}"} --train_args "${train_args}"
                done ;;
-        layers) ;;  # run inside the analysis below (--importance_per_language)
+        layers|lexical) ;;  # run inside the analysis below (--importance_per_language, --lexical_per_language)
         phonetic) [ -f "${datadir}/syllables/wav.scp" ] || python local/make_syllable_set.py --out_dir "${datadir}/syllables" ;;
         transfer) for src in $(python -m espnet_ext.bin.recipe_info langs --lang "${lang}"); do
                       for tgt in $(python -m espnet_ext.bin.recipe_info langs --lang "${lang}"); do
@@ -385,7 +387,7 @@ run_study() {
                          done
                      done
                  done ;;
-        *) log "--studies: unknown study '$1' (seeds, ranks, layers, phonetic, transfer, fewshot)"; exit 1 ;;
+        *) log "--studies: unknown study '$1' (seeds, ranks, layers, phonetic, lexical, transfer, fewshot)"; exit 1 ;;
     esac
 }
 
@@ -413,7 +415,8 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
                 --probe_data "$(data_dir_of "dev_${lang}")" --probe_per_language "${probe_per_language}" \
                 --force "${force}" \
                 $([[ ",${studies}," == *,layers,* ]] && echo --importance_per_language "${importance_per_language}") \
-                $([[ ",${studies}," == *,phonetic,* ]] && echo --phonetic_data "${datadir}/syllables") ${analysis_args}
+                $([[ ",${studies}," == *,phonetic,* ]] && echo --phonetic_data "${datadir}/syllables") \
+                $([[ ",${studies}," == *,lexical,* ]] && echo --lexical_per_language "${lexical_per_language}") ${analysis_args}
         log "stage 7: ${expdir}/report/README.md, index.html (one page, images inside), slides.pdf"
     fi
 fi
