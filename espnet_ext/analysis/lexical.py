@@ -129,7 +129,7 @@ def plot_lexical(result: Dict[str, Any], stem: Path) -> List[Path]:
     from espnet_ext.analysis.plotting import language_color, pyplot, save_figure
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     for lang, r in result["languages"].items():
         for state, style in (("base", "--"), (lang, "-")):
             ax.plot(result["layers"], [100 * v for v in r["probes"][state]["selectivity"]], style, marker="o",
@@ -143,5 +143,5 @@ def plot_lexical(result: Dict[str, Any], stem: Path) -> List[Path]:
     ax.set_ylabel("balanced accuracy over control (points)")
     ax.set_title("Which frequent words an utterance holds: lexical probe selectivity", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return save_figure(fig, stem)

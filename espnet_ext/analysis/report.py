@@ -12,7 +12,7 @@ import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 from espnet_ext.analysis.plotting import pyplot
 from espnet_ext.fileio import atomic_write_bytes, atomic_write_text
@@ -136,35 +136,46 @@ def _figures_slide(plt, section: Section):
     return fig
 
 
+MAX_SLIDES = 20  # a deck a talk can show; past it, tables give way to figures from the last section back
+
+
+def slide_plan(sections: Sequence[Section], max_pages: int = MAX_SLIDES) -> List[Tuple[Section, str]]:
+    """The deck's pages after the title, as (section, "table" | "figures" | "text"): per section on the slides
+    its first table on a page and its figures on another (a section with neither: its text), so each page
+    carries the section's one message. Over `max_pages` in all, the table pages of sections that also have
+    figures are dropped, the last section first (the analyses and studies before the baseline and routing
+    results); their tables stay in the Markdown and HTML report."""
+    plan = []
+    for section in (s for s in sections if s.on_slides):
+        kinds = (["table"] if section.tables else []) + (["figures"] if section.figures else [])
+        plan += [(section, kind) for kind in kinds or ["text"]]
+    for section in reversed([s for s in sections if s.on_slides and s.tables and s.figures]):
+        if 1 + len(plan) <= max_pages:
+            break
+        plan.remove((section, "table"))
+    return plan
+
+
 def slides(title: str, subtitle: str, sections: Sequence[Section]) -> bytes:
-    """The deck as PDF bytes: a title page, then per section its first table on a page and its figures on
-    another (a section with neither: its text), so each page carries the section's one message."""
+    """The deck as PDF bytes: a title page, then the pages of `slide_plan`."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     plt = pyplot()
     buffer = io.BytesIO()
-
-    def pages():
-        yield lambda: _slide(plt, title, subtitle)
-        for section in (s for s in sections if s.on_slides):
-            if section.tables:
-                yield lambda: _table_slide(plt, section, section.tables[0])
-            if section.figures:
-                yield lambda: _figures_slide(plt, section)
-            if not section.tables and not section.figures:
-                yield lambda: _slide(plt, section.title, section.message + "\n\n" + "\n\n".join(section.paragraphs))
-
+    draw = {"table": lambda s: _table_slide(plt, s, s.tables[0]), "figures": lambda s: _figures_slide(plt, s),
+            "text": lambda s: _slide(plt, s.title, s.message + "\n\n" + "\n\n".join(s.paragraphs))}
+    pages = [lambda: _slide(plt, title, subtitle)] + [lambda s=s, k=k: draw[k](s) for s, k in slide_plan(sections)]
     with PdfPages(buffer) as pdf:
-        for draw in pages():  # one open figure at a time
-            page = draw()
+        for make in pages:  # one open figure at a time
+            page = make()
             pdf.savefig(page)
             plt.close(page)
     return buffer.getvalue()
 
 
 def slide_count(sections: Sequence[Section]) -> int:
-    """Pages `slides` draws: the title, then per section a table page and a figures page (or a text page)."""
-    return 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in sections if s.on_slides)
+    """Pages `slides` draws: the title, then `slide_plan`'s."""
+    return 1 + len(slide_plan(sections))
 
 
 def write_report(title: str, subtitle: str, sections: Sequence[Section], report_dir: Path) -> List[Path]:

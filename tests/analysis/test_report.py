@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "decode"))
 from decode_helpers import headless_chromium, needs_chromium  # noqa: E402
 
 from espnet_ext.analysis import gather, weights
-from espnet_ext.analysis.report import slide_count, write_report
+from espnet_ext.analysis.report import MAX_SLIDES, Section, slide_count, slide_plan, write_report
 from espnet_ext.scoring.results import Table
 
 
@@ -135,6 +135,7 @@ def test_readme_names_every_figure_and_the_slides_have_a_page_each(report):
     pages = pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page>")
     on_slides = [s for s in sections if s.on_slides]
     assert pages == slide_count(sections) == 1 + sum(max(1, bool(s.tables) + bool(s.figures)) for s in on_slides)
+    assert pages <= MAX_SLIDES  # this small report is under the budget: every table and figure has its page
     assert "Not in this report" in readme and all(s.title != "Not in this report" for s in on_slides)
 
 
@@ -165,3 +166,17 @@ def test_the_data_size_sentence_compares_one_language_and_rank_across_sizes():
             {"lang": "hi", "rank": 16, "train_utterances": 400, "effective_rank": 13.0}]
     assert gather.data_size_sentence(rows).endswith("te r16: 25 utts 9.1, 400 utts 12.8.")
     assert gather.data_size_sentence(rows[2:]) is None  # no language trained at two sizes with one rank
+
+
+def test_over_the_page_budget_the_last_sections_tables_give_way_to_their_figures(tmp_path):
+    from espnet_ext.analysis.report import Figure
+    from espnet_ext.scoring.results import Table
+
+    table = Table("t", ["a"], [["1"]])
+    figure = Figure(tmp_path / "f.png", "caption", "source")
+    sections = [Section(f"s{i}", "message", [], [table], [figure]) for i in range(12)]  # 1 + 24 pages
+    plan = slide_plan(sections, max_pages=20)
+    assert 1 + len(plan) == 20
+    assert [(s.title, kind) for s, kind in plan if kind == "table"] == [(f"s{i}", "table") for i in range(7)]
+    assert all((s, "figures") in plan for s in sections)  # every section keeps its message's figure page
+    assert slide_count(sections) == 1 + len(slide_plan(sections))
