@@ -664,12 +664,15 @@ def data_size_sentence(rows: Sequence[Mapping]) -> Optional[str]:
         for (lang, rank), by_size in sorted(sizes.items())) + "."
 
 
-def lexical_section(result: Mapping, figures_dir: Path, source: str) -> Optional[Section]:
+def lexical_section(result: Mapping, figures_dir: Path, source: str) -> Section:
     """The lexical probe (the lexical study) in sentences read from `result`."""
     from espnet_ext.analysis import lexical
 
+    title = "Which words the encoder hears (lexical probe)"
     if not result["languages"]:
-        return None
+        return Section(title, f"No language's probe set had a frequent training word held by {lexical.MIN_EACH} "
+                       f"utterances and missed by {lexical.MIN_EACH}: probe more utterances "
+                       "(./run.sh --lexical_per_language N)", [f"Source: {source}."], [], [])
     lexical.plot_lexical(result, figures_dir / "lexical_probe")
     top = len(result["layers"]) - 1
     lines, gains = [], {}
@@ -683,7 +686,7 @@ def lexical_section(result: Mapping, figures_dir: Path, source: str) -> Optional
     message = (f"The adapters raise what the top encoder layer knows of the frequent words in {', '.join(raised)}"
                if raised else "The adapters do not raise what the top encoder layer knows of the frequent words")
     return Section(
-        "Which words the encoder hears (lexical probe)", message,
+        title, message,
         [f"Multi-label linear probes on each language's dev utterances: which of its {result['top_words']} most "
          "frequent training words (those held by at least 3 utterances and missing from 3) each utterance holds, "
          f"{result['folds']}-fold; the score is the mean balanced accuracy over words, shown as points over its "

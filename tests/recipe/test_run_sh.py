@@ -205,8 +205,8 @@ def test_stage_7_reports_every_result_and_the_seeds_study(tmp_path):
         make_corpus(tmp_path / "data", name)
     done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--stage", "3", "--nj", "1",
                       "--train_config", str(TINY_CONFIG), "--train_args", "--max_epoch 1", "--routings", "oracle",
-                      "--test_sets", "test_all", "--studies", "seeds,layers", "--probe_per_language", "2",
-                      "--importance_per_language", "1")
+                      "--test_sets", "test_all", "--studies", "seeds,layers,lexical", "--probe_per_language", "2",
+                      "--importance_per_language", "1", "--lexical_per_language", "2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp"
     runs = ["whisper_tiny_random_all_r16", "whisper_tiny_random_all_r16_seed1", "whisper_tiny_random_all_r16_seed2"]
@@ -217,6 +217,8 @@ def test_stage_7_reports_every_result_and_the_seeds_study(tmp_path):
     assert "## Run-to-run spread" in readme and all(f"| {run} |" in readme or run in readme for run in runs)
     assert "## What the adapters share (weight space)" in readme
     assert "## Where the adapters matter (layer importance)" in readme and "--studies transfer" in readme
+    # two utterances a language hold no word 3 times: the study ran and says what it needs
+    assert "## Which words the encoder hears (lexical probe)" in readme and "--lexical_per_language N" in readme
     pngs = sorted((report / "figures").glob("*.png"))
     assert len(pngs) >= 8 and all(p.with_suffix(".pdf").is_file() for p in pngs)
     assert (report / "slides.pdf").read_bytes()[:5] == b"%PDF-" and "<img" in (report / "index.html").read_text()
