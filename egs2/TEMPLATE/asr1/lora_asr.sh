@@ -31,7 +31,7 @@ grid=                  # a grid file (conf/grid.yaml): stages 3-6 run for each o
 dry_run=false          # with --grid: print the task table (and with slurm.pl the sbatch scripts) only
 expdir=exp             # where every experiment dir, log and RESULTS.md goes
 # Stage 1: data
-corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls (paths in db.sh)
+corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls | fleurs (paths in db.sh)
 tts_utts_per_split=    # dev/test utterances per language (empty: local/prepare_tts_corpus.py's default, 100)
 tts_train_utts=        # training utterances per language (empty: 4 x the dev/test size)
 # Stage 3: training (exp/<model>_<lang>_r<rank>[_<tag>]; with finetune=full exp/<model>_<lang>_full[_<tag>])
@@ -211,14 +211,14 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
                        --langs $(python -m espnet_ext.bin.recipe_info corpus_langs --lang "${lang}") \
                        ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"} \
                        ${tts_train_utts:+--train_utts "${tts_train_utts}"}) ;;
-            commonvoice|kathbath|mls)
-                corpus_var=${corpus^^}  # its path's name in db.sh: COMMONVOICE, KATHBATH or MLS
+            commonvoice|kathbath|mls|fleurs)
+                corpus_var=${corpus^^}  # its path's name in db.sh: COMMONVOICE, KATHBATH, MLS or FLEURS
                 if [ -z "${!corpus_var:-}" ] || [ ! -d "${!corpus_var}" ]; then
                     log "--corpus ${corpus}: ${corpus_var}='${!corpus_var:-}' in db.sh is not a directory; set ${corpus_var} in db.sh (or the environment) to where the corpus is extracted"
                     exit 1
                 fi
                 args=(local/prepare_${corpus}.py --corpus_dir "${!corpus_var}" --out_dir "${datadir}") ;;
-            *) log "unknown --corpus ${corpus} (tts|commonvoice|kathbath|mls)"; exit 1 ;;
+            *) log "unknown --corpus ${corpus} (tts|commonvoice|kathbath|mls|fleurs)"; exit 1 ;;
         esac
         ${train_cmd} "${expdir}/log/data_prep_${corpus}.log" python "${args[@]}"
         ${train_cmd} "${expdir}/log/validate_data_${corpus}.log" \

@@ -3,3 +3,4 @@
 COMMONVOICE=${COMMONVOICE:-downloads/commonvoice}   # Common Voice release: <lang>/{train,dev,test}.tsv + clips/
 KATHBATH=${KATHBATH:-downloads/kathbath}            # AI4Bharat Kathbath
 MLS=${MLS:-downloads/mls}                           # Multilingual LibriSpeech (mls_italian/...)
+FLEURS=${FLEURS:-downloads/fleurs}                  # google/fleurs: data/<code>/{train,dev,test}.tsv + audio/<split>/
