@@ -91,23 +91,29 @@ def _loaded_model(args) -> Tuple[Any, List[Dict]]:
     return loaded, configs
 
 
+def _probe_study(args, name: str, per_language: int, option: str, run: Callable[[Path], Dict]) -> Optional[Dict]:
+    """A study read on a probe subset of --probe_data (`per_language` utterances of each language, written
+    to <exp_dir>/analysis/probe_<name>): `run(subset)` cached as <exp_dir>/analysis/<name>.json; None where
+    the study was neither asked for (`option` 0) nor run before."""
+    from espnet_ext.analysis.subsets import probe_subset
+
+    path = args.exp_dir / "analysis" / f"{name}.json"
+    if not path.is_file() and not per_language:
+        return None
+    if per_language and args.probe_data is None:
+        raise AnalysisInputError(f"{option} needs --probe_data (a Kaldi dir with utt2lang)")
+    subset = args.exp_dir / "analysis" / f"probe_{name}"
+    return cached(path, lambda: run(probe_subset(args.probe_data, per_language, subset)), args.force and bool(per_language))
+
+
 def _layer_importance(args, loaded, configs: List[Dict], figures: Path) -> Optional[Section]:
     from espnet_ext.analysis.importance import layer_importance
-    from espnet_ext.analysis.subsets import probe_subset
     from espnet_ext.bin.decode import input_window
 
-    path = args.exp_dir / "analysis" / "importance.json"
-    if not path.is_file() and not args.importance_per_language:
-        return None
-    if args.importance_per_language and args.probe_data is None:
-        raise AnalysisInputError("--importance_per_language needs --probe_data (a Kaldi dir with utt2lang)")
-
-    def compute() -> Dict:
-        probe = probe_subset(args.probe_data, args.importance_per_language, args.exp_dir / "analysis" / "probe_importance")
-        return layer_importance(loaded, probe, args.batch_size, input_window(None, configs))
-
-    result = cached(path, compute, args.force and bool(args.importance_per_language))
-    return gather.importance_section(result, figures, f"{path} (./run.sh --stage 7 --studies layers)")
+    result = _probe_study(args, "importance", args.importance_per_language, "--importance_per_language",
+                          lambda probe: layer_importance(loaded, probe, args.batch_size, input_window(None, configs)))
+    return None if result is None else gather.importance_section(
+        result, figures, f"{args.exp_dir}/analysis/importance.json (./run.sh --stage 7 --studies layers)")
 
 
 def _representations(args, loaded, figures: Path) -> Optional[Section]:
@@ -138,22 +144,14 @@ def _phonetic(args, loaded, figures: Path) -> Optional[Section]:
 
 def _lexical(args, loaded, configs: List[Dict], figures: Path) -> Optional[Section]:
     from espnet_ext.analysis.lexical import lexical_probes
-    from espnet_ext.analysis.subsets import probe_subset
 
-    path = args.exp_dir / "analysis" / "lexical.json"
-    if not path.is_file() and not args.lexical_per_language:
-        return None
-    if args.lexical_per_language and args.probe_data is None:
-        raise AnalysisInputError("--lexical_per_language needs --probe_data (a Kaldi dir with utt2lang)")
+    def run(probe: Path) -> Dict:  # the words are the most frequent of the bank's training text
+        return lexical_probes(loaded, probe, Path(configs[0]["train_data"]["dir"]),
+                              args.exp_dir / "analysis" / "probe_lexical_by_language", args.batch_size)
 
-    def compute() -> Dict:
-        train_dir = Path(configs[0]["train_data"]["dir"])  # the words are the training text's most frequent
-        probe = probe_subset(args.probe_data, args.lexical_per_language, args.exp_dir / "analysis" / "probe_lexical")
-        return lexical_probes(loaded, probe, train_dir, args.exp_dir / "analysis" / "probe_lexical_by_language",
-                              args.batch_size)
-
-    result = cached(path, compute, args.force and bool(args.lexical_per_language))
-    return gather.lexical_section(result, figures, f"{path} (./run.sh --stage 7 --studies lexical)")
+    result = _probe_study(args, "lexical", args.lexical_per_language, "--lexical_per_language", run)
+    return None if result is None else gather.lexical_section(
+        result, figures, f"{args.exp_dir}/analysis/lexical.json (./run.sh --stage 7 --studies lexical)")
 
 
 def _zero_shot(args) -> Optional[Dict]:
