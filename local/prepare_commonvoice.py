@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.corpus import (
-    SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
+    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance
 
@@ -80,7 +80,9 @@ def _speaker_id(lang: str, client_id: str, speakers: Dict[str, str], tsv: Path, 
 
 
 def prepare_commonvoice(corpus_dir: Path, out_dir: Path, langs: Optional[Sequence[str]] = None,
-                        audio_dir: Optional[Path] = None, nj: int = 2) -> Dict[str, List[Utterance]]:
+                        audio_dir: Optional[Path] = None, nj: int = 2,
+                        min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS,
+                        ) -> Dict[str, List[Utterance]]:
     """Prepare every requested language (default: every known language present) and the unions."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     audio_dir = Path(audio_dir) if audio_dir is not None else out_dir / "local" / "commonvoice_wav"
@@ -91,7 +93,7 @@ def prepare_commonvoice(corpus_dir: Path, out_dir: Path, langs: Optional[Sequenc
         speakers: Dict[str, str] = {}
         for split in SPLITS:
             sources[f"{split}_{lang}"] = read_split(locale_dir / f"{split}.tsv", lang, speakers)
-    return build_data_dirs(out_dir, sources, audio_dir, nj)
+    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.corpus import (
-    SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
+    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance
 
@@ -66,14 +66,17 @@ def read_split(folder: Path, split: str, lang: str) -> List[SourceUtterance]:
 
 
 def prepare_fleurs(corpus_dir: Path, out_dir: Path, langs: Optional[Sequence[str]] = None,
-                   audio_dir: Optional[Path] = None, nj: int = 2) -> Dict[str, List[Utterance]]:
+                   audio_dir: Optional[Path] = None, nj: int = 2,
+                   min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS,
+                   ) -> Dict[str, List[Utterance]]:
     """Prepare every requested language (default: every adapter language present) and the unions."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     audio_dir = Path(audio_dir) if audio_dir is not None else out_dir / "local" / "fleurs_wav"
     folders = language_dirs(corpus_dir, langs, lambda lang: find_language_dir(corpus_dir, lang),
                             "<code>/{train,dev,test}.tsv, e.g. hi_in/train.tsv")
-    sources = {f"{split}_{lang}": read_split(folder, split, lang) for lang, folder in folders.items() for split in SPLITS}
-    return build_data_dirs(out_dir, sources, audio_dir, nj)
+    sources = {f"{split}_{lang}": read_split(folder, split, lang)
+               for lang, folder in folders.items() for split in SPLITS}
+    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.corpus import (
-    SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
+    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance
 from espnet_ext.languages import get_language
@@ -86,7 +86,9 @@ def read_split(split_dir: Path, lang: str) -> List[SourceUtterance]:
 
 
 def prepare_kathbath(corpus_dir: Path, out_dir: Path, langs: Optional[Sequence[str]] = None,
-                     audio_dir: Optional[Path] = None, nj: int = 2) -> Dict[str, List[Utterance]]:
+                     audio_dir: Optional[Path] = None, nj: int = 2,
+                     min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS,
+                     ) -> Dict[str, List[Utterance]]:
     """Prepare every requested language (default: every known language present) and the unions."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     audio_dir = Path(audio_dir) if audio_dir is not None else out_dir / "local" / "kathbath_wav"
@@ -99,7 +101,7 @@ def prepare_kathbath(corpus_dir: Path, out_dir: Path, langs: Optional[Sequence[s
                 raise DataDirError(folder / split, None, "split folder not found",
                                    f"extract every Kathbath split ({', '.join(SPLITS)}) for this language")
             sources[f"{name}_{lang}"] = read_split(folder / split, lang)
-    return build_data_dirs(out_dir, sources, audio_dir, nj)
+    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -27,6 +27,8 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+MIN_SECONDS = 0.3   # shorter: a click or an empty recording, no word to learn
+MAX_SECONDS = 30.0  # longer: past Whisper's and OWSM's 30 s window, which would cut the transcript's end
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,26 @@ def write_unions(out_dir: PathLike, written: Dict[str, List[Utterance]]) -> Dict
     return unions
 
 
+def within_bounds(name: str, utterances: List[Utterance], min_seconds: float, max_seconds: float) -> List[Utterance]:
+    """The utterances of data dir `name` lasting `min_seconds` to `max_seconds`; what is dropped is logged
+    with its counts, and a dir left empty is an error naming the bounds."""
+    kept = [u for u in utterances if min_seconds <= u.duration <= max_seconds]
+    if len(kept) < len(utterances):
+        short = sum(u.duration < min_seconds for u in utterances)
+        log.info("%s: dropped %d of %d utterances outside %g-%g s (%d shorter, %d longer)", name,
+                 len(utterances) - len(kept), len(utterances), min_seconds, max_seconds, short,
+                 len(utterances) - len(kept) - short)
+    if not kept:
+        raise DataDirError(name, None, f"every utterance lies outside {min_seconds:g}-{max_seconds:g} s",
+                           "widen --min_duration/--max_duration")
+    return kept
+
+
 def build_data_dirs(out_dir: PathLike, sources: Dict[str, List[SourceUtterance]], audio_dir: PathLike,
-                    nj: int) -> Dict[str, List[Utterance]]:
-    """Check, convert, write and validate every `<split>_<lang>` dir, then the `<split>_all` unions.
+                    nj: int, min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS
+                    ) -> Dict[str, List[Utterance]]:
+    """Check, convert, write and validate every `<split>_<lang>` dir, then the `<split>_all` unions;
+    utterances outside `min_seconds`-`max_seconds` are dropped, with counts in the log (`within_bounds`).
 
     The manifests are read in full and every file converted before the first dir is written, so a bad
     line or a broken file anywhere stops the stage with no data dir written.
@@ -156,7 +175,8 @@ def build_data_dirs(out_dir: PathLike, sources: Dict[str, List[SourceUtterance]]
                                "check that the corpus was extracted completely")
         check_sources(dir_sources)
     converted = iter(convert_sources([src for group in sources.values() for src in group], audio_dir, nj))
-    written = {name: [next(converted) for _ in dir_sources] for name, dir_sources in sources.items()}
+    written = {name: within_bounds(name, [next(converted) for _ in dir_sources], min_seconds, max_seconds)
+               for name, dir_sources in sources.items()}
     for name, utterances in written.items():
         log.info("%s: %d utterances", name, len(utterances))
         write_validated(Path(out_dir) / name, utterances)
@@ -174,10 +194,13 @@ def corpus_main(prepare: Callable[..., Dict[str, List[Utterance]]], doc: str,
     parser.add_argument("--audio_dir", type=Path, default=None,
                         help="where converted WAVs go (default: <out_dir>/local/<corpus>_wav)")
     parser.add_argument("--nj", type=int, default=2, help="parallel conversion processes")
+    parser.add_argument("--min_duration", type=float, default=MIN_SECONDS, help="seconds; shorter ones are dropped")
+    parser.add_argument("--max_duration", type=float, default=MAX_SECONDS, help="seconds; longer ones are dropped")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     with exit_on_bad_input(parser.prog):
-        written = prepare(args.corpus_dir, args.out_dir, args.langs, args.audio_dir, args.nj)
+        written = prepare(args.corpus_dir, args.out_dir, args.langs, args.audio_dir, args.nj,
+                          min_seconds=args.min_duration, max_seconds=args.max_duration)
     log.info("wrote %d data dirs under %s", len(written), args.out_dir)
 
 

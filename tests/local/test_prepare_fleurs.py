@@ -70,3 +70,14 @@ def test_bad_corpus_writes_no_data_dir(tmp_path, damage, message):
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match=r"^\S+: error: \S+: no folder for any of hi, pa, te, it"):
         main(["--corpus_dir", str(tmp_path), "--out_dir", str(tmp_path / "data")])
+
+
+def test_utterances_outside_the_duration_bounds_are_dropped_and_counted(tmp_path, caplog):
+    root = write_fleurs(tmp_path / "fleurs")
+    sf.write(str(root / "data" / "it_it" / "audio" / "train" / "10215367889716423151.wav"), tone(0.1), 16000)
+    with caplog.at_level("INFO"):
+        prepare_fleurs(root, tmp_path / "data", langs=["it"], nj=1)
+    assert [u.utt_id for u in read_data_dir(tmp_path / "data" / "train_it")] == ["it-fleurs-2203958131009188561"]
+    assert "train_it: dropped 1 of 2 utterances outside 0.3-30 s (1 shorter, 0 longer)" in caplog.text
+    with pytest.raises(DataDirError, match=r"train_it: every utterance lies outside 0\.3-0\.4 s"):
+        prepare_fleurs(root, tmp_path / "data2", langs=["it"], nj=1, max_seconds=0.4)
