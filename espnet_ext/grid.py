@@ -25,7 +25,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text, read_yaml_config
@@ -171,7 +171,7 @@ def write_tasks(directory: Path, spec: GridSpec, tasks: List[Task]) -> None:
     atomic_write_text(directory / "tasks.tsv", "\n".join(lines) + "\n")
 
 
-def read_tasks(directory: Path) -> (GridSpec, List[Task]):
+def read_tasks(directory: Path) -> Tuple[GridSpec, List[Task]]:
     path = Path(directory) / "tasks.json"
     if not path.is_file():
         raise GridError(f"{path} does not exist; submit the grid first (run.sh --grid conf/grid.yaml)")

@@ -17,7 +17,7 @@ analysis' single-adapter states).
 """
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ def top_words(train_dir: Path, k: int = TOP_WORDS) -> Dict[str, List[str]]:
     return {lang: [w for w, _ in c.most_common(k)] for lang, c in counts.items()}
 
 
-def word_labels(texts: Sequence[str], words: Sequence[str]) -> (List[str], np.ndarray):
+def word_labels(texts: Sequence[str], words: Sequence[str]) -> Tuple[List[str], np.ndarray]:
     """The probed words (held by at least MIN_EACH of `texts` and missing from MIN_EACH) and the
     [utterances, words] 0/1 matrix of which text holds which."""
     held = np.array([[w in set(normalize_text(t).split()) for w in words] for t in texts], dtype=np.float32)
