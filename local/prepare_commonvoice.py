@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.corpus import (
-    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
+    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, corpus_main, language_dirs,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance
 
@@ -62,7 +62,7 @@ def read_split(tsv: Path, lang: str, speakers: Dict[str, str]) -> List[SourceUtt
             clip = Path(row["path"])
             sources.append(SourceUtterance(
                 utt_id=f"{speaker}-{clip.stem}", speaker=speaker, lang=lang,
-                text=clean_transcript(row["sentence"], tsv, line),
+                text=row["sentence"],
                 source=tsv.parent / "clips" / clip, manifest=str(tsv), line=line,
             ))
     return sources
@@ -93,7 +93,7 @@ def prepare_commonvoice(corpus_dir: Path, out_dir: Path, langs: Optional[Sequenc
         speakers: Dict[str, str] = {}
         for split in SPLITS:
             sources[f"{split}_{lang}"] = read_split(locale_dir / f"{split}.tsv", lang, speakers)
-    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds)
+    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds, corpus="commonvoice")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

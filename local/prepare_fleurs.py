@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.corpus import (
-    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
+    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, corpus_main, language_dirs,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance
 
@@ -59,7 +59,7 @@ def read_split(folder: Path, split: str, lang: str) -> List[SourceUtterance]:
                                           f"got {len(fields)}", "use the TSV as google/fleurs ships it")
         speaker = f"{lang}-fleurs-{Path(fields[1]).stem}"
         sources.append(SourceUtterance(
-            utt_id=speaker, speaker=speaker, lang=lang, text=clean_transcript(fields[2], tsv, line),
+            utt_id=speaker, speaker=speaker, lang=lang, text=fields[2],
             source=folder / "audio" / split / fields[1], manifest=str(tsv), line=line,
         ))
     return sources
@@ -76,7 +76,7 @@ def prepare_fleurs(corpus_dir: Path, out_dir: Path, langs: Optional[Sequence[str
                             "<code>/{train,dev,test}.tsv, e.g. hi_in/train.tsv")
     sources = {f"{split}_{lang}": read_split(folder, split, lang)
                for lang, folder in folders.items() for split in SPLITS}
-    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds)
+    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds, corpus="fleurs")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

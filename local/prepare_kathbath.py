@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.corpus import (
-    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
+    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, corpus_main, language_dirs,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance
 from espnet_ext.languages import get_language
@@ -79,7 +79,7 @@ def read_split(split_dir: Path, lang: str) -> List[SourceUtterance]:
         speaker = f"{lang}-kb-{match['speaker']}"
         sources.append(SourceUtterance(
             utt_id=f"{speaker}-{match['utt']}", speaker=speaker, lang=lang,
-            text=clean_transcript(fields[1] if len(fields) > 1 else "", transcript, line),
+            text=fields[1] if len(fields) > 1 else "",
             source=audio.get(fields[0], split_dir / "audio" / fields[0]), manifest=str(transcript), line=line,
         ))
     return sources
@@ -101,7 +101,7 @@ def prepare_kathbath(corpus_dir: Path, out_dir: Path, langs: Optional[Sequence[s
                 raise DataDirError(folder / split, None, "split folder not found",
                                    f"extract every Kathbath split ({', '.join(SPLITS)}) for this language")
             sources[f"{name}_{lang}"] = read_split(folder / split, lang)
-    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds)
+    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds, corpus="kathbath")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

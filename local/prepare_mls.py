@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_ext.data.corpus import (
-    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, clean_transcript, corpus_main, language_dirs,
+    MAX_SECONDS, MIN_SECONDS, SourceUtterance, build_data_dirs, corpus_main, language_dirs,
 )
 from espnet_ext.data.kaldi import DataDirError, Utterance
 from espnet_ext.languages import get_language
@@ -61,7 +61,7 @@ def read_split(split_dir: Path, lang: str) -> List[SourceUtterance]:
         speaker = f"{lang}-mls-{match['spk']}"
         sources.append(SourceUtterance(
             utt_id=f"{speaker}-{match['book']}-{match['utt']}", speaker=speaker, lang=lang,
-            text=clean_transcript(fields[1] if len(fields) > 1 else "", transcripts, line),
+            text=fields[1] if len(fields) > 1 else "",
             source=split_dir / "audio" / match["spk"] / match["book"] / f"{fields[0]}{suffix}",
             manifest=str(transcripts), line=line,
         ))
@@ -79,7 +79,7 @@ def prepare_mls(corpus_dir: Path, out_dir: Path, langs: Optional[Sequence[str]] 
                             "mls_<language>/<split>/transcripts.txt")
     sources = {f"{split}_{lang}": read_split(folder / split, lang)
                for lang, folder in folders.items() for split in SPLITS}
-    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds)
+    return build_data_dirs(out_dir, sources, audio_dir, nj, min_seconds, max_seconds, corpus="mls")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -159,9 +159,15 @@ def write_wav(path: PathLike, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) 
         sf.write(f, np.clip(wave, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
 
 
-def convert_audio(src: PathLike, dst: PathLike) -> float:
-    """Read any supported file, condition it and write it as a 16 kHz WAV; returns the duration."""
+def convert_audio(src: PathLike, dst: PathLike, start: float = 0.0, end: Optional[float] = None) -> float:
+    """Read any supported file (or its `start`-`end` seconds: a segment of a long recording), condition
+    it and write it as a 16 kHz WAV; returns the duration."""
     wave, sample_rate = read_audio(src)
+    if start or end is not None:
+        if end is not None and (end <= start or start * sample_rate >= len(wave)):
+            raise AudioError(f"{src}: segment {start:g}-{end:g} s lies outside the {len(wave) / sample_rate:g} s "
+                             "recording")
+        wave = wave[int(start * sample_rate) : None if end is None else int(end * sample_rate)]
     try:
         out = condition(wave, sample_rate)
     except AudioError as err:

@@ -1,25 +1,30 @@
 """What every corpus preparer in local/ shares: transcript cleaning, parallel resumable audio conversion,
-and writing a data dir that is validated before the stage reports success.
+bad-row screening, code-mixed tagging, and writing a data dir that is validated before the stage reports
+success.
 
-A preparer only has to turn its corpus' manifest into `SourceUtterance`s (checking the manifest as it
-reads it); `build_data_dirs` does the rest. Converted files are written atomically and reused on a rerun
-when they are already valid 16 kHz WAVs, so an interrupted stage resumes where it stopped.
+A preparer only has to turn its corpus' manifest into `SourceUtterance`s (checking the manifest's form as
+it reads it: a wrong header or column count stops the stage, since the whole file is then suspect);
+`build_data_dirs` does the rest. A bad row (missing clip, empty sentence, audio that will not decode, an id
+listed twice) is reported in the log with its manifest line and skipped; only a dir losing more than
+MAX_SKIPPED_FRACTION of its rows stops the stage, because that is a broken download, not a bad row.
+Converted files are written atomically and reused on a rerun when they are already valid 16 kHz WAVs, so
+an interrupted stage resumes where it stopped.
 """
 import argparse
 import contextlib
 import logging
 import multiprocessing
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from tqdm import tqdm
 
 from espnet_ext.data.audio import AudioError, convert_audio, existing_wav_duration
-from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text, write_data_dir
+from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text, write_data_dir, write_list
 from espnet_ext.data.validate import validate_data_dir
-from espnet_ext.languages import ADAPTER_LANGUAGES, get_language
+from espnet_ext.languages import ADAPTER_LANGUAGES, get_language, script_fraction
 
 PathLike = Union[str, os.PathLike]
 T = TypeVar("T")
@@ -29,6 +34,9 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 MIN_SECONDS = 0.3   # shorter: a click or an empty recording, no word to learn
 MAX_SECONDS = 30.0  # longer: past Whisper's and OWSM's 30 s window, which would cut the transcript's end
+MAX_SKIPPED_FRACTION = 0.5  # a dir losing more of its rows than this is an incomplete corpus: stop
+UTT2CS = "utt2cs"  # code-mixed utterances: `utt <lang>-en`, e.g. Hindi with English words in Latin script
+UTT2SRC = "utt2src"  # mixed training sets: the corpus each utterance came from
 
 
 @dataclass(frozen=True)
@@ -37,20 +45,27 @@ class SourceUtterance:
 
     utt_id: str
     speaker: str
-    text: str
+    text: str  # as the manifest spells it; normalised (NFC, single spaces) when screened
     lang: str
     source: Path
     manifest: str
     line: int
+    start: float = 0.0  # seconds: a segment of a long recording (IndicVoices) starts here ...
+    end: Optional[float] = None  # ... and ends here (None: the whole file)
 
 
-def clean_transcript(text: str, manifest: PathLike, line: int) -> str:
-    """NFC, single-spaced transcript; an empty one is an error because the utterance cannot be trained on."""
-    cleaned = normalize_text(text)
-    if not cleaned:
-        raise DataDirError(manifest, line, "empty transcript",
-                           "fill in the transcript or delete the line from the manifest")
-    return cleaned
+@dataclass(frozen=True)
+class SkippedRow:
+    """A manifest row left out of the data dirs, with why and how to get it back; logged, never silent."""
+
+    data_dir: str
+    manifest: str
+    line: int
+    reason: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.manifest}:{self.line}: {self.reason}; skipped (fix: {self.fix})"
 
 
 def language_dirs(corpus_dir: PathLike, langs: Optional[Sequence[str]],
@@ -79,18 +94,49 @@ def run_parallel(fn: Callable[[T], R], items: Sequence[T], nj: int, desc: str) -
         return list(tqdm(pool.imap(fn, items, chunksize=chunksize), total=len(items), desc=desc, unit="utt"))
 
 
-def check_sources(sources: Sequence[SourceUtterance]) -> None:
-    """Fail before converting anything on an incomplete corpus (a download that stopped half-way) or on
-    an utterance listed twice, naming the manifest lines."""
-    first_line: Dict[str, SourceUtterance] = {}
-    for src in sources:
-        if not src.source.is_file():
-            raise DataDirError(src.manifest, src.line, f"audio file {src.source} not found",
-                               "re-download or re-extract the corpus, or delete the line")
-        earlier = first_line.setdefault(src.utt_id, src)
-        if earlier is not src:
-            raise DataDirError(src.manifest, src.line, f"duplicate utterance id {src.utt_id!r} (first at "
-                               f"{earlier.manifest}:{earlier.line})", "delete the repeated line")
+def screen_sources(sources: Dict[str, List[SourceUtterance]]
+                   ) -> Tuple[Dict[str, List[SourceUtterance]], List[SkippedRow]]:
+    """Each dir's rows that can be converted (transcripts normalised), and the rows skipped: an empty
+    transcript, a missing audio file, an utterance id listed before (in any dir)."""
+    first: Dict[str, SourceUtterance] = {}
+    kept: Dict[str, List[SourceUtterance]] = {name: [] for name in sources}
+    skipped: List[SkippedRow] = []
+    for name, group in sources.items():
+        for src in group:
+            text = normalize_text(src.text)
+            earlier = first.setdefault(src.utt_id, src)
+            if not text:
+                problem = ("empty transcript", "fill in the transcript or delete the line")
+            elif not src.source.is_file():
+                problem = (f"audio file {src.source} not found", "re-download or re-extract the corpus")
+            elif earlier is not src:
+                problem = (f"duplicate utterance id {src.utt_id!r} (first at {earlier.manifest}:{earlier.line})",
+                           "delete the repeated line")
+            else:
+                kept[name].append(replace(src, text=text))
+                continue
+            skipped.append(SkippedRow(name, src.manifest, src.line, *problem))
+    return kept, skipped
+
+
+def check_skipped(sources: Dict[str, List[SourceUtterance]], skipped: Sequence[SkippedRow]) -> None:
+    """Stop when a dir lost more than MAX_SKIPPED_FRACTION of its rows: that is a broken download."""
+    for name, group in sources.items():
+        lost = [row for row in skipped if row.data_dir == name]
+        if len(lost) > MAX_SKIPPED_FRACTION * len(group):
+            raise DataDirError(lost[0].manifest, None, f"{len(lost)} of {len(group)} rows of {name} are unusable "
+                               f"(first: line {lost[0].line}, {lost[0].reason})",
+                               "the corpus is incomplete or damaged: re-download or re-extract it")
+
+
+def log_skipped(sources: Dict[str, List[SourceUtterance]], skipped: Sequence[SkippedRow]) -> None:
+    """One warning per skipped row (manifest line, reason, fix), then each dir's count."""
+    for row in skipped:
+        log.warning("%s", row)
+    for name, group in sources.items():
+        lost = sum(row.data_dir == name for row in skipped)
+        if lost:
+            log.warning("%s: skipped %d of %d rows (reasons above)", name, lost, len(group))
 
 
 def wav_path(audio_dir: PathLike, utt_id: str, speaker: str) -> Path:
@@ -98,26 +144,35 @@ def wav_path(audio_dir: PathLike, utt_id: str, speaker: str) -> Path:
     return Path(audio_dir).resolve() / speaker / f"{utt_id}.wav"
 
 
-def _convert(job: Tuple[SourceUtterance, Path]) -> float:
-    """Worker: convert one file unless a valid conversion already exists; errors name the manifest line."""
+def _convert(job: Tuple[SourceUtterance, Path]) -> Union[float, str]:
+    """Worker: convert one file (or segment) unless a valid conversion already exists; returns its
+    duration, or why it cannot be converted (a message: the row is skipped, the run goes on)."""
     src, dst = job
     duration = existing_wav_duration(dst)
     if duration is not None:
         return duration
     try:
-        return convert_audio(src.source, dst)
+        return convert_audio(src.source, dst, src.start, src.end)
     except AudioError as err:
-        raise AudioError(f"{src.manifest}:{src.line}: {err} (fix: replace the file or delete the line)") from None
+        return str(err)
 
 
-def convert_sources(sources: Sequence[SourceUtterance], audio_dir: PathLike, nj: int) -> List[Utterance]:
-    """Convert every source to conditioned 16 kHz WAV under `audio_dir` and describe it as an Utterance."""
-    jobs = [(src, wav_path(audio_dir, src.utt_id, src.speaker)) for src in sources]
-    durations = run_parallel(_convert, jobs, nj, desc=f"converting audio into {audio_dir}")
-    return [
-        Utterance(src.utt_id, src.speaker, src.text, src.lang, str(dst), duration)
-        for (src, dst), duration in zip(jobs, durations)
-    ]
+def convert_sources(sources: Dict[str, List[SourceUtterance]], audio_dir: PathLike, nj: int
+                    ) -> Tuple[Dict[str, List[Utterance]], List[SkippedRow]]:
+    """Convert every source to conditioned 16 kHz WAV under `audio_dir`, each dir's as Utterances, and
+    the rows whose audio would not convert."""
+    jobs = [(name, src, wav_path(audio_dir, src.utt_id, src.speaker)) for name, group in sources.items()
+            for src in group]
+    results = run_parallel(_convert, [(src, dst) for _, src, dst in jobs], nj,
+                           desc=f"converting audio into {audio_dir}")
+    converted: Dict[str, List[Utterance]] = {name: [] for name in sources}
+    failed = []
+    for (name, src, dst), result in zip(jobs, results):
+        if isinstance(result, str):
+            failed.append(SkippedRow(name, src.manifest, src.line, result, "replace the file or delete the line"))
+        else:
+            converted[name].append(Utterance(src.utt_id, src.speaker, src.text, src.lang, str(dst), result))
+    return converted, failed
 
 
 def check_out_dir(out_dir: PathLike) -> None:
@@ -159,28 +214,62 @@ def within_bounds(name: str, utterances: List[Utterance], min_seconds: float, ma
     return kept
 
 
+def code_mixed(text: str, lang: str) -> Optional[str]:
+    """`<lang>-en` when a transcript of a language not written in Latin script has Latin-script words
+    (Hindi-English above all: "मेरा phone खो गया"), else None. Such speech is real code-switching,
+    kept and tagged rather than dropped by a script filter."""
+    if get_language(lang).script == "Latin":
+        return None
+    latin = [w for w in text.split() if any(c.isalpha() for c in w) and script_fraction(w, "en") == 1.0]
+    return f"{lang}-en" if latin else None
+
+
+def write_code_mixed(out_dir: Path, written: Dict[str, List[Utterance]], corpus: str) -> None:
+    """`utt2cs` in every dir holding code-mixed utterances, and the test splits' ones gathered into
+    `test_cs_<corpus>`: a real code-switched test set (no `segments_lang`: where the switches fall is
+    not known), which stays beside the per-language test sets it is drawn from."""
+    gathered: List[Utterance] = []
+    for name, utterances in written.items():
+        tags = {u.utt_id: tag for u in utterances if (tag := code_mixed(u.text, u.lang))}
+        if tags:
+            write_list(out_dir / name / UTT2CS, tags)
+            log.info("%s: %d code-mixed utterances tagged in %s", name, len(tags), UTT2CS)
+            if name.startswith("test") and not name.endswith("_all"):
+                gathered.extend(u for u in utterances if u.utt_id in tags)
+    if gathered:
+        name = f"test_cs_{corpus}"
+        write_validated(out_dir / name, gathered)
+        write_list(out_dir / name / UTT2CS, {u.utt_id: code_mixed(u.text, u.lang) for u in gathered})
+        written[name] = gathered
+
+
 def build_data_dirs(out_dir: PathLike, sources: Dict[str, List[SourceUtterance]], audio_dir: PathLike,
-                    nj: int, min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS
-                    ) -> Dict[str, List[Utterance]]:
-    """Check, convert, write and validate every `<split>_<lang>` dir, then the `<split>_all` unions;
+                    nj: int, min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS,
+                    corpus: str = "corpus") -> Dict[str, List[Utterance]]:
+    """Screen, convert, write and validate every `<split>_<lang>` dir, then the `<split>_all` unions and
+    the code-mixed tags and set (`write_code_mixed`). Bad rows are reported and skipped (module doc);
     utterances outside `min_seconds`-`max_seconds` are dropped, with counts in the log (`within_bounds`).
 
-    The manifests are read in full and every file converted before the first dir is written, so a bad
-    line or a broken file anywhere stops the stage with no data dir written.
+    Every file is converted before the first dir is written, so a stage that stops (a corpus too damaged
+    to use) leaves no data dir behind.
     """
     check_out_dir(out_dir)
     for name, dir_sources in sources.items():
         if not dir_sources:
             raise DataDirError(Path(out_dir) / name, None, "no utterances in this split",
                                "check that the corpus was extracted completely")
-        check_sources(dir_sources)
-    converted = iter(convert_sources([src for group in sources.values() for src in group], audio_dir, nj))
-    written = {name: within_bounds(name, [next(converted) for _ in dir_sources], min_seconds, max_seconds)
-               for name, dir_sources in sources.items()}
+    screened, skipped = screen_sources(sources)
+    check_skipped(sources, skipped)  # an incomplete download stops here, before hours of conversion
+    converted, failed = convert_sources(screened, audio_dir, nj)
+    log_skipped(sources, skipped + failed)
+    check_skipped(sources, skipped + failed)
+    written = {name: within_bounds(name, utterances, min_seconds, max_seconds)
+               for name, utterances in converted.items()}
     for name, utterances in written.items():
         log.info("%s: %d utterances", name, len(utterances))
         write_validated(Path(out_dir) / name, utterances)
     written.update(write_unions(out_dir, written))
+    write_code_mixed(Path(out_dir), written, corpus)
     return written
 
 

@@ -6,6 +6,7 @@ import soundfile as sf
 from prepare_commonvoice import main, prepare_commonvoice
 from wavegen import tone
 
+from espnet_ext.data.corpus import code_mixed
 from espnet_ext.data.kaldi import DataDirError, read_data_dir
 
 HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes",
@@ -35,7 +36,8 @@ def release(tmp_path):
         "train": [(0, "common_voice_hi_1.mp3", "मैं घर   जा रहा हूँ"),
                   (1, "common_voice_hi_2.mp3", 'उसने कहा "ठीक है"')],
         "dev": [(1, "common_voice_hi_3.mp3", "कल मिलेंगे")],
-        "test": [(0, "common_voice_hi_4.mp3", "धन्यवाद")],
+        "test": [(0, "common_voice_hi_4.mp3", "धन्यवाद"),
+                 (1, "common_voice_hi_5.mp3", "मेरा phone खो गया")],  # Hindi-English code-mixing
     })
     write_release(root, "pa-IN", {
         "train": [(0, "common_voice_pa-IN_1.mp3", "ਸਤ ਸ੍ਰੀ ਅਕਾਲ")],
@@ -58,23 +60,57 @@ def test_release_becomes_valid_data_dirs(release, tmp_path):
     assert not (out / "train_te").exists()
 
 
+def test_code_mixed_utterances_are_kept_tagged_and_gathered(release, tmp_path):
+    out = tmp_path / "data"
+    prepare_commonvoice(release, out, nj=1)
+    mixed = f"hi-cv-{'b' * 16}-common_voice_hi_5"
+    assert len(read_data_dir(out / "test_hi")) == 2  # kept in its language's test set ...
+    assert (out / "test_hi" / "utt2cs").read_text() == f"{mixed} hi-en\n"  # ... tagged ...
+    assert [u.utt_id for u in read_data_dir(out / "test_cs_commonvoice")] == [mixed]  # ... and gathered
+    assert not (out / "train_hi" / "utt2cs").exists()
+
+
+@pytest.mark.parametrize("text, lang, tag", [
+    ("मेरा phone खो गया", "hi", "hi-en"), ("ਮੈਂ office ਜਾ ਰਿਹਾ ਹਾਂ", "pa", "pa-en"),
+    ("धन्यवाद 2024 !", "hi", None), ("ciao phone", "it", None), ("నమస్కారం", "te", None),
+])
+def test_code_mixed_needs_latin_words_in_an_indic_transcript(text, lang, tag):
+    assert code_mixed(text, lang) == tag
+
+
 def _unlink_clip(root):
-    (root / "hi" / "clips" / "common_voice_hi_3.mp3").unlink()
+    (root / "hi" / "clips" / "common_voice_hi_1.mp3").unlink()
 
 
 def _corrupt_clip(root):
-    (root / "pa-IN" / "clips" / "common_voice_pa-IN_1.mp3").write_bytes(b"not an mp3")
+    (root / "hi" / "clips" / "common_voice_hi_1.mp3").write_bytes(b"not an mp3")
+
+
+FIRST = f"hi-cv-{'a' * 16}-common_voice_hi_1"
+SECOND = f"hi-cv-{'b' * 16}-common_voice_hi_2"
 
 
 @pytest.mark.parametrize("damage, message", [
-    pytest.param(_unlink_clip, r"dev\.tsv:2: audio file .* not found", id="missing clip"),
-    pytest.param(_corrupt_clip, r"train\.tsv:2: .*cannot decode", id="corrupt clip"),
-    pytest.param(lambda root: _replace(root / "hi" / "test.tsv", "धन्यवाद", " "),
-                 r"test\.tsv:2: empty transcript", id="empty sentence"),
+    pytest.param(_unlink_clip, r"train\.tsv:2: audio file .* not found", id="missing clip"),
+    pytest.param(_corrupt_clip, r"train\.tsv:2: .*cannot decode", id="wrong codec"),
+    pytest.param(lambda root: _replace(root / "hi" / "train.tsv", "मैं घर   जा रहा हूँ", " "),
+                 r"train\.tsv:2: empty transcript", id="empty sentence"),
+])
+def test_a_bad_row_is_reported_and_skipped(release, tmp_path, caplog, prepared_without, damage, message):
+    damage(release)
+    out = tmp_path / "data"
+    prepared_without(lambda: prepare_commonvoice(release, out, nj=1), caplog, out / "train_hi", FIRST, [SECOND],
+                     message)
+    assert len(read_data_dir(out / "test_pa")) == 1  # every other dir as usual
+
+
+@pytest.mark.parametrize("damage, message", [
     pytest.param(lambda root: _replace(root / "hi" / "train.tsv", "client_id", "client"),
                  r"train\.tsv:1: header lacks column\(s\) client_id", id="bad header"),
     pytest.param(lambda root: _replace(root / "hi" / "dev.tsv", "कल मिलेंगे", "कल\tमिलेंगे"),
                  r"dev\.tsv:2: wrong number of tab", id="tab in sentence"),
+    pytest.param(lambda root: (root / "hi" / "clips" / "common_voice_hi_3.mp3").unlink(),
+                 r"dev\.tsv: 1 of 1 rows of dev_hi are unusable \(first: line 2, audio file", id="whole split lost"),
 ])
 def test_bad_release_writes_no_data_dir(release, tmp_path, damage, message):
     damage(release)

@@ -51,13 +51,38 @@ def test_corpus_dir_may_be_one_language_folder(tmp_path):
     assert len(read_data_dir(tmp_path / "data" / "train_te")) == 1
 
 
+IT_TRAIN = ("data", "it_it", "audio", "train", "10215367889716423151.wav")
+
+
+def _empty_first_train_sentence(root):
+    tsv = root / "data" / "it_it" / "train.tsv"
+    first, rest = tsv.read_text(encoding="utf-8").split("\n", 1)
+    fields = first.split("\t")
+    fields[2] = " "
+    tsv.write_text("\t".join(fields) + "\n" + rest, encoding="utf-8")
+
+
 @pytest.mark.parametrize("damage, message", [
-    pytest.param(lambda r: (r / "data" / "it_it" / "audio" / "dev" / "8810225003398113711.wav").unlink(),
-                 r"dev\.tsv:1: audio file .* not found", id="missing audio"),
+    pytest.param(lambda r: r.joinpath(*IT_TRAIN).unlink(), r"train\.tsv:1: audio file .* not found",
+                 id="missing audio"),
+    pytest.param(lambda r: r.joinpath(*IT_TRAIN).write_bytes(b"RIFF" + b"\x00" * 40),
+                 r"train\.tsv:1: .*cannot decode", id="wrong codec"),
+    pytest.param(_empty_first_train_sentence, r"train\.tsv:1: empty transcript", id="empty sentence"),
+])
+def test_a_bad_row_is_reported_and_skipped(tmp_path, caplog, prepared_without, damage, message):
+    damage(write_fleurs(tmp_path / "fleurs"))
+    out = tmp_path / "data"
+    prepared_without(lambda: prepare_fleurs(tmp_path / "fleurs", out, nj=1), caplog, out / "train_it",
+                     "it-fleurs-10215367889716423151", ["it-fleurs-2203958131009188561"], message)
+
+
+@pytest.mark.parametrize("damage, message", [
     pytest.param(lambda r: (r / "data" / "it_it" / "dev.tsv").write_text("12\tx.wav\tciao\n"),
                  r"dev\.tsv:1: expected 7 tab-separated fields", id="short line"),
     pytest.param(lambda r: (r / "data" / "te_in" / "test.tsv").unlink(), r"test\.tsv: split file not found",
                  id="no split"),
+    pytest.param(lambda r: (r / "data" / "it_it" / "audio" / "dev" / "8810225003398113711.wav").unlink(),
+                 r"dev\.tsv: 1 of 1 rows of dev_it are unusable", id="whole split lost"),
 ])
 def test_bad_corpus_writes_no_data_dir(tmp_path, damage, message):
     damage(write_fleurs(tmp_path / "fleurs"))

@@ -56,18 +56,31 @@ def test_kathbath_becomes_valid_data_dirs(tmp_path, speaker_folders):
     assert sf.info(train[0].wav).samplerate == 16000
 
 
+TRAIN_CLIP = Path("train") / "audio" / "844424931537866-594-f.m4a"
 VALID_CLIP = Path("valid") / "audio" / "844424930000001-594-f.m4a"
 
 
 @pytest.mark.parametrize("damage, message", [
-    pytest.param(lambda f: (f / VALID_CLIP).unlink(),
-                 r"valid/transcription_n2w\.txt:1: audio file .* not found", id="missing audio"),
-    pytest.param(lambda f: (f / VALID_CLIP).write_bytes(b"\x00" * 50),
-                 r"valid/transcription_n2w\.txt:1: .*cannot decode", id="corrupt audio"),
-    pytest.param(lambda f: (f / "train" / TRANSCRIPT).write_text("844424931537866-594-f.m4a\n"),
+    pytest.param(lambda f: (f / TRAIN_CLIP).unlink(),
+                 r"train/transcription_n2w\.txt:1: audio file .* not found", id="missing audio"),
+    pytest.param(lambda f: (f / TRAIN_CLIP).write_bytes(b"\x00" * 50),
+                 r"train/transcription_n2w\.txt:1: .*cannot decode", id="wrong codec"),
+    pytest.param(lambda f: (f / "train" / TRANSCRIPT).write_text(
+        "844424931537866-594-f.m4a\n844424931029859-973-m.m4a एक सौ बीस रुपये\n", encoding="utf-8"),
                  r"train/transcription_n2w\.txt:1: empty transcript", id="empty transcript"),
+])
+def test_a_bad_row_is_reported_and_skipped(tmp_path, caplog, prepared_without, damage, message):
+    damage(write_kathbath(tmp_path / "kathbath"))
+    out = tmp_path / "data"
+    prepared_without(lambda: prepare_kathbath(tmp_path / "kathbath", out, nj=1), caplog, out / "train_hi",
+                     "hi-kb-594-844424931537866", ["hi-kb-973-844424931029859"], message)
+
+
+@pytest.mark.parametrize("damage, message", [
     pytest.param(lambda f: (f / "train" / TRANSCRIPT).write_text("clip1.m4a ciao\n"),
                  r"train/transcription_n2w\.txt:1: unexpected file name", id="bad file name"),
+    pytest.param(lambda f: (f / VALID_CLIP).unlink(),
+                 r"valid/transcription_n2w\.txt: 1 of 1 rows of dev_hi are unusable", id="whole split lost"),
 ])
 def test_bad_release_writes_no_data_dir(tmp_path, damage, message):
     damage(write_kathbath(tmp_path / "kathbath"))

@@ -1,4 +1,6 @@
 """Multilingual LibriSpeech: a tiny mls_italian in the real layout (transcripts.txt + FLAC/Opus)."""
+from pathlib import Path
+
 import pytest
 import soundfile as sf
 from prepare_mls import main, prepare_mls
@@ -55,15 +57,36 @@ def _write_dev(lines):
     return lambda folder: (folder / "dev" / "transcripts.txt").write_text(lines)
 
 
+TRAIN_FLAC = Path("train") / "audio" / "1595" / "1205" / "1595_1205_000000.flac"
+
+
+def _write_train(lines):
+    return lambda folder: (folder / "train" / "transcripts.txt").write_text(lines, encoding="utf-8")
+
+
 @pytest.mark.parametrize("damage, message", [
-    pytest.param(lambda f: (f / "test" / "audio" / "1595" / "1330" / "1595_1330_000007.flac").unlink(),
-                 r"test/transcripts\.txt:1: audio file .* not found", id="missing audio"),
-    pytest.param(_write_dev("280_529_000003\n"), r"dev/transcripts\.txt:1: empty transcript", id="empty"),
+    pytest.param(lambda f: (f / TRAIN_FLAC).unlink(), r"train/transcripts\.txt:1: audio file .* not found",
+                 id="missing audio"),
+    pytest.param(lambda f: (f / TRAIN_FLAC).write_bytes(b"fLaC" + b"\x00" * 40),
+                 r"train/transcripts\.txt:1: .*cannot decode", id="wrong codec"),
+    pytest.param(_write_train("1595_1205_000000\n4974_3478_000012\tmi ritrovai per una selva oscura\n"),
+                 r"train/transcripts\.txt:1: empty transcript", id="empty"),
+    pytest.param(_write_train("4974_3478_000012\tmi ritrovai\n4974_3478_000012\tmi ritrovai\n"),
+                 r"train/transcripts\.txt:2: duplicate utterance id", id="duplicate id"),
+])
+def test_a_bad_row_is_reported_and_skipped(tmp_path, caplog, prepared_without, damage, message):
+    damage(write_mls(tmp_path / "mls"))
+    out = tmp_path / "data"
+    prepared_without(lambda: prepare_mls(tmp_path / "mls", out, nj=1), caplog, out / "train_it",
+                     "it-mls-1595-1205-000000", ["it-mls-4974-3478-000012"], message)
+
+
+@pytest.mark.parametrize("damage, message", [
     pytest.param(_write_dev("280-529-000003 testo\n"), r"dev/transcripts\.txt:1: unexpected id", id="bad id"),
-    pytest.param(_write_dev("280_529_000003 a\n280_529_000003 a\n"),
-                 r"dev/transcripts\.txt:2: duplicate utterance id", id="duplicate id"),
     pytest.param(lambda f: (f / "train" / "transcripts.txt").unlink(),
                  r"train/transcripts\.txt: transcripts file not found", id="no transcripts"),
+    pytest.param(lambda f: (f / "test" / "audio" / "1595" / "1330" / "1595_1330_000007.flac").unlink(),
+                 r"test/transcripts\.txt: 1 of 1 rows of test_it are unusable", id="whole split lost"),
 ])
 def test_bad_corpus_writes_no_data_dir(tmp_path, damage, message):
     damage(write_mls(tmp_path / "mls"))
