@@ -31,7 +31,12 @@ grid=                  # a grid file (conf/grid.yaml): stages 3-6 run for each o
 dry_run=false          # with --grid: print the task table (and with slurm.pl the sbatch scripts) only
 expdir=exp             # where every experiment dir, log and RESULTS.md goes
 # Stage 1: data
-corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls | fleurs (paths in db.sh)
+corpus=tts             # tts (offline espeak-ng corpus) | commonvoice | kathbath | mls | fleurs | indicvoices
+                       # (paths in db.sh); several real ones in quotes ("kathbath commonvoice") are prepared
+                       # each into data/<corpus>/ and mixed (local/mix_corpora.py): one training set with
+                       # utt2src, test sets per source (test_<lang>_<corpus>)
+mix_ratio=             # each corpus' share of the training hours, in --corpus order, e.g. 0.8,0.2 (empty: equal)
+mix_alpha=             # temperature sampling across languages: shares ~ hours**alpha (empty: 1, as they are)
 tts_utts_per_split=    # dev/test utterances per language (empty: local/prepare_tts_corpus.py's default, 100)
 tts_train_utts=        # training utterances per language (empty: 4 x the dev/test size)
 # Stage 3: training (exp/<model>_<lang>_r<rank>[_<tag>]; with finetune=full exp/<model>_<lang>_full[_<tag>])
@@ -111,6 +116,12 @@ if ! [[ "${nj}" =~ ^[1-9][0-9]*$ ]]; then
     exit 1
 fi
 python -m espnet_ext.bin.recipe_info langs --lang "${lang}" >/dev/null  # an unknown or adapter-less --lang stops here
+read -ra corpora <<< "${corpus}"
+mixed=false
+if [ "${#corpora[@]}" -gt 1 ] || [ -n "${mix_alpha}" ]; then mixed=true; fi
+if ${mixed}; then  # the test sets stay per source: in-domain and cross-domain WER side by side
+    test_sets=${test_sets:-$(for c in "${corpora[@]}"; do printf 'test_%s_%s ' "${lang}" "${c}"; done)}
+fi
 test_sets=${test_sets:-test_${lang}}
 if [ -z "${routings}" ]; then  # LID routing only where there is something to route
     if [ "${finetune}" = lora ] && [ "${lang}" = all ]; then routings="none oracle hard"; else routings="none oracle"; fi
@@ -200,29 +211,52 @@ score_set() {  # decode dir, data dir: sclite WER/CER into <decode dir>/result.t
 }
 
 
+prepare_corpus() {  # corpus, out dir: its preparer, then the validation of what it wrote
+    local args corpus_var
+    case $1 in
+        tts) args=(local/prepare_tts_corpus.py --out_dir "$2" --nj "${nj}" \
+                   --langs $(python -m espnet_ext.bin.recipe_info corpus_langs --lang "${lang}") \
+                   ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"} \
+                   ${tts_train_utts:+--train_utts "${tts_train_utts}"}) ;;
+        commonvoice|kathbath|mls|fleurs|indicvoices)
+            corpus_var=${1^^}  # its path's name in db.sh: COMMONVOICE, KATHBATH, MLS, FLEURS or INDICVOICES
+            if [ -z "${!corpus_var:-}" ] || [ ! -d "${!corpus_var}" ]; then
+                log "--corpus $1: ${corpus_var}='${!corpus_var:-}' in db.sh is not a directory; set ${corpus_var} in db.sh (or the environment) to where the corpus is extracted"
+                exit 1
+            fi
+            args=(local/prepare_$1.py --corpus_dir "${!corpus_var}" --out_dir "$2" --nj "${nj}") ;;
+        *) log "unknown --corpus $1 (tts|commonvoice|kathbath|mls|fleurs|indicvoices)"; exit 1 ;;
+    esac
+    ${train_cmd} "${expdir}/log/data_prep_$1.log" python "${args[@]}"
+    ${train_cmd} "${expdir}/log/validate_data_$1.log" python -m espnet_ext.bin.validate_data_dir "$2"/*_*/
+}
+
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
-    marker=${datadir}/.done_${corpus}_${lang}
+    marker=${datadir}/.done_${corpus// /_}_${lang}
     if done_or_force "${marker}"; then
         log "stage 1: data already prepared (${marker}); --force true to redo"
+    elif ! ${mixed}; then
+        log "stage 1: data preparation (${corpus}) -> ${datadir}/ (log: ${expdir}/log/data_prep_${corpus}.log)"
+        prepare_corpus "${corpus}" "${datadir}"
+        touch "${marker}"
     else
-        log "stage 1: data preparation (${corpus}) -> ${datadir}/"
-        case ${corpus} in
-            tts) args=(local/prepare_tts_corpus.py --out_dir "${datadir}" --nj "${nj}" \
-                       --langs $(python -m espnet_ext.bin.recipe_info corpus_langs --lang "${lang}") \
-                       ${tts_utts_per_split:+--utts_per_split "${tts_utts_per_split}"} \
-                       ${tts_train_utts:+--train_utts "${tts_train_utts}"}) ;;
-            commonvoice|kathbath|mls|fleurs)
-                corpus_var=${corpus^^}  # its path's name in db.sh: COMMONVOICE, KATHBATH, MLS or FLEURS
-                if [ -z "${!corpus_var:-}" ] || [ ! -d "${!corpus_var}" ]; then
-                    log "--corpus ${corpus}: ${corpus_var}='${!corpus_var:-}' in db.sh is not a directory; set ${corpus_var} in db.sh (or the environment) to where the corpus is extracted"
-                    exit 1
-                fi
-                args=(local/prepare_${corpus}.py --corpus_dir "${!corpus_var}" --out_dir "${datadir}") ;;
-            *) log "unknown --corpus ${corpus} (tts|commonvoice|kathbath|mls|fleurs)"; exit 1 ;;
-        esac
-        ${train_cmd} "${expdir}/log/data_prep_${corpus}.log" python "${args[@]}"
-        ${train_cmd} "${expdir}/log/validate_data_${corpus}.log" \
+        for c in "${corpora[@]}"; do
+            [ "${c}" = tts ] && { log "--corpus \"${corpus}\": only real corpora are mixed (tts is synthetic)"; exit 1; }
+            if done_or_force "${datadir}/${c}/.done"; then
+                log "stage 1: ${c} already prepared (${datadir}/${c}/.done)"
+            else
+                log "stage 1: data preparation (${c}) -> ${datadir}/${c}/ (log: ${expdir}/log/data_prep_${c}.log)"
+                prepare_corpus "${c}" "${datadir}/${c}"
+                touch "${datadir}/${c}/.done"
+            fi
+        done
+        log "stage 1: mixing ${corpus} -> ${datadir}/ (log: ${expdir}/log/mix_corpora.log)"
+        ${train_cmd} "${expdir}/log/mix_corpora.log" python local/mix_corpora.py --out_dir "${datadir}" \
+            --corpora "${corpora[@]}" --langs $(python -m espnet_ext.bin.recipe_info langs --lang "${lang}") \
+            ${mix_ratio:+--mix_ratio "${mix_ratio}"} ${mix_alpha:+--mix_alpha "${mix_alpha}"}
+        ${train_cmd} "${expdir}/log/validate_data_mixed.log" \
             python -m espnet_ext.bin.validate_data_dir "${datadir}"/*_*/
+        grep -h "train_.*: .* h" "${expdir}/log/mix_corpora.log" | sed 's/^.*INFO: /    /' || true
         touch "${marker}"
     fi
 fi

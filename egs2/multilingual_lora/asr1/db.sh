@@ -4,3 +4,4 @@ COMMONVOICE=${COMMONVOICE:-downloads/commonvoice}   # Common Voice release: <lan
 KATHBATH=${KATHBATH:-downloads/kathbath}            # AI4Bharat Kathbath
 MLS=${MLS:-downloads/mls}                           # Multilingual LibriSpeech (mls_italian/...)
 FLEURS=${FLEURS:-downloads/fleurs}                  # google/fleurs: data/<code>/{train,dev,test}.tsv + audio/<split>/
+INDICVOICES=${INDICVOICES:-downloads/indicvoices}   # AI4Bharat IndicVoices raw release: <Language>/v1/{train,valid}/
