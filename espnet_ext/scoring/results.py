@@ -2,7 +2,7 @@
 `local/show_results.py` writes as RESULTS.md and the report (stage 7) renders as Markdown, HTML and slides,
 so every rendering of a number comes from one reading of the scores.
 
-Four kinds of table:
+Five kinds of table:
 
 - Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stages 5
   and 6): targets, rank, trainable parameters per language (counted in the exported adapter files; for
@@ -19,6 +19,9 @@ Four kinds of table:
   utterances routed to their true language, decode milliseconds per utterance (the decode jobs'
   own time over their utterances, one thread each), and, where the set has a `hard` decode, WER on
   the utterances the LID head was unsure of (top posterior below 0.9 there), where routers differ.
+- Domain shift: per trained system and test set of one source corpus (a mixed run's
+  `test_<lang>_<corpus>`, tagged by `utt2src`), WER / CER and whether that corpus is in the system's
+  training data (in-domain) or not (cross-domain).
 - Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
   CER in percent and the counts behind them, so it can be checked against the decode dirs' result.txt.
 """
@@ -263,6 +266,41 @@ def systems_table(exp_dir: Path) -> Optional[Table]:
                  f"{exp_dir}/*/decode_test_<lang>_oracle/scores.json, adapters/*/adapter_config.json")
 
 
+def _sources(data_dir: Path) -> Dict[str, int]:
+    """Utterances per source corpus of a mixed data dir (its utt2src, written by local/mix_corpora.py)."""
+    path = data_dir / "utt2src"
+    counts: Dict[str, int] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            source = line.split()[1]
+            counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def domain_table(exp_dir: Path) -> Optional[Table]:
+    """In-domain and cross-domain WER (the project plan's domain shift): each trained system on each
+    source's own test set (oracle routing), marked in-domain where that source is in its training data."""
+    rows = []
+    for path in sorted(exp_dir.glob("*/decode_*_oracle/scores.json")):
+        configs = sorted(path.parent.parent.glob("adapters/*/adapter_config.json"))
+        scores = json.loads(path.read_text(encoding="utf-8"))
+        test_sources = _sources(Path(scores.get("ref_text", "")).parent)
+        if not configs or len(test_sources) != 1:
+            continue
+        train = _sources(Path(json.loads(configs[0].read_text(encoding="utf-8"))["train_data"]["dir"]))
+        source = next(iter(test_sources))
+        share = ", ".join(f"{name} {100 * n / sum(train.values()):.0f}%" for name, n in sorted(train.items()))
+        overall = scores["scores"]["all"]
+        rows.append([path.parent.parent.name, share or "-", scores["test_set"], source,
+                     "in-domain" if source in train else "cross-domain",
+                     f"{format_rate(overall['wer'])} / {format_rate(overall['cer'])}"])
+    if not rows:
+        return None
+    return Table("Domain shift (test sets per source corpus, oracle routing; WER / CER)",
+                 ["experiment", "training utterances by source", "test set", "source", "domain", "WER / CER"],
+                 rows, [False] * 5 + [True], f"{exp_dir}/*/decode_*_oracle/scores.json, utt2src of the data dirs")
+
+
 def decodes_table(exp_dir: Path) -> Table:
     """Every decode (module docstring); an error when nothing under `exp_dir` is scored yet."""
     paths = sorted(exp_dir.glob("*/decode_*/scores.json"))
@@ -275,7 +313,8 @@ def decodes_table(exp_dir: Path) -> Table:
 def all_tables(exp_dir: Path) -> List[Table]:
     """Experiments, systems, routing, every decode: the tables of RESULTS.md, in its order."""
     every = decodes_table(exp_dir)
-    summaries = [table for table in (experiments_table(exp_dir), systems_table(exp_dir)) if table]
+    summaries = [table for table in (experiments_table(exp_dir), systems_table(exp_dir), domain_table(exp_dir))
+                 if table]
     return summaries + routing_tables(exp_dir) + [every]
 
 

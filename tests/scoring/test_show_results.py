@@ -88,3 +88,29 @@ def test_routing_table_compares_each_routing_with_oracle(tmp_path):
     assert hard.startswith("| hard |") and hard.endswith("| 75.0 | 600 | 40.00 |")
     assert "| +50.0% [" in hard  # hi: 6 errors against oracle's 4
     assert "| +0.0% [+0.0, +0.0] |" in hard  # te: identical
+
+
+def test_domain_table_marks_each_source_test_set_in_or_cross_domain(tmp_path):
+    """A system trained on kathbath alone, scored on kathbath's and commonvoice's own test sets."""
+    from espnet_ext.scoring.results import domain_table
+
+    data, exp = tmp_path / "data", tmp_path / "exp" / "whisper_base_hi_r16"
+    for name, lines in {"train_hi": ["a1 kathbath", "a2 kathbath", "b1 commonvoice"],
+                        "test_hi_kathbath": ["k1 kathbath"], "test_hi_commonvoice": ["c1 commonvoice"]}.items():
+        (data / name).mkdir(parents=True)
+        (data / name / "utt2src").write_text("\n".join(lines) + "\n")
+    (exp / "adapters" / "hi").mkdir(parents=True)
+    (exp / "adapters" / "hi" / "adapter_config.json").write_text(json.dumps({"train_data": {"dir": str(data / "train_hi")}}))
+    for test_set, wer in (("test_hi_kathbath", 20.0), ("test_hi_commonvoice", 45.0)):
+        write_scores(exp / f"decode_{test_set}_oracle", test_set, {"hi": (1, wer, 5.0), "all": (1, wer, 5.0)})
+        scores = json.loads((exp / f"decode_{test_set}_oracle" / "scores.json").read_text())
+        scores["ref_text"] = str(data / test_set / "text")
+        (exp / f"decode_{test_set}_oracle" / "scores.json").write_text(json.dumps(scores))
+    table = domain_table(tmp_path / "exp")
+    assert table.rows == [
+        ["whisper_base_hi_r16", "commonvoice 33%, kathbath 67%", "test_hi_commonvoice", "commonvoice", "in-domain",
+         "45.00 / 5.00"],
+        ["whisper_base_hi_r16", "commonvoice 33%, kathbath 67%", "test_hi_kathbath", "kathbath", "in-domain",
+         "20.00 / 5.00"]]
+    (data / "train_hi" / "utt2src").write_text("a1 kathbath\n")
+    assert [row[4] for row in domain_table(tmp_path / "exp").rows] == ["cross-domain", "in-domain"]
