@@ -160,7 +160,9 @@ fi
 # routing instead of re-encoding each segment alone.
 cs_variants="oracle hard segments_lid segments_oracle_one_pass segments_lid_one_pass"
 cs_segments=${train_exp}/codeswitch_lid/test  # codeswitch_lid's output: <set>/segments.json
-cs_sets() { if ${codeswitch}; then (cd "${datadir}" && ls -d test_cs_* 2>/dev/null); fi; }
+cs_sets() {  # the synthesised code-switched sets (with their true segments_lang; a real corpus' test_cs_<corpus> has none)
+    if ${codeswitch}; then (cd "${datadir}" && for d in test_cs_*/segments_lang; do if [ -f "${d}" ]; then echo "${d%/*}"; fi; done); fi
+}
 cs_decode() {  # set, variant
     local data dir=${train_exp}/decode_$1_$2 found=${cs_segments}/$1/segments.json
     data=$(data_dir_of "$1")
