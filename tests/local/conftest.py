@@ -25,3 +25,22 @@ def prepared_without():
         assert missing_utt not in utts and utts == kept_utts
         assert re.search(log_pattern + r".*; skipped \(fix: ", caplog.text), caplog.text
     return check
+
+
+@pytest.fixture
+def check_splits():
+    """What every preparer's output must satisfy: 16 kHz audio lasting what the source clip lasted (a
+    tone, so nothing is trimmed), in utt2dur too, and no utterance in two splits of a language."""
+    def check(out_dir, lang, seconds, splits=("train", "dev", "test"), tolerance=0.002):
+        import soundfile as sf
+        ids = {}
+        for split in splits:
+            utts = read_data_dir(out_dir / f"{split}_{lang}")
+            for utt in utts:
+                info = sf.info(utt.wav)
+                assert info.samplerate == 16000 and info.channels == 1
+                assert utt.duration == pytest.approx(seconds, abs=tolerance)
+                assert utt.duration == pytest.approx(info.duration, abs=0.001)  # utt2dur has 3 decimals
+            ids[split] = {u.utt_id for u in utts}
+        assert sum(len(v) for v in ids.values()) == len(set().union(*ids.values()))
+    return check

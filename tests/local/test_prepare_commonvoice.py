@@ -47,7 +47,7 @@ def release(tmp_path):
     return root
 
 
-def test_release_becomes_valid_data_dirs(release, tmp_path):
+def test_release_becomes_valid_data_dirs(release, tmp_path, check_splits):
     out = tmp_path / "data"
     main(["--corpus_dir", str(release), "--out_dir", str(out), "--nj", "2"])
     train = read_data_dir(out / "train_hi")
@@ -58,6 +58,7 @@ def test_release_becomes_valid_data_dirs(release, tmp_path):
     assert len(read_data_dir(out / "dev_all")) == 2
     assert sf.info(train[0].wav).samplerate == 16000
     assert not (out / "train_te").exists()
+    check_splits(out, "hi", 0.6)
 
 
 def test_code_mixed_utterances_are_kept_tagged_and_gathered(release, tmp_path):

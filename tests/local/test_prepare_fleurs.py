@@ -32,7 +32,7 @@ def write_fleurs(root):
     return root
 
 
-def test_fleurs_becomes_valid_data_dirs_one_speaker_per_recording(tmp_path):
+def test_fleurs_becomes_valid_data_dirs_one_speaker_per_recording(tmp_path, check_splits):
     write_fleurs(tmp_path / "fleurs")
     out = tmp_path / "data"
     main(["--corpus_dir", str(tmp_path / "fleurs"), "--out_dir", str(out), "--nj", "1"])
@@ -43,6 +43,8 @@ def test_fleurs_becomes_valid_data_dirs_one_speaker_per_recording(tmp_path):
     assert read_data_dir(out / "test_te")[0].text == "ధన్యవాదాలు"
     assert {u.lang for u in read_data_dir(out / "dev_all")} == {"it", "te"}
     assert sf.info(train[0].wav).samplerate == 16000
+    check_splits(out, "it", 0.5)
+    check_splits(out, "te", 0.5)
 
 
 def test_corpus_dir_may_be_one_language_folder(tmp_path):

@@ -42,7 +42,7 @@ def write_kathbath(root, speaker_folders=False):
 
 
 @pytest.mark.parametrize("speaker_folders", [False, True])
-def test_kathbath_becomes_valid_data_dirs(tmp_path, speaker_folders):
+def test_kathbath_becomes_valid_data_dirs(tmp_path, speaker_folders, check_splits):
     write_kathbath(tmp_path / "kathbath", speaker_folders)
     out = tmp_path / "data"
     main(["--corpus_dir", str(tmp_path / "kathbath"), "--out_dir", str(out), "--nj", "2"])
@@ -54,6 +54,9 @@ def test_kathbath_becomes_valid_data_dirs(tmp_path, speaker_folders):
     assert len(read_data_dir(out / "test_known_hi")) == 1
     assert sorted(p.name for p in out.glob("*_all")) == ["dev_all", "test_all", "test_known_all", "train_all"]
     assert sf.info(train[0].wav).samplerate == 16000
+    # AAC adds its encoder's priming and padding frames (1024 samples each at 16 kHz): up to 0.13 s more
+    check_splits(out, "hi", 0.5, ("train", "dev", "test", "test_known"), tolerance=0.13)
+    assert not {u.speaker for u in read_data_dir(out / "test_hi")} & {u.speaker for u in train}  # test_unknown
 
 
 TRAIN_CLIP = Path("train") / "audio" / "844424931537866-594-f.m4a"

@@ -35,7 +35,7 @@ def write_mls(root, opus=False):
 
 
 @pytest.mark.parametrize("opus", [False, True])
-def test_mls_becomes_valid_data_dirs(tmp_path, opus):
+def test_mls_becomes_valid_data_dirs(tmp_path, opus, check_splits):
     write_mls(tmp_path / "mls", opus=opus)
     out = tmp_path / "data"
     main(["--corpus_dir", str(tmp_path / "mls"), "--out_dir", str(out), "--nj", "1"])
@@ -45,6 +45,7 @@ def test_mls_becomes_valid_data_dirs(tmp_path, opus):
     assert read_data_dir(out / "dev_it")[0].text == "ché la diritta via era smarrita"
     assert [u.utt_id for u in read_data_dir(out / "test_all")] == ["it-mls-1595-1330-000007"]
     assert sf.info(train[0].wav).samplerate == 16000
+    check_splits(out, "it", 0.5)
 
 
 def test_corpus_dir_may_be_the_language_folder(tmp_path):
