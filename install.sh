@@ -87,6 +87,10 @@ pip_step() {
 # 2.13 needs >=77.0.3) and, without --no-deps, pip replaces CPU torch by a CUDA build: install it
 # alone and its import-time dependencies explicitly.
 "${PIP[@]}" --no-deps espnet==202511
+# espnet_model_zoo resolves the hub tags of Speech2Text.from_pretrained ("espnet/owsm_v4_small_370M");
+# its metadata asks for espnet (hence torch) again, so it goes in like espnet: --no-deps, its runtime
+# imports pinned in requirements.txt.
+"${PIP[@]}" --no-deps espnet_model_zoo==0.1.7
 # ESPnet's S2T/ASR import chain imports torchaudio (espnet2/enh/layers/beamformer_th.py) but the ASR
 # path we use never calls it. PyPI's torchaudio 2.11 is a CUDA build whose compiled extension cannot
 # load beside CPU torch (libc10_cuda.so missing); without its .so files torchaudio imports in its

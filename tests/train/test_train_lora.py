@@ -10,7 +10,7 @@ from espnet_ext.bin import train_lora
 from espnet_ext.lora.adapter_files import AdapterFileError, load_adapter_bank
 from espnet_ext.models.registry import load_model, weights_fingerprint
 
-from train_helpers import TINY_CONFIG, make_corpus, train_command
+from train_helpers import TINY_CONFIG, make_corpus, owsm_train_config, train_command
 
 LANGS = ["hi", "pa", "te", "it"]
 
@@ -120,13 +120,8 @@ def test_nan_loss_stops_naming_the_batch_and_exports_nothing(tmp_path):
 
 
 def test_owsm_trains_on_the_30s_window_and_exports(tmp_path, corpus):
-    config = yaml.safe_load(TINY_CONFIG.read_text())
-    config.update(max_epoch=1, pad_to_30s=True, batch_bins=10 ** 9)
-    config["lora_conf"]["targets"] = ["owsm_attn_qv"]
-    path = tmp_path / "train_lora_owsm_tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
     command = train_command(corpus, tmp_path / "exp")
-    command[1], command[command.index("--config") + 1] = "owsm_tiny_random", str(path)
+    command[1], command[command.index("--config") + 1] = "owsm_tiny_random", str(owsm_train_config(tmp_path))
     train_lora.main(command)
     base = load_model("owsm_tiny_random")
     configs = load_adapter_bank(base.asr_model, tmp_path / "exp" / "adapters", LANGS, base.name, base.fingerprint)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import yaml
 
 from espnet_ext.data.kaldi import Utterance, write_data_dir
 
@@ -50,3 +51,13 @@ def train_command(data_dir: Path, exp_dir: Path, *extra: str) -> list:
     """train_lora's arguments for a tiny run (one torch thread: reproducible and kind to the machine)."""
     return ["--model", "whisper_tiny_random", "--train_dir", str(data_dir), "--valid_dir", str(data_dir),
             "--exp_dir", str(exp_dir), "--config", str(TINY_CONFIG), "--threads", "1", *extra]
+
+
+def owsm_train_config(directory: Path) -> Path:
+    """The tiny training config for an OWSM model: one epoch on OWSM's 30 s window, one batch, attention q/v."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config.update(max_epoch=1, pad_to_30s=True, batch_bins=10 ** 9)
+    config["lora_conf"]["targets"] = ["owsm_attn_qv"]
+    path = directory / "train_lora_owsm_tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
