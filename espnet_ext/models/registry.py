@@ -8,7 +8,7 @@
 | whisper_small/      | whisper | `model_path` (openai .pt, CTranslate2 dir, or transformers dir with     |
 | _medium/_large      |         | config.json + model.safetensors), converted once into the cache; else   |
 |                     |         | ~/.cache/whisper, else a faster-whisper repo in the Hugging Face hub    |
-|                     |         | cache                                                                   |
+|                     |         | cache. large-v3(-turbo) is refused (128 mel bins)                       |
 | owsm_tiny_random    | owsm    | conf/owsm_tiny_random.yaml, fixed seed, built in memory                 |
 | owsm_v4_small/      | owsm    | `model_path` (dir with config.yaml + .pth, or meta.yaml), else the      |
 | _medium             |         | espnet/owsm_v4_* repo in the Hugging Face hub cache (espnet_model_zoo)  |
@@ -156,7 +156,9 @@ def _ct2_converted(ct2_dir: Path) -> Path:
 
 
 def _hf_converted(hf_dir: Path) -> Path:
-    """A transformers Whisper directory, converted into the cache (keyed by its config and weights)."""
+    """A transformers Whisper directory, converted into the cache; large-v3 is refused from config.json
+    alone, before gigabytes of weights are read."""
+    whisper_models.check_supported(hf_whisper.read_dims(hf_dir), hf_dir / "config.json")
     return _converted(hf_whisper.source_files(hf_dir), lambda out: hf_whisper.convert_dir(hf_dir, out))
 
 
@@ -222,12 +224,15 @@ def _installed_whisper_checkpoint(name: str) -> Path:
     )
 
 
-def _check_width(name: str, checkpoint: Path) -> None:
-    width = whisper_models.read_whisper_checkpoint(checkpoint)["dims"]["n_text_state"]
+def _check_dims(name: str, checkpoint: Path, source: Path) -> None:
+    """Refuse large-v3 and weights of another size than `name`, naming `source` (the user's file)."""
+    dims = whisper_models.read_whisper_checkpoint(checkpoint)["dims"]
+    whisper_models.check_supported(dims, source)
+    width = dims["n_text_state"]
     if width != _WHISPER_WIDTHS[name]:
         sizes = ", ".join(f"{n}: {w}" for n, w in _WHISPER_WIDTHS.items())
         raise ValueError(
-            f"{checkpoint} holds a Whisper of width {width}, not {name} (widths: {sizes}); load it under its "
+            f"{source} holds a Whisper of width {width}, not {name} (widths: {sizes}); load it under its "
             "own name"
         )
 
@@ -242,7 +247,7 @@ def whisper_checkpoint(name: str, model_path: Optional[Path] = None) -> Path:
         checkpoint = _whisper_base_checkpoint()
     else:
         checkpoint = _installed_whisper_checkpoint(name)
-    _check_width(name, checkpoint)
+    _check_dims(name, checkpoint, model_path or checkpoint)
     return checkpoint
 
 

@@ -111,6 +111,25 @@ def test_missing_weights_name_the_file_and_how_to_get_it(tmp_path, hf_tiny):
     assert "huggingface-cli download openai/whisper-small --local-dir DIR" in message and "save_pretrained" in message
 
 
+def test_large_v3_is_refused_on_every_route(tmp_path):
+    """A 128-bin, 51866-token Whisper as a transformers dir, an openai .pt and a CTranslate2 dir."""
+    hf_dir = tmp_path / "hf_v3"
+    save_tiny_hf(hf_dir, num_mel_bins=128, vocab_size=51866)
+    checkpoint = hf_whisper.read_checkpoint(hf_dir)  # the converter itself is neutral
+    torch.save(checkpoint, tmp_path / "v3.pt")
+    ct2_dir = write_ct2_whisper(checkpoint, tmp_path / "ct2_v3", [[0, 0]])
+    converted = registry.cache_dir() / "converted"
+    before = set(converted.glob("*")) if converted.is_dir() else set()
+    for model_path, named in ((hf_dir, hf_dir / "config.json"), (tmp_path / "v3.pt", None), (ct2_dir, None)):
+        with pytest.raises(whisper_models.UnsupportedWhisper) as error:
+            registry.load_model("whisper_large", model_path=str(model_path))
+        message = str(error.value)
+        assert message.startswith(f"{named or model_path}: a Whisper with 128 mel bins and 51866 tokens")
+        assert "large-v2 instead" in message and "\n" not in message
+    after = set(converted.glob("*"))
+    assert len(after - before) == 1  # the CTranslate2 one; the transformers dir was refused before converting
+
+
 def test_bench_builds_hf_whisper_through_the_shared_mapping(hf_tiny, tmp_path):
     spec = importlib.util.spec_from_file_location("train_throughput", BENCH)
     bench = importlib.util.module_from_spec(spec)
