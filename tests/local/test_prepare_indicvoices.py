@@ -81,13 +81,17 @@ def test_segments_become_16k_utterances_with_speakers_kept_apart(tmp_path, caplo
         "hi-iv-S_200001-4f5a6b7c-0000-4000-8000-000000000004_0-001"]
 
 
-def test_a_recording_that_will_not_decode_is_reported_and_skipped(tmp_path, caplog):
+@pytest.mark.parametrize("damage, reason", [
+    pytest.param(lambda wav: wav.write_bytes(b"RIFF" + b"\x00" * 40), "cannot decode", id="wrong codec"),
+    pytest.param(lambda wav: wav.unlink(), "not found", id="missing recording"),
+])
+def test_a_bad_recording_is_reported_and_skipped(tmp_path, caplog, damage, reason):
     folder = write_indicvoices(tmp_path / "iv")
-    (folder / "valid" / "5a6b7c8d-0000-4000-8000-000000000005_0.wav").write_bytes(b"RIFF" + b"\x00" * 40)
+    damage(folder / "valid" / "5a6b7c8d-0000-4000-8000-000000000005_0.wav")
     with caplog.at_level("WARNING"):
         written = prepare_indicvoices(tmp_path / "iv", tmp_path / "data", nj=1)
     assert [u.speaker for u in written["test_hi"]] == ["hi-iv-S_200001"] * 2
-    assert "5a6b7c8d-0000-4000-8000-000000000005_0.json:1: " in caplog.text and "cannot decode" in caplog.text
+    assert "5a6b7c8d-0000-4000-8000-000000000005_0.json:1: " in caplog.text and reason in caplog.text
 
 
 @pytest.mark.parametrize("damage, message", [
