@@ -7,32 +7,37 @@ Same utterance ids, transcripts, speakers and languages as the source, so the co
 it; `utt2snr` records each utterance's SNR. The SNR and the noise of an utterance depend only on
 `--seed` and its id, so a rerun, or a copy of a subset, gives the same audio. WAVs go to
 `<dst's parent>/local/<dst's name>_wav/` (written atomically, as the corpus preparers' audio goes to
-`data/local/`); the data dir is written last and validated.
+`data/local/`); the data dir is written last and validated. local/make_degraded.py writes the other
+degraded conditions (coloured and babble noise, codecs, telephone band, reverberation, voice shift) the
+same way.
 
 Usage:
     local/make_noisy_set.py --src data/test_all --dst data/test_all_snr0-10 --snr 0 10
 """
 import argparse
-import hashlib
 import logging
+from functools import partial
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
-from tqdm import tqdm
+from make_degraded import degrade_data_dir
 
-from espnet_ext.data.audio import SAMPLE_RATE, utterance_audio, write_wav
-from espnet_ext.data.corpus import exit_on_bad_input, write_validated
-from espnet_ext.data.kaldi import Utterance, read_data_dir, write_list
+from espnet_ext.data.corpus import exit_on_bad_input
+from espnet_ext.data.degrade import Params
+from espnet_ext.data.kaldi import Utterance, read_data_dir
 from espnet_ext.train.augment import add_noise
 
 log = logging.getLogger("make_noisy_set")
 
 
-def utterance_generator(seed: int, utt_id: str) -> torch.Generator:
-    """A generator seeded from (seed, utterance id) alone, independent of order and subset."""
-    digest = hashlib.sha256(f"{seed}:{utt_id}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+def _white_noise(low: float, high: float, utt: Utterance, wave: np.ndarray, seed: int) -> Tuple[np.ndarray, Params]:
+    """make_degraded's Transform for white noise at an SNR drawn from [low, high] (torch's generator,
+    as training's add_noise draws its noise)."""
+    generator = torch.Generator().manual_seed(seed)
+    snr_db = low + (high - low) * float(torch.rand((), generator=generator))
+    return add_noise(torch.from_numpy(wave).float(), snr_db, generator).numpy(), {"utt2snr": f"{snr_db:.2f}"}
 
 
 def make_noisy_set(src: Path, dst: Path, snr: Sequence[float], seed: int = 0) -> List[Utterance]:
@@ -43,17 +48,7 @@ def make_noisy_set(src: Path, dst: Path, snr: Sequence[float], seed: int = 0) ->
     if dst.resolve() == src.resolve():
         raise ValueError(f"--dst {dst} is --src {src}: the noisy copy would replace the clean data dir (fix: give "
                          f"--dst a new dir, e.g. {src}_snr{low:g}-{high:g})")
-    noisy, snrs, audio_dir = [], {}, dst.parent / "local" / f"{dst.name}_wav"
-    for utt in tqdm(read_data_dir(src), desc=f"noise -> {dst.name}", unit="utt"):
-        generator = utterance_generator(seed, utt.utt_id)
-        snr_db = low + (high - low) * float(torch.rand((), generator=generator))
-        wave = add_noise(torch.from_numpy(utterance_audio(utt)).float(), snr_db, generator)
-        wav = audio_dir / f"{utt.utt_id}.wav"
-        write_wav(wav, wave.numpy())
-        noisy.append(Utterance(utt.utt_id, utt.speaker, utt.text, utt.lang, str(wav), len(wave) / SAMPLE_RATE))
-        snrs[utt.utt_id] = f"{snr_db:.2f}"
-    write_validated(dst, noisy)
-    write_list(dst / "utt2snr", snrs)
+    noisy = degrade_data_dir(read_data_dir(src), dst, partial(_white_noise, low, high), seed)
     log.info("%s: %d utterances at %g-%g dB SNR", dst, len(noisy), low, high)
     return noisy
 

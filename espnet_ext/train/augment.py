@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_ext.data.degrade import mix_at_snr
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -77,9 +79,7 @@ class WaveformAugment(nn.Module):
 
 def add_noise(wave: torch.Tensor, snr_db: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """White Gaussian noise at `snr_db` below the waveform's mean power (no noise corpus needed)."""
-    power = wave.pow(2).mean().clamp_min(1e-10)
-    noise = torch.randn(wave.shape, generator=generator, dtype=wave.dtype)
-    return wave + noise * torch.sqrt(power / 10 ** (snr_db / 10))
+    return mix_at_snr(wave, torch.randn(wave.shape, generator=generator, dtype=wave.dtype), snr_db)
 
 
 def speed_perturb(wave: torch.Tensor, factor: float) -> torch.Tensor:
