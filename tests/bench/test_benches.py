@@ -1,0 +1,50 @@
+"""The benchmarks run end to end on two tiny clips with the real Whisper base (no timing asserted: CI's
+cores are shared): every row is printed, with the work it did (generated tokens, steps) within the limits
+that make the rows comparable."""
+import re
+
+import pytest
+from train_helpers import make_corpus
+
+
+def table_rows(out: str):
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| system") and not line.startswith("| targets")]
+
+
+@pytest.mark.slow
+def test_decode_speed_prints_every_system_with_its_tokens_and_scores(tmp_path, capsys):
+    import decode_speed
+
+    make_corpus(tmp_path, "test_hi", languages=("hi",))
+    decode_speed.main(["--data_root", str(tmp_path), "--langs", "hi", "--per_lang", "2", "--wer_per_lang", "2",
+                       "--repeats", "1", "--max_new_tokens", "12", "--batch_size", "2"])
+    rows = table_rows(capsys.readouterr().out)
+    assert [r[0] for r in rows] == ["ours, 30 s window", "ours, real length", "openai-whisper transcribe",
+                                    "faster-whisper fp32", "faster-whisper int8", "CTranslate2 batched generate"]
+    for name, _, seconds, rtf, ratio, tokens, wer, cer in rows:
+        # equal work: no system generates more than the common limit (two clips; re-encoding a
+        # transcript may merge or split a token at the edges, hence the slack of one per clip)
+        assert 0 <= int(tokens) <= 2 * (12 + 1), name
+        assert float(seconds) > 0 and float(wer) >= 0 and float(cer) >= 0
+    assert rows[1][4] == "1.00x"  # the baseline row
+
+
+@pytest.mark.slow
+def test_train_throughput_prints_every_row_on_equal_steps_after_checking_logits(tmp_path, capsys, monkeypatch):
+    import train_throughput
+
+    for lang in ("hi", "te"):
+        make_corpus(tmp_path, f"train_{lang}", languages=(lang,))
+    monkeypatch.setattr("sys.argv", ["train_throughput.py", "--data_root", str(tmp_path), "--langs", "hi", "te",
+                                     "--clips_per_lang", "1", "--batch_size", "1", "--repeats", "1",
+                                     "--targets", "qv"])
+    train_throughput.main()
+    out = capsys.readouterr().out
+    assert float(re.search(r"max \|logit diff\| (\S+)", out).group(1)) <= 1e-3
+    rows = table_rows(out)
+    assert [(r[1], r[2]) for r in rows] == [("ours joint, 2-adapter bank", "real length"),
+                                            ("ours, 2 single-adapter runs", "real length"),
+                                            ("ours joint, 2-adapter bank", "30 s"), ("HF PEFT, 2 runs", "30 s")]
+    assert {r[0] for r in rows} == {"qv (36 linears)"} and {r[3] for r in rows} == {"2"}
+    assert rows[3][6] == "1.00x"
