@@ -129,6 +129,26 @@ def check_skipped(sources: Dict[str, List[SourceUtterance]], skipped: Sequence[S
                                "the corpus is incomplete or damaged: re-download or re-extract it")
 
 
+def hold_out_test_speakers(sources: Dict[str, List[SourceUtterance]]) -> Dict[str, List[SourceUtterance]]:
+    """`train_<lang>` and `dev_<lang>` without the speakers of `test_<lang>`, so the test set's voices are
+    unseen (each drop logged). The corpora's own splits already keep them apart (Common Voice, MLS,
+    Kathbath's test_unknown); this makes sure of it. `test_known` is left alone: its voices are seen."""
+    kept = dict(sources)
+    for name, group in sources.items():
+        split, lang = name.rsplit("_", 1)
+        if split not in ("train", "dev") or f"test_{lang}" not in sources:
+            continue
+        test_speakers = {src.speaker for src in sources[f"test_{lang}"]}
+        kept[name] = [src for src in group if src.speaker not in test_speakers]
+        if len(kept[name]) < len(group):
+            log.info("%s: dropped %d utterances of speakers who are in test_%s", name, len(group) - len(kept[name]),
+                     lang)
+        if group and not kept[name]:
+            raise DataDirError(group[0].manifest, None, f"every speaker of {name} is also in test_{lang}",
+                               "use the corpus' official splits, whose test speakers are unseen")
+    return kept
+
+
 def log_skipped(sources: Dict[str, List[SourceUtterance]], skipped: Sequence[SkippedRow]) -> None:
     """One warning per skipped row (manifest line, reason, fix), then each dir's count."""
     for row in skipped:
@@ -246,7 +266,8 @@ def write_code_mixed(out_dir: Path, written: Dict[str, List[Utterance]], corpus:
 def build_data_dirs(out_dir: PathLike, sources: Dict[str, List[SourceUtterance]], audio_dir: PathLike,
                     nj: int, min_seconds: float = MIN_SECONDS, max_seconds: float = MAX_SECONDS,
                     corpus: str = "corpus") -> Dict[str, List[Utterance]]:
-    """Screen, convert, write and validate every `<split>_<lang>` dir, then the `<split>_all` unions and
+    """Screen, convert, write and validate every `<split>_<lang>` dir (test speakers held out of train and
+    dev: `hold_out_test_speakers`), then the `<split>_all` unions and
     the code-mixed tags and set (`write_code_mixed`). Bad rows are reported and skipped (module doc);
     utterances outside `min_seconds`-`max_seconds` are dropped, with counts in the log (`within_bounds`).
 
@@ -259,6 +280,7 @@ def build_data_dirs(out_dir: PathLike, sources: Dict[str, List[SourceUtterance]]
             raise DataDirError(Path(out_dir) / name, None, "no utterances in this split",
                                "check that the corpus was extracted completely")
     screened, skipped = screen_sources(sources)
+    screened = hold_out_test_speakers(screened)
     check_skipped(sources, skipped)  # an incomplete download stops here, before hours of conversion
     converted, failed = convert_sources(screened, audio_dir, nj)
     log_skipped(sources, skipped + failed)

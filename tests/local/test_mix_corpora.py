@@ -29,7 +29,7 @@ def test_two_corpora_become_one_tagged_training_set_with_test_sets_per_source(tm
         "train": [(0, "common_voice_hi_1.mp3", "मैं घर जा रहा हूँ"), (1, "common_voice_hi_2.mp3", "कल मिलेंगे"),
                   (1, "common_voice_hi_6.mp3", "फिर मिलेंगे")],  # = a Kathbath test sentence: not trained on
         "dev": [(1, "common_voice_hi_3.mp3", "आज")],
-        "test": [(0, "common_voice_hi_4.mp3", "धन्यवाद"), (1, "common_voice_hi_5.mp3", "मेरा phone खो गया")],
+        "test": [(2, "common_voice_hi_4.mp3", "धन्यवाद"), (3, "common_voice_hi_5.mp3", "मेरा phone खो गया")],
     })
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                KATHBATH=str(tmp_path / "kathbath"), COMMONVOICE=str(tmp_path / "cv"))

@@ -11,7 +11,7 @@ from espnet_ext.data.kaldi import DataDirError, read_data_dir
 
 HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes",
           "age", "gender", "accents", "variant", "locale", "segment"]
-CLIENTS = ["a" * 128, "b" * 128]
+CLIENTS = ["a" * 128, "b" * 128, "c" * 128, "d" * 128]
 
 
 def write_release(root, locale, rows_by_split):
@@ -36,13 +36,13 @@ def release(tmp_path):
         "train": [(0, "common_voice_hi_1.mp3", "मैं घर   जा रहा हूँ"),
                   (1, "common_voice_hi_2.mp3", 'उसने कहा "ठीक है"')],
         "dev": [(1, "common_voice_hi_3.mp3", "कल मिलेंगे")],
-        "test": [(0, "common_voice_hi_4.mp3", "धन्यवाद"),
-                 (1, "common_voice_hi_5.mp3", "मेरा phone खो गया")],  # Hindi-English code-mixing
+        "test": [(2, "common_voice_hi_4.mp3", "धन्यवाद"),
+                 (3, "common_voice_hi_5.mp3", "मेरा phone खो गया")],  # Hindi-English code-mixing
     })
     write_release(root, "pa-IN", {
         "train": [(0, "common_voice_pa-IN_1.mp3", "ਸਤ ਸ੍ਰੀ ਅਕਾਲ")],
         "dev": [(1, "common_voice_pa-IN_2.mp3", "ਧੰਨਵਾਦ")],
-        "test": [(1, "common_voice_pa-IN_3.mp3", "ਫਿਰ ਮਿਲਾਂਗੇ")],
+        "test": [(2, "common_voice_pa-IN_3.mp3", "ਫਿਰ ਮਿਲਾਂਗੇ")],
     })
     return root
 
@@ -64,11 +64,21 @@ def test_release_becomes_valid_data_dirs(release, tmp_path, check_splits):
 def test_code_mixed_utterances_are_kept_tagged_and_gathered(release, tmp_path):
     out = tmp_path / "data"
     prepare_commonvoice(release, out, nj=1)
-    mixed = f"hi-cv-{'b' * 16}-common_voice_hi_5"
+    mixed = f"hi-cv-{'d' * 16}-common_voice_hi_5"
     assert len(read_data_dir(out / "test_hi")) == 2  # kept in its language's test set ...
     assert (out / "test_hi" / "utt2cs").read_text() == f"{mixed} hi-en\n"  # ... tagged ...
     assert [u.utt_id for u in read_data_dir(out / "test_cs_commonvoice")] == [mixed]  # ... and gathered
     assert not (out / "train_hi" / "utt2cs").exists()
+
+
+def test_speakers_of_the_test_set_are_held_out_of_train_and_dev(tmp_path, caplog):
+    root = tmp_path / "cv"
+    write_release(root, "hi", {"train": [(0, "a.mp3", "एक"), (2, "b.mp3", "दो")], "dev": [(1, "c.mp3", "तीन")],
+                               "test": [(2, "d.mp3", "चार")]})
+    with caplog.at_level("INFO"):
+        prepare_commonvoice(root, tmp_path / "data", nj=1)
+    assert [u.speaker for u in read_data_dir(tmp_path / "data" / "train_hi")] == [f"hi-cv-{'a' * 16}"]
+    assert "train_hi: dropped 1 utterances of speakers who are in test_hi" in caplog.text
 
 
 @pytest.mark.parametrize("text, lang, tag", [

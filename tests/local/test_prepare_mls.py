@@ -12,7 +12,7 @@ ROWS = {  # split -> [(speaker, book, utterance, text)]
     "train": [("1595", "1205", "000000", "nel mezzo del cammin di nostra vita"),
               ("4974", "3478", "000012", "mi ritrovai per una selva oscura")],
     "dev": [("280", "529", "000003", "ché la diritta via era smarrita")],
-    "test": [("1595", "1330", "000007", "ahi quanto a dir qual era è cosa dura")],
+    "test": [("6348", "1330", "000007", "ahi quanto a dir qual era è cosa dura")],
 }
 
 
@@ -43,7 +43,7 @@ def test_mls_becomes_valid_data_dirs(tmp_path, opus, check_splits):
     assert [u.utt_id for u in train] == ["it-mls-1595-1205-000000", "it-mls-4974-3478-000012"]
     assert [u.speaker for u in train] == ["it-mls-1595", "it-mls-4974"]
     assert read_data_dir(out / "dev_it")[0].text == "ché la diritta via era smarrita"
-    assert [u.utt_id for u in read_data_dir(out / "test_all")] == ["it-mls-1595-1330-000007"]
+    assert [u.utt_id for u in read_data_dir(out / "test_all")] == ["it-mls-6348-1330-000007"]
     assert sf.info(train[0].wav).samplerate == 16000
     check_splits(out, "it", 0.5)
 
@@ -86,7 +86,7 @@ def test_a_bad_row_is_reported_and_skipped(tmp_path, caplog, prepared_without, d
     pytest.param(_write_dev("280-529-000003 testo\n"), r"dev/transcripts\.txt:1: unexpected id", id="bad id"),
     pytest.param(lambda f: (f / "train" / "transcripts.txt").unlink(),
                  r"train/transcripts\.txt: transcripts file not found", id="no transcripts"),
-    pytest.param(lambda f: (f / "test" / "audio" / "1595" / "1330" / "1595_1330_000007.flac").unlink(),
+    pytest.param(lambda f: (f / "test" / "audio" / "6348" / "1330" / "6348_1330_000007.flac").unlink(),
                  r"test/transcripts\.txt: 1 of 1 rows of test_it are unusable", id="whole split lost"),
 ])
 def test_bad_corpus_writes_no_data_dir(tmp_path, damage, message):
