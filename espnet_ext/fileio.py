@@ -9,6 +9,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -47,6 +48,28 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: PathLike) -> Iterator[Path]:
+    """Yield an empty staging sibling of directory `path` to fill; on success it replaces `path` (the previous
+    version is removed only afterwards), on failure it is removed and `path` stays as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging, old = (path.with_name(f"{path.name}.{kind}.{os.getpid()}") for kind in ("tmp", "old"))
+    for leftover in (staging, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    staging.mkdir()
+    try:
+        yield staging
+        if path.exists():
+            os.replace(path, old)
+        os.replace(staging, path)
+    finally:
+        for done in (staging, old):
+            if done.exists():
+                shutil.rmtree(done)
 
 
 class ConfigError(UserError, ValueError):

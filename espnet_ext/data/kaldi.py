@@ -13,7 +13,6 @@ leaves a mixture of old and new files behind.
 import json
 import logging
 import os
-import shutil
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 import soundfile as sf
 
 from espnet_ext.errors import UserError
-from espnet_ext.fileio import atomic_write_text
+from espnet_ext.fileio import atomic_directory, atomic_write_text
 from espnet_ext.languages import UnknownLanguage, get_language
 
 PathLike = Union[str, os.PathLike]
@@ -164,31 +163,14 @@ def _data_dir_files(utterances: Sequence[Utterance]) -> Dict[str, Dict[str, str]
     return files
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move a complete staging dir onto `target`, removing the previous version only afterwards."""
-    old = target.with_name(f"{target.name}.old.{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def write_data_dir(data_dir: PathLike, utterances: Iterable[Utterance]) -> None:
     """Write a complete, sorted data dir (spk2utt derived from utt2spk), replacing any previous one."""
     data_dir = Path(data_dir)
     utterances = list(utterances)
     check_utterances(utterances, where=str(data_dir))
-    staging = data_dir.with_name(f"{data_dir.name}.tmp.{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
+    with atomic_directory(data_dir) as staging:
         for name, pairs in _data_dir_files(utterances).items():
             write_list(staging / name, pairs)
-        _replace_dir(staging, data_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     speakers = len({utt.speaker for utt in utterances})
     log.info("wrote %s: %d utterances, %d speakers", data_dir, len(utterances), speakers)
 

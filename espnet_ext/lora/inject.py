@@ -383,6 +383,20 @@ def unmerge_all(model: nn.Module) -> None:
         bank.unmerge()
 
 
+def unwrapped_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """`model`'s state dict as if no bank were injected: each bank's base layer under the bank's own name
+    (holding base + delta while an adapter is merged), no adapter factors. What exporters write as a plain model."""
+    wrapped = banks(model)
+    state = {}
+    for key, tensor in model.state_dict().items():
+        module, _, leaf = key.rpartition(".")
+        if module in wrapped:
+            continue  # lora_A / lora_B
+        owner, _, part = module.rpartition(".")
+        state[f"{owner}.{leaf}" if part == "base" and owner in wrapped else key] = tensor
+    return state
+
+
 def _holding(model: nn.Module, name: str) -> Dict[str, LoRABankLinear]:
     found = {module: bank for module, bank in _require_banks(model).items() if name in bank.names}
     if not found:

@@ -359,14 +359,20 @@ def list_models() -> List[str]:
     return list(_FAMILIES)
 
 
-def load_model(name: str, device: str = "cpu", model_path: Optional[str] = None) -> LoadedModel:
-    """Load base model `name` onto `device`, from local files only (see the module table)."""
+def model_family(name: str) -> ModelFamily:
+    """The family of model `name`, known before its weights load (so a command can refuse a family cheaply)."""
     if name not in _FAMILIES:
         raise UnknownModel(f"unknown model {name!r}; known models: {', '.join(list_models())} (give one of them)")
+    return _FAMILIES[name]
+
+
+def load_model(name: str, device: str = "cpu", model_path: Optional[str] = None) -> LoadedModel:
+    """Load base model `name` onto `device`, from local files only (see the module table)."""
+    family = model_family(name)
     if model_path and name in _GENERATED:
         raise ValueError(f"{name} is generated from a fixed seed; model_path does not apply to it")
     path = Path(model_path).expanduser() if model_path else None
-    if _FAMILIES[name] is WHISPER:
+    if family is WHISPER:
         loaded = _load_whisper(name, whisper_checkpoint(name, path))
     else:
         loaded = _load_owsm(name, path)

@@ -36,6 +36,10 @@ _espnet_encoder = import_espnet_module("espnet2.asr.encoder.whisper_encoder")
 _espnet_decoder = import_espnet_module("espnet2.asr.decoder.whisper_decoder")
 
 
+# Where ESPnet's wrappers hold openai-whisper's modules: (ESPnet prefix, openai-whisper prefix).
+_OPENAI_PARTS = (("encoder.encoders.", "encoder."), ("decoder.decoders.", "decoder."))
+
+
 class UnsupportedWhisper(UserError, ValueError):
     """A Whisper variant that the pinned openai-whisper (and so ESPnet) cannot run."""
 
@@ -101,6 +105,15 @@ def _load_part(module: torch.nn.Module, checkpoint: dict, prefix: str, path: Uni
             f"{path}: {prefix} weights do not match the dims: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
+
+
+def openai_whisper_name(espnet_name: str) -> str:
+    """openai-whisper's name of an ESPnet Whisper model's weight or module (`encoder.encoders.blocks.0.attn.query`
+    -> `encoder.blocks.0.attn.query`): the wrappers add one level, the names below it are whisper's own."""
+    for espnet, openai in _OPENAI_PARTS:
+        if espnet_name.startswith(espnet):
+            return openai + espnet_name[len(espnet):]
+    raise KeyError(f"{espnet_name!r} is not inside an ESPnet Whisper's encoder.encoders or decoder.decoders")
 
 
 def load_whisper_encoder(path: Union[str, Path]):
