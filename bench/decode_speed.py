@@ -22,9 +22,15 @@ Rows:
   BatchedInferencePipeline batches the chunks of one long file and does nothing for short clips);
 - CTranslate2 batched generate: `ctranslate2.models.Whisper.generate` over the same batches as ours, 30 s
   window (what faster-whisper runs inside, batched).
+With `--adapter_dir` (a trained bank) every row decodes `--adapter_lang`'s clips, and five rows more
+compare one adapted system: ours through the bank, ours with the adapter merged (real length and 30 s),
+and faster-whisper (fp32, int8) running the same merged adapter exported to CTranslate2
+(`espnet_ext.bin.export --format ct2`), which only takes the 30 s window.
 
-Usage (after stage 1 of the recipe has made the default corpus):
+Usage (after stage 1 of the recipe has made the default corpus; the second after stage 3):
     .venv/bin/python bench/decode_speed.py --data_root egs2/multilingual_lora/asr1/data --per_lang 4
+    .venv/bin/python bench/decode_speed.py --data_root egs2/multilingual_lora/asr1/data --per_lang 16 \
+        --adapter_dir egs2/multilingual_lora/asr1/exp/whisper_base_all_r16/adapters --adapter_lang te
 """
 import argparse
 import contextlib
@@ -33,7 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -75,9 +81,20 @@ def batches(clips: Sequence, size: int) -> Iterator[Sequence]:
         yield clips[i : i + size]
 
 
-def ours(pad_to_30s: bool, batch_size: int, max_new_tokens: int) -> Run:
+def ours(pad_to_30s: bool, batch_size: int, max_new_tokens: int, adapter_dir: Optional[Path] = None,
+         merged: Optional[str] = None) -> Run:
+    """Our batched decoding; with `adapter_dir`, through that bank (routed by the forced language), or with
+    language `merged`'s adapter folded into the base weights (a single-language server's cheapest path)."""
     model = load_model("whisper_base")
     model.asr_model.eval()
+    if adapter_dir is not None:
+        from espnet_ext.bin.decode import bank_languages
+        from espnet_ext.lora.adapter_files import load_adapter_bank
+        from espnet_ext.lora.inject import merge_adapter
+
+        load_adapter_bank(model.asr_model, adapter_dir, bank_languages(adapter_dir), model.name, model.fingerprint)
+        if merged:
+            merge_adapter(model.asr_model, merged)
     backend = make_backend(model, pad_to_30s=pad_to_30s)
     # no duration budget and no loop guard: the same limit as the baselines, which have neither
     config = SearchConfig(max_tokens=max_new_tokens, tokens_per_second=1e9, repeat_min_copies=10 ** 6)
@@ -154,6 +171,13 @@ def ct2_batched(ct2_dir: Path, threads: int, batch_size: int, max_new_tokens: in
     return run
 
 
+def export_ct2(adapter_dir: Path, lang: str, out_dir: Path) -> Path:
+    """The base with `lang`'s adapter merged, as the CTranslate2 model faster-whisper loads."""
+    from espnet_ext.lora.serving_export import export
+
+    return export(adapter_dir, [lang], "ct2", [out_dir])[0]
+
+
 def measure(name: str, compares: str, run: Run, timed: Sequence[Clip], scored: Sequence[Clip],
             repeats: int) -> Row:
     """Warm-up, median of `repeats` timed runs, token count on the timed clips; WER/CER on `scored`."""
@@ -183,6 +207,29 @@ def table(rows: Sequence[Row], audio_seconds: float, baseline: str) -> str:
     return "\n".join(lines)
 
 
+def adapted_systems(args, exported: Path) -> Dict[str, tuple]:
+    """The rows of one language's adapter: ours through the bank and merged, and the same merged adapter
+    exported to CTranslate2 for faster-whisper (built on first use)."""
+    n, bs, lang, bank = args.max_new_tokens, args.batch_size, args.adapter_lang, args.adapter_dir
+
+    def ct2() -> Path:
+        return exported if exported.is_dir() else export_ct2(bank, lang, exported)
+
+    return {
+        f"ours + {lang} adapter, bank, real length": (f"batches of {bs}, routed by the forced language",
+                                                      lambda: ours(False, bs, n, bank)),
+        f"ours + {lang} adapter merged, real length": (f"batches of {bs}, adapter folded into the weights",
+                                                       lambda: ours(False, bs, n, bank, lang)),
+        f"ours + {lang} adapter merged, 30 s window": (f"batches of {bs}, padded to 30 s",
+                                                       lambda: ours(True, bs, n, bank, lang)),
+        f"faster-whisper fp32, exported {lang} adapter": ("one clip at a time, 30 s (the merged adapter, "
+                                                           "espnet_ext.bin.export --format ct2)",
+                                                           lambda: faster_whisper(ct2(), "float32", args.threads, n)),
+        f"faster-whisper int8, exported {lang} adapter": ("one clip at a time, 30 s, int8 weights",
+                                                           lambda: faster_whisper(ct2(), "int8", args.threads, n)),
+    }
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_root", type=Path, default=Path("egs2/multilingual_lora/asr1/data"))
@@ -193,7 +240,13 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max_new_tokens", type=int, default=128, help="the same limit for every system")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--adapter_dir", type=Path, default=None,
+                   help="a trained bank (exp/<exp>/adapters): adds the adapted rows; every row then decodes "
+                        "--adapter_lang's clips only")
+    p.add_argument("--adapter_lang", default="te", help="the language of the adapted rows")
     args = p.parse_args(argv)
+    if args.adapter_dir is not None:
+        args.langs = [args.adapter_lang]
     torch.set_num_threads(args.threads)
     timed = load_test(args.data_root, args.langs, args.per_lang)
     scored = (timed if args.wer_per_lang == args.per_lang
@@ -214,6 +267,8 @@ def main(argv=None) -> None:
             "CTranslate2 batched generate": (f"batches of {bs}, 30 s (faster-whisper's engine)",
                                              lambda: ct2_batched(ct2_dir, args.threads, bs, n)),
         }
+        if args.adapter_dir is not None:
+            systems.update(adapted_systems(args, ct2_dir / "exported_adapter"))
         rows = []
         for name, (compares, build) in systems.items():
             print(f"measuring {name} ...", flush=True)
