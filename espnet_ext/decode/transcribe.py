@@ -2,7 +2,9 @@
 
 One batch = one encoder pass, then one batched beam search. Utterances are sorted by duration before
 batching so that real-length batches carry little padding (the forward masks it, so a transcript never
-depends on its batch). With LoRA adapters loaded, each utterance goes through the adapter(s) of its
+depends on its batch); where languages are known beforehand (forced), by language first, so that most
+batches hold one language, whose adapter is then merged into the base weights for the batch: the bank's
+routed path costs ~1.4x the merged one (bench/decode_speed.py --adapter_dir). With LoRA adapters loaded, each utterance goes through the adapter(s) of its
 language, decided in one of three ways, recorded per utterance in lid.json ("source", with the
 posteriors and the routing weights):
 
@@ -16,11 +18,12 @@ posteriors and the routing weights):
 - Whisper's (or OWSM's) own language token, the baseline: a bare-base pass on the 30 s window, where
   the base is at its best, then the routed pass at the length the adapters were trained on.
 """
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -37,11 +40,13 @@ from espnet_ext.lora.inject import (
     bank_info,
     banks,
     language_banks,
+    merge_adapter,
     reorder_routing_weights,
     route_for_tap,
     set_language_routing,
     set_routing_weights,
     set_shared_adapter,
+    unmerge_all,
 )
 from espnet_ext.models.whisper_forward import EncoderOutput, Tap
 from espnet_ext.routing.routers import HardRouter, Router, Routing, bank_weights
@@ -203,6 +208,28 @@ def _search(backend, encoded: EncoderOutput, routing: Routing, languages: Sequen
     return [best[i][1] for i in range(len(tried))], [best[i][2] for i in range(len(tried))]
 
 
+def _one_adapter(model, langs: Sequence[Optional[str]], adapter: Optional[str]) -> Optional[str]:
+    """The one adapter every utterance of a forced batch goes through (`adapter`, or the batch's only
+    language), if the model has it; None when the batch needs routing."""
+    if not all(langs) or not banks(model) or any(bank.merged for bank in banks(model).values()):
+        return None  # (a caller that merged an adapter itself keeps it)
+    only = adapter or (langs[0] if len(set(langs)) == 1 else None)
+    return only if only in adapter_names(model) else None
+
+
+@contextlib.contextmanager
+def _merged(model, name: Optional[str]) -> Iterator[None]:
+    """Adapter `name` folded into the base weights for the block (routing is ignored while merged)."""
+    if name is None:
+        yield
+        return
+    merge_adapter(model, name)
+    try:
+        yield
+    finally:
+        unmerge_all(model)
+
+
 @torch.no_grad()
 def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Optional[str]], config: SearchConfig,
                      lid=None, router: Optional[Router] = None, candidates: int = 1,
@@ -218,16 +245,26 @@ def transcribe_batch(backend, audios: Sequence[np.ndarray], langs: Sequence[Opti
     languages = list(LANGUAGES)
     if adapter is not None and not all(langs):
         raise ValueError(f"adapter {adapter!r} keeps each utterance's own language token: force every language")
-    if all(langs):
-        encoded, posteriors, routing, source = _forced(backend, speech, lengths, langs, adapter)
-    elif any(langs):
+    if all(langs):  # a one-language batch (or one `adapter`) runs merged: the encoder and the search
+        with _merged(backend.model, _one_adapter(backend.model, langs, adapter)):
+            encoded, posteriors, routing, source = _forced(backend, speech, lengths, langs, adapter)
+            return _hypotheses(backend, encoded, posteriors, routing, source, languages, lengths, config,
+                               candidates)
+    if any(langs):
         raise ValueError("force every utterance's language of a batch or none of them")
-    elif lid is not None:
+    if lid is not None:
         encoded, posteriors, routing, source = _by_tap(backend, speech, lengths, lid, router or HardRouter())
         languages = list(lid.languages)
     else:
         encoded, posteriors, routing, source = _by_language_token(backend, speech, lengths)
         languages = list(LID_LANGUAGES)
+    return _hypotheses(backend, encoded, posteriors, routing, source, languages, lengths, config, candidates)
+
+
+def _hypotheses(backend, encoded: EncoderOutput, posteriors: torch.Tensor, routing: Routing, source: str,
+                languages: Sequence[str], lengths: torch.Tensor, config: SearchConfig,
+                candidates: int) -> List[Hypothesis]:
+    """The batch's search, and each utterance's transcript with its routing."""
     durations = [n / SAMPLE_RATE for n in lengths.tolist()]
     tokens, decoded_langs = _search(backend, encoded, routing, languages, durations, config, candidates)
     if candidates > 1:
@@ -394,8 +431,14 @@ def _decode_pieces(model, utterances, utt_ids, segments, options: DecodeOptions,
         utt, k = piece
         return options.pad_to_30s or (segments is not None and segments[utt][k].lang not in adapters)
 
+    def known_language(piece) -> str:  # forced languages: one-language batches, whose adapter is merged
+        utt, k = piece
+        if segments is not None:
+            return segments[utt][k].lang
+        return "" if options.detect_language else utterances[utt].lang
+
     backends = {flag: make_backend(model, flag) for flag in {window(piece) for piece in pieces}}
-    pieces.sort(key=lambda piece: (window(piece), -piece_seconds(piece)))
+    pieces.sort(key=lambda piece: (window(piece), known_language(piece), -piece_seconds(piece)))
     hyps, batches = {}, []
     for flag in sorted(backends):  # a batch runs one input window
         group = [piece for piece in pieces if window(piece) == flag]

@@ -70,6 +70,27 @@ def test_mixed_batch_equals_merged_single_language(routed_tiny, beam):
 
 
 @torch.no_grad()
+def test_a_one_language_batch_runs_merged_with_the_routed_result_and_leaves_the_weights_as_they_were(
+        routed_tiny, monkeypatch):
+    import espnet_ext.decode.transcribe as transcribe
+
+    backend = make_backend(routed_tiny, pad_to_30s=False)
+    audios = [random_audio(s, i) for i, s in enumerate([0.9, 0.6, 0.7])]
+    config = SearchConfig(max_tokens=8)
+    before = {k: v.clone() for k, v in routed_tiny.asr_model.state_dict().items()}
+    merged_calls = []
+    real_merge = transcribe.merge_adapter
+    monkeypatch.setattr(transcribe, "merge_adapter", lambda m, n: (merged_calls.append(n), real_merge(m, n)))
+    merged = transcribe_batch(backend, audios, ["te"] * 3, config)
+    assert merged_calls == ["te"]
+    monkeypatch.setattr(transcribe, "_one_adapter", lambda *args: None)  # the bank's routed path instead
+    routed = transcribe_batch(backend, audios, ["te"] * 3, config)
+    assert [h.text for h in merged] == [h.text for h in routed]
+    after = routed_tiny.asr_model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@torch.no_grad()
 def test_adapters_change_the_output(routed_tiny):
     backend = make_backend(routed_tiny, pad_to_30s=False)
     clip = [random_audio(0.8, 7)]
