@@ -88,7 +88,7 @@ def ours(pad_to_30s: bool, batch_size: int, max_new_tokens: int, adapter_dir: Op
     model = load_model("whisper_base")
     model.asr_model.eval()
     if adapter_dir is not None:
-        from espnet_ext.bin.decode import bank_languages
+        from espnet_ext.lora.adapter_files import bank_languages
         from espnet_ext.lora.adapter_files import load_adapter_bank
         from espnet_ext.lora.inject import merge_adapter
 

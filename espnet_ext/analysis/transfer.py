@@ -142,7 +142,7 @@ def zero_shot_matrix(exp_dir: Path, test_sets: Sequence[str], base_dir: Optional
     <exp>/decode_test_all_oracle). Returns {"adapters": [..., "base"], "languages", "test_sets" (language ->
     set), "wer"/"cer": {adapter: {lang: rate or None}}, "sources": {adapter: {lang: scores.json or None}},
     "missing": [[adapter, lang], ...]}."""
-    from espnet_ext.bin.decode import bank_languages
+    from espnet_ext.lora.adapter_files import bank_languages
 
     exp_dir = Path(exp_dir)
     sets = {_test_language(test_set): test_set for test_set in test_sets}

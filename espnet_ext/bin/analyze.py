@@ -157,7 +157,7 @@ def _lexical(args, loaded, configs: List[Dict], figures: Path) -> Optional[Secti
 def _zero_shot(args) -> Optional[Dict]:
     """The zero-shot transfer matrix, where the transfer study has decoded any cell."""
     from espnet_ext.analysis.transfer import zero_shot_matrix
-    from espnet_ext.bin.decode import bank_languages
+    from espnet_ext.lora.adapter_files import bank_languages
 
     if not any(args.exp_dir.glob("decode_test_*_adapter_*/scores.json")):
         return None

@@ -95,27 +95,11 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def bank_languages(adapter_dir) -> List[str]:
-    """The languages with an adapter under `adapter_dir` (the shared adapter is not one), sorted; an
-    AdapterFileError naming the dir when there are none."""
-    from espnet_ext.lora.adapter_files import CONFIG_NAME, AdapterFileError
-    from espnet_ext.lora.inject import SHARED
-
-    if adapter_dir is None:
-        raise AdapterFileError("a --routing other than none needs --adapter_dir <exp>/adapters (stage 3 trains them)")
-    langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}") if p.parent.name != SHARED)
-    if not langs:
-        where = "does not exist" if not Path(adapter_dir).exists() else f"holds no <lang>/{CONFIG_NAME}"
-        raise AdapterFileError(f"--adapter_dir {adapter_dir} {where}; give the adapters dir of a trained exp "
-                               "(<exp>/adapters), or run stage 3 first")
-    return langs
-
-
 def load_adapters(model, adapter_dir) -> List[Dict[str, Any]]:
     """Load every language's adapter under `adapter_dir` into one LoRA bank of `model`; their configs.
     Shared by the CLIs (decode, train_lid, lid_probe, transcribe): errors are AdapterFileErrors, which
     each CLI prints under its own name."""
-    from espnet_ext.lora.adapter_files import load_adapter_bank
+    from espnet_ext.lora.adapter_files import bank_languages, load_adapter_bank
 
     langs = bank_languages(adapter_dir)
     configs = load_adapter_bank(model.asr_model, adapter_dir, langs, model.name, model.fingerprint)
@@ -178,7 +162,7 @@ def read_segments(spec: str, data_dir: Path, utterances: List[Utterance],
 def check_transfer_adapter(adapter: str, adapter_dir: Optional[Path], routing: str, segments: bool) -> None:
     """`--adapter`, before any model loads: oracle routing of whole utterances, and one of the bank's
     adapters (a name outside it would silently decode with the base model)."""
-    from espnet_ext.lora.adapter_files import AdapterFileError
+    from espnet_ext.lora.adapter_files import AdapterFileError, bank_languages
 
     if routing != "oracle" or segments:
         raise SystemExit(f"decode.py: --adapter {adapter} sends whole utterances through one adapter with their own "

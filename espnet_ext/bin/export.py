@@ -34,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def chosen_languages(adapter_dir: Path, lang: str) -> List[str]:
     """`lang`, checked against the bank in `adapter_dir`, or every language of it for `all`."""
-    from espnet_ext.bin.decode import bank_languages
+    from espnet_ext.lora.adapter_files import bank_languages
     from espnet_ext.lora.adapter_files import AdapterFileError
 
     langs = bank_languages(adapter_dir)

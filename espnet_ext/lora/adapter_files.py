@@ -16,7 +16,7 @@ the complete weights that config describes.
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import safetensors.torch
 from torch import nn
@@ -246,3 +246,16 @@ def load_adapter_bank(
     for name in configs:
         load_adapter(model, root / name, base_name, base_fingerprint, name=name)
     return configs
+
+
+def bank_languages(adapter_dir) -> List[str]:
+    """The languages with an adapter under `adapter_dir` (the shared adapter is not one), sorted; an
+    AdapterFileError naming the dir when there are none."""
+    if adapter_dir is None:
+        raise AdapterFileError("a --routing other than none needs --adapter_dir <exp>/adapters (stage 3 trains them)")
+    langs = sorted(p.parent.name for p in Path(adapter_dir).glob(f"*/{CONFIG_NAME}") if p.parent.name != SHARED)
+    if not langs:
+        where = "does not exist" if not Path(adapter_dir).exists() else f"holds no <lang>/{CONFIG_NAME}"
+        raise AdapterFileError(f"--adapter_dir {adapter_dir} {where}; give the adapters dir of a trained exp "
+                               "(<exp>/adapters), or run stage 3 first")
+    return langs
