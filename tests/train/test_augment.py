@@ -66,8 +66,35 @@ def test_same_seed_same_augmentation():
     assert runs[0][1].tolist() == runs[1][1].tolist()
 
 
+@pytest.mark.parametrize("channel", ["tel", "mp3", "reverb", "snr5"])
+def test_a_channel_of_the_degraded_sets_in_training_only_and_reproducible_with_the_seed(channel):
+    augment = WaveformAugment(AugmentConfig(channel_prob=1.0, channels=(channel,))).train()
+    speech = torch.stack([tone(440.0, 1.0), tone(1500.0, 1.0), tone(250.0, 1.0)]) * 0.3
+    lengths = torch.tensor([16000, 12000, 16000])
+    runs = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        runs.append(augment(speech, lengths))
+    out, out_lengths = runs[0]
+    assert out_lengths.tolist() == lengths.tolist()  # a channel keeps the length
+    assert not torch.allclose(out[0], speech[0], atol=1e-3)  # and changes the audio
+    torch.testing.assert_close(runs[1][0], out)  # same seed, same draw
+    if channel in ("reverb", "snr5"):  # random rooms / noise: another seed, another draw
+        assert not torch.allclose(runs[2][0], out)
+    assert augment.eval()(speech, lengths)[0] is speech  # never outside training
+
+
+def test_telephone_channel_removes_what_a_phone_line_cannot_carry():
+    torch.manual_seed(0)
+    augment = WaveformAugment(AugmentConfig(channel_prob=1.0, channels=("tel",))).train()
+    out, _ = augment(tone(5000.0, 1.0)[None] * 0.3, torch.tensor([16000]))
+    assert float(out.pow(2).mean()) < 1e-3 * float((tone(5000.0, 1.0) * 0.3).pow(2).mean())
+
+
 @pytest.mark.parametrize("conf, message", [
     ({"speed": [1.1]}, "unknown key"),
+    ({"channel_prob": 0.5, "channels": ["radio"]}, "augment_conf.channels: .*radio"),
+    ({"channel_prob": 1.5}, "channel_prob"),
     ({"speed_factors": [0.0]}, "positive"),
     ({"noise_prob": 2.0}, "noise_prob"),
     ({"noise_snr_db": [30, 10]}, "noise_snr_db"),
