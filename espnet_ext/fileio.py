@@ -22,11 +22,17 @@ PathLike = Union[str, os.PathLike]
 
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; rename it onto `path` on success only."""
+    """Open a temporary sibling of `path` for writing; rename it onto `path` on success only. A path that
+    is not a regular file (`--output /dev/null`, a pipe) is written as it is: renaming onto it would
+    replace the device with a file."""
     path = Path(path)
+    binary = "b" in mode
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, mode, **({} if binary else {"encoding": encoding})) as f:
+            yield f
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
-    binary = "b" in mode
     try:
         with open(tmp, mode, **({} if binary else {"encoding": encoding})) as f:
             yield f

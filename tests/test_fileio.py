@@ -1,4 +1,4 @@
-"""espnet_ext.fileio.atomic_directory: a directory is replaced whole or not at all."""
+"""espnet_ext.fileio: a directory is replaced whole or not at all; a device or pipe output is written, not replaced."""
 import pytest
 
 from espnet_ext.fileio import atomic_directory
@@ -21,3 +21,23 @@ def test_a_failed_write_leaves_the_previous_directory(tmp_path):
         (staging / "half").write_text("half")
         raise RuntimeError("killed")
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in target.iterdir()] == ["kept"]
+
+
+def test_an_output_that_is_a_device_is_written_not_replaced(tmp_path):
+    """`--output /dev/null`: renaming a finished file onto it would turn the device into a regular file."""
+    import os
+    import stat
+
+    from espnet_ext.fileio import atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        atomic_write_text(fifo, "through the pipe\n")
+        assert os.read(reader, 100) == b"through the pipe\n"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    atomic_write_text(os.devnull, "discarded")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
