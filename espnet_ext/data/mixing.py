@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_ext.data.corpus import UTT2CS, UTT2SRC, write_validated
-from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text, read_data_dir, write_list
+from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text, read_data_dir, read_entries, write_list
 from espnet_ext.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _utt2cs(data_dir: Path) -> Dict[str, str]:
     path = data_dir / UTT2CS
     if not path.is_file():
         return {}
-    return dict(line.split(" ", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
+    return {entry.key: entry.value for entry in read_entries(path)}
 
 
 def _test_sets(out_dir: Path, sources: Sequence[Source], lang: str) -> Dict[str, List[Utterance]]:

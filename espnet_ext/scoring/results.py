@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from espnet_ext.data.kaldi import read_entries
 from espnet_ext.errors import UserError
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.routing.routers import DEFAULT_TAU as UNCERTAIN, ROUTINGS
@@ -271,9 +272,8 @@ def _sources(data_dir: Path) -> Dict[str, int]:
     path = data_dir / "utt2src"
     counts: Dict[str, int] = {}
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            source = line.split()[1]
-            counts[source] = counts.get(source, 0) + 1
+        for entry in read_entries(path):
+            counts[entry.value] = counts.get(entry.value, 0) + 1
     return counts
 
 
