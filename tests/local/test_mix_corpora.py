@@ -7,20 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_mixing import train_seconds
 from test_prepare_commonvoice import write_release
 from test_prepare_kathbath import write_kathbath
 
 from espnet_ext.data.kaldi import read_data_dir
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "multilingual_lora" / "asr1"
-
-
-def seconds_by_source(data_dir):
-    src = dict(line.split() for line in (data_dir / "utt2src").read_text().splitlines())
-    totals = {}
-    for utt in read_data_dir(data_dir):
-        totals[src[utt.utt_id]] = totals.get(src[utt.utt_id], 0.0) + utt.duration
-    return totals
 
 
 def test_two_corpora_become_one_tagged_training_set_with_test_sets_per_source(tmp_path):
@@ -38,7 +31,7 @@ def test_two_corpora_become_one_tagged_training_set_with_test_sets_per_source(tm
                            "kathbath commonvoice", "--mix_ratio", "0.6,0.4", "--lang", "hi", "--stop_stage", "1"],
                           cwd=RECIPE, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    got = seconds_by_source(data / "train_hi")
+    got = train_seconds(data / "train_hi")
     report = json.loads((data / "mix.json").read_text())["languages"]["hi"]
     available = {name: h * 3600 for name, h in report["available_hours"].items()}
     total = min(available["kathbath"] / 0.6, available["commonvoice"] / 0.4)
