@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_ext.data.corpus import UTT2CS, UTT2SRC, write_validated
-from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text, read_data_dir, read_entries, write_list
+from espnet_ext.data.corpus import UTT2CS, UTT2SRC, code_mixed, write_validated
+from espnet_ext.data.kaldi import DataDirError, Utterance, normalize_text, read_data_dir, write_list
 from espnet_ext.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -103,20 +103,13 @@ def _split_dirs(folder: Path, prefix: str, lang: str) -> List[Path]:
     return sorted(d for d in folder.glob(f"{prefix}*_{lang}") if d.is_dir())
 
 
-def _write(out_dir: Path, name: str, utterances: List[Utterance], utt2src: Dict[str, str],
-           utt2cs: Optional[Dict[str, str]] = None) -> None:
+def _write(out_dir: Path, name: str, utterances: List[Utterance], utt2src: Dict[str, str]) -> None:
+    """A validated data dir with its utt2src, and utt2cs where it holds code-mixed utterances."""
     write_validated(out_dir / name, utterances)
     write_list(out_dir / name / UTT2SRC, {u.utt_id: utt2src[u.utt_id] for u in utterances})
-    tags = {u.utt_id: utt2cs[u.utt_id] for u in utterances if utt2cs and u.utt_id in utt2cs}
+    tags = {u.utt_id: tag for u in utterances if (tag := code_mixed(u.text, u.lang))}
     if tags:
         write_list(out_dir / name / UTT2CS, tags)
-
-
-def _utt2cs(data_dir: Path) -> Dict[str, str]:
-    path = data_dir / UTT2CS
-    if not path.is_file():
-        return {}
-    return {entry.key: entry.value for entry in read_entries(path)}
 
 
 def _test_sets(out_dir: Path, sources: Sequence[Source], lang: str) -> Dict[str, List[Utterance]]:
@@ -126,7 +119,7 @@ def _test_sets(out_dir: Path, sources: Sequence[Source], lang: str) -> Dict[str,
         for test_dir in _split_dirs(s.folder, "test", lang):
             name = f"{test_dir.name}_{s.name}"
             written[name] = read_data_dir(test_dir)
-            _write(out_dir, name, written[name], {u.utt_id: s.name for u in written[name]}, _utt2cs(test_dir))
+            _write(out_dir, name, written[name], {u.utt_id: s.name for u in written[name]})
     return written
 
 
@@ -175,9 +168,8 @@ def mix_corpora(out_dir: Path, sources: Sequence[Source], langs: Sequence[str], 
     for lang in langs:
         train = [(u, name) for name, utts in chosen[lang].items()
                  for u in take_seconds(utts, hours(utts) * 3600 * scales[lang])]
-        cs = {k: v for s in sources for k, v in _utt2cs(s.folder / f"train_{lang}").items()}
         for split, pairs in (("train", train), ("dev", dev[lang])):
-            _write(out_dir, f"{split}_{lang}", [u for u, _ in pairs], {u.utt_id: n for u, n in pairs}, cs)
+            _write(out_dir, f"{split}_{lang}", [u for u, _ in pairs], {u.utt_id: n for u, n in pairs})
             unions[f"{split}_all"] += pairs
         trained = {name: sum(u.duration for u, n in train if n == name) / 3600 for name in chosen[lang]}
         report["languages"][lang]["train_hours"] = trained
