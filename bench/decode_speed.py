@@ -17,14 +17,15 @@ Rows:
 - ours, 30 s window: batches of `--batch_size`, each clip padded to Whisper's 30 s (what Whisper saw in
   training and what the others must do);
 - ours, real length: the same batches at each clip's own length (the recipe's adapters' setting);
+- ours, real length, int8 decoder: the same, the decoder steps on int8 weights (`decode.py --int8 true`);
 - openai-whisper `transcribe`: one clip at a time, 30 s window;
 - faster-whisper fp32 / int8: `WhisperModel.transcribe`, one clip at a time, 30 s window (its
   BatchedInferencePipeline batches the chunks of one long file and does nothing for short clips);
 - CTranslate2 batched generate: `ctranslate2.models.Whisper.generate` over the same batches as ours, 30 s
   window (what faster-whisper runs inside, batched).
-With `--adapter_dir` (a trained bank) every row decodes `--adapter_lang`'s clips, and five rows more
-compare one adapted system: ours through the bank, ours with the adapter merged (real length and 30 s),
-and faster-whisper (fp32, int8) running the same merged adapter exported to CTranslate2
+With `--adapter_dir` (a trained bank) every row decodes `--adapter_lang`'s clips, and six rows more
+compare one adapted system: ours through the bank, ours with the adapter merged (real length, with and
+without the int8 decoder, and 30 s), and faster-whisper (fp32, int8) running the same merged adapter exported to CTranslate2
 (`espnet_ext.bin.export --format ct2`), which only takes the 30 s window.
 
 Usage (after stage 1 of the recipe has made the default corpus; the second after stage 3):
@@ -54,6 +55,7 @@ from espnet_ext.models.registry import load_model
 from espnet_ext.scoring.metrics import cer, wer
 
 Clip = Tuple[np.ndarray, str, str]  # audio, language, reference text
+BASELINE = "ours, real length"  # the row every other is timed against
 Run = Callable[[Sequence[Clip]], List[str]]  # clips -> one transcript each
 
 
@@ -82,9 +84,10 @@ def batches(clips: Sequence, size: int) -> Iterator[Sequence]:
 
 
 def ours(pad_to_30s: bool, batch_size: int, max_new_tokens: int, adapter_dir: Optional[Path] = None,
-         merged: Optional[str] = None) -> Run:
+         merged: Optional[str] = None, int8: bool = False) -> Run:
     """Our batched decoding; with `adapter_dir`, through that bank (routed by the forced language), or with
-    language `merged`'s adapter folded into the base weights (a single-language server's cheapest path)."""
+    language `merged`'s adapter folded into the base weights (a single-language server's cheapest path);
+    `int8`: the decoder steps on int8 weights."""
     model = load_model("whisper_base")
     model.asr_model.eval()
     if adapter_dir is not None:
@@ -95,7 +98,7 @@ def ours(pad_to_30s: bool, batch_size: int, max_new_tokens: int, adapter_dir: Op
         load_adapter_bank(model.asr_model, adapter_dir, bank_languages(adapter_dir), model.name, model.fingerprint)
         if merged:
             merge_adapter(model.asr_model, merged)
-    backend = make_backend(model, pad_to_30s=pad_to_30s)
+    backend = make_backend(model, pad_to_30s=pad_to_30s, int8=int8)
     # no duration budget and no loop guard: the same limit as the baselines, which have neither
     config = SearchConfig(max_tokens=max_new_tokens, tokens_per_second=1e9, repeat_min_copies=10 ** 6)
 
@@ -220,6 +223,9 @@ def adapted_systems(args, exported: Path) -> Dict[str, tuple]:
                                                       lambda: ours(False, bs, n, bank)),
         f"ours + {lang} adapter merged, real length": (f"batches of {bs}, adapter folded into the weights",
                                                        lambda: ours(False, bs, n, bank, lang)),
+        f"ours + {lang} adapter merged, real length, int8 decoder": (
+            f"batches of {bs}, adapter folded into the weights, decoder weights int8",
+            lambda: ours(False, bs, n, bank, lang, int8=True)),
         f"ours + {lang} adapter merged, 30 s window": (f"batches of {bs}, padded to 30 s",
                                                        lambda: ours(True, bs, n, bank, lang)),
         f"faster-whisper fp32, exported {lang} adapter": ("one clip at a time, 30 s (the merged adapter, "
@@ -244,6 +250,9 @@ def main(argv=None) -> None:
                    help="a trained bank (exp/<exp>/adapters): adds the adapted rows; every row then decodes "
                         "--adapter_lang's clips only")
     p.add_argument("--adapter_lang", default="te", help="the language of the adapted rows")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="measure only the rows whose names contain one of these strings (and the baseline row, "
+                        f"{BASELINE!r})")
     args = p.parse_args(argv)
     if args.adapter_dir is not None:
         args.langs = [args.adapter_lang]
@@ -259,6 +268,8 @@ def main(argv=None) -> None:
         systems: Dict[str, tuple] = {
             "ours, 30 s window": (f"batches of {bs}, padded to 30 s", lambda: ours(True, bs, n)),
             "ours, real length": (f"batches of {bs}, each clip's own length", lambda: ours(False, bs, n)),
+            "ours, real length, int8 decoder": (f"batches of {bs}, each clip's own length, decoder weights int8",
+                                                lambda: ours(False, bs, n, int8=True)),
             "openai-whisper transcribe": ("one clip at a time, 30 s", lambda: openai_whisper(n)),
             "faster-whisper fp32": ("one clip at a time, 30 s", lambda: faster_whisper(ct2_dir, "float32",
                                                                                    args.threads, n)),
@@ -269,11 +280,14 @@ def main(argv=None) -> None:
         }
         if args.adapter_dir is not None:
             systems.update(adapted_systems(args, ct2_dir / "exported_adapter"))
+        if args.only:
+            systems = {name: v for name, v in systems.items()
+                       if name == BASELINE or any(part in name for part in args.only)}
         rows = []
         for name, (compares, build) in systems.items():
             print(f"measuring {name} ...", flush=True)
             rows.append(measure(name, compares, build(), timed, scored, args.repeats))
-    print(table(rows, audio_seconds, "ours, real length"))
+    print(table(rows, audio_seconds, BASELINE))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_tokens", type=int, default=SearchConfig.max_tokens)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--ngpu", type=int, default=0, help="0: CPU; 1: decode on the first CUDA device")
+    p.add_argument("--int8", type=str2bool, default=False,
+                   help="CPU: decoder steps on int8 weights (dynamic quantisation; the encoder stays float32); "
+                        "faster, at a small WER cost (README, decoding speed)")
     return p
 
 
@@ -205,6 +208,8 @@ def main(argv=None) -> None:
         log.info("job %d of %d already decoded with these options (%s); a rerun redoes only unfinished jobs",
                  args.job, args.nj, job_dir / JOB_DONE)
         return
+    if args.int8 and args.ngpu > 0:
+        raise SystemExit("decode.py: --int8 true quantises for CPU decoding; drop it when decoding with --ngpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     from espnet_ext.models.registry import load_model
@@ -233,6 +238,7 @@ def main(argv=None) -> None:
         detect_language=source in ("language_token", "lid_head") or (source == "none" and args.language == "detect"),
         language_candidates=args.language_candidates,
         adapter=args.adapter,
+        int8=args.int8,
     )
     start = time.time()
     n = decode_data_dir(model, args.data_dir, job_dir, options, args.job, args.nj, lid, router, segments,

@@ -62,6 +62,7 @@ class DecodeOptions:
     detect_language: bool = False  # False: force each utterance's language from utt2lang (oracle)
     language_candidates: int = 1  # > 1: a mixed routing decodes its top languages and keeps the best
     adapter: Optional[str] = None  # oracle only: every utterance through this adapter, with its own language token
+    int8: bool = False  # decoder steps on int8 weights (espnet_ext.decode.int8): CPU speed for a little accuracy
 
 
 @dataclass
@@ -73,9 +74,9 @@ class Hypothesis:
     source: str  # where `lang` and the posteriors came from
 
 
-def make_backend(model, pad_to_30s: bool):
+def make_backend(model, pad_to_30s: bool, int8: bool = False):
     """The decoding backend of a registry `LoadedModel` (its family's)."""
-    return model.family.backend(model, pad_to_30s)
+    return model.family.backend(model, pad_to_30s, int8)
 
 
 class _RoutedState:
@@ -383,7 +384,7 @@ def decode_data_dir(model, data_dir: Path, out_dir: Path, options: DecodeOptions
 
 def _decode_one_pass(model, utterances, utt_ids, segments, options: DecodeOptions, what: str) -> Dict:
     """{(utt, k): hypothesis of segment k}, each utterance encoded once (transcribe_segments_one_pass)."""
-    backend = make_backend(model, options.pad_to_30s)
+    backend = make_backend(model, options.pad_to_30s, options.int8)
     order = sorted(utt_ids, key=lambda u: -utterances[u].duration)
     hyps = {}
     for i in tqdm(range(0, len(order), options.batch_size), desc=f"decode {what} (one pass)", unit="batch"):
@@ -437,7 +438,7 @@ def _decode_pieces(model, utterances, utt_ids, segments, options: DecodeOptions,
             return segments[utt][k].lang
         return "" if options.detect_language else utterances[utt].lang
 
-    backends = {flag: make_backend(model, flag) for flag in {window(piece) for piece in pieces}}
+    backends = {flag: make_backend(model, flag, options.int8) for flag in {window(piece) for piece in pieces}}
     pieces.sort(key=lambda piece: (window(piece), known_language(piece), -piece_seconds(piece)))
     hyps, batches = {}, []
     for flag in sorted(backends):  # a batch runs one input window

@@ -13,14 +13,18 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from espnet_ext.decode.int8 import Int8Decoders
 from espnet_ext.models.whisper_forward import EncoderOutput, KeyValue, attend, key_mask, project_kv
 
 
 class WhisperCachedState:
-    """A `DecoderState` over whisper's TextDecoder with per-layer key/value caches."""
+    """A `DecoderState` over whisper's TextDecoder with per-layer key/value caches; `vocab`: the output
+    projection (default: by the tied token embedding)."""
 
-    def __init__(self, text_decoder: torch.nn.Module, encoded: EncoderOutput):
+    def __init__(self, text_decoder: torch.nn.Module, encoded: EncoderOutput,
+                 vocab: Optional[torch.nn.Module] = None):
         self.decoder = text_decoder
+        self.vocab = vocab or (lambda h: h @ text_decoder.token_embedding.weight.to(h.dtype).T)
         features = encoded.features
         self.cross: List[KeyValue] = [project_kv(b.cross_attn, features) for b in text_decoder.blocks]
         self.cross_mask = key_mask(encoded.lengths.to(features.device), features.size(1))
@@ -58,7 +62,7 @@ class WhisperCachedState:
             x = x + attend(block.cross_attn, block.cross_attn_ln(x), self.cross[i], self.cross_mask)
             x = x + block.mlp(block.mlp_ln(x))
         self.offset += n
-        logits = dec.ln(x[:, -1]) @ dec.token_embedding.weight.to(x.dtype).T
+        logits = self.vocab(dec.ln(x[:, -1]))
         return torch.log_softmax(logits.float(), dim=-1).cpu()
 
     def reorder(self, index: torch.Tensor) -> None:
@@ -73,7 +77,7 @@ class WhisperCachedState:
 class WhisperBackend:
     """Everything the generic decoding loop needs from a registry Whisper model (`LoadedModel`)."""
 
-    def __init__(self, loaded, pad_to_30s: bool):
+    def __init__(self, loaded, pad_to_30s: bool, int8: bool = False):
         self.family = loaded.family
         self.model = loaded.asr_model
         self.text_decoder = loaded.asr_model.decoder.decoders
@@ -81,6 +85,7 @@ class WhisperBackend:
         self.pad_to_30s = pad_to_30s
         self.eot = self.tokenizer.eot
         self.suppress = self._suppress_mask(self.text_decoder.token_embedding.num_embeddings)
+        self.int8 = Int8Decoders(self.text_decoder.token_embedding.weight) if int8 else None
 
     def _suppress_mask(self, vocab_size: int) -> torch.Tensor:
         """Special tokens (all ids above EOT) and whisper's non-speech symbols; never the space."""
@@ -109,7 +114,11 @@ class WhisperBackend:
         return torch.softmax(logp[:, ids], dim=-1)
 
     def state(self, encoded: EncoderOutput) -> WhisperCachedState:
-        return WhisperCachedState(self.text_decoder, encoded)
+        """The decoder's int8 copy where asked for and possible (int8.py), else the decoder itself."""
+        decoder = self.int8 and self.int8.for_decoder(self.text_decoder)
+        if decoder is None:
+            return WhisperCachedState(self.text_decoder, encoded)
+        return WhisperCachedState(decoder, encoded, self.int8.vocab)
 
     def decode_text(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode([t for t in tokens if t < self.eot]).strip()

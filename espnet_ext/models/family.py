@@ -69,8 +69,9 @@ class ModelFamily:
         `all_hidden` keeps the states after every block (input = 0)."""
         raise NotImplementedError
 
-    def backend(self, loaded, pad_to_30s: bool):
-        """The decoding backend (espnet_ext.decode) for a registry `LoadedModel` of this family."""
+    def backend(self, loaded, pad_to_30s: bool, int8: bool = False):
+        """The decoding backend (espnet_ext.decode) for a registry `LoadedModel` of this family; `int8`:
+        its decoder steps on int8 weights (espnet_ext.decode.int8)."""
         raise NotImplementedError
 
     def pad_to_window(self, speech: torch.Tensor, lengths: torch.Tensor):
@@ -116,10 +117,10 @@ class WhisperFamily(ModelFamily):
             speech, lengths = self.pad_to_window(speech, lengths)
         return whisper_forward.encode(asr_model.encoder, speech, lengths, tap, all_hidden)
 
-    def backend(self, loaded, pad_to_30s: bool):
+    def backend(self, loaded, pad_to_30s: bool, int8: bool = False):
         from espnet_ext.decode.whisper_backend import WhisperBackend
 
-        return WhisperBackend(loaded, pad_to_30s)
+        return WhisperBackend(loaded, pad_to_30s, int8)
 
 
 class OwsmFamily(ModelFamily):
@@ -186,10 +187,10 @@ class OwsmFamily(ModelFamily):
                 handle.remove()
         return EncoderOutput(features, out_lengths, seen.get("x"), hidden or None)
 
-    def backend(self, loaded, pad_to_30s: bool = True):
+    def backend(self, loaded, pad_to_30s: bool = True, int8: bool = False):
         from espnet_ext.decode.owsm_backend import OwsmBackend
 
-        return OwsmBackend(loaded)
+        return OwsmBackend(loaded, int8)
 
 
 WHISPER, OWSM = WhisperFamily(), OwsmFamily()

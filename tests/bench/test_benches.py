@@ -20,14 +20,25 @@ def test_decode_speed_prints_every_system_with_its_tokens_and_scores(tmp_path, c
     decode_speed.main(["--data_root", str(tmp_path), "--langs", "hi", "--per_lang", "2", "--wer_per_lang", "2",
                        "--repeats", "1", "--max_new_tokens", "12", "--batch_size", "2"])
     rows = table_rows(capsys.readouterr().out)
-    assert [r[0] for r in rows] == ["ours, 30 s window", "ours, real length", "openai-whisper transcribe",
-                                    "faster-whisper fp32", "faster-whisper int8", "CTranslate2 batched generate"]
+    assert [r[0] for r in rows] == ["ours, 30 s window", "ours, real length", "ours, real length, int8 decoder",
+                                    "openai-whisper transcribe", "faster-whisper fp32", "faster-whisper int8",
+                                    "CTranslate2 batched generate"]
     for name, _, seconds, rtf, ratio, tokens, wer, cer in rows:
         # equal work: no system generates more than the common limit (two clips; re-encoding a
         # transcript may merge or split a token at the edges, hence the slack of one per clip)
         assert 0 <= int(tokens) <= 2 * (12 + 1), name
         assert float(seconds) > 0 and float(wer) >= 0 and float(cer) >= 0
     assert rows[1][4] == "1.00x"  # the baseline row
+
+
+@pytest.mark.slow
+def test_decode_speed_only_measures_the_rows_asked_for_and_the_baseline(tmp_path, capsys):
+    import decode_speed
+
+    make_corpus(tmp_path, "test_hi", languages=("hi",))
+    decode_speed.main(["--data_root", str(tmp_path), "--langs", "hi", "--per_lang", "1", "--wer_per_lang", "1",
+                       "--repeats", "1", "--max_new_tokens", "4", "--only", "int8 decoder"])
+    assert [r[0] for r in table_rows(capsys.readouterr().out)] == ["ours, real length", "ours, real length, int8 decoder"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,99 @@
+"""int8 weights for CPU decoding: a copy of the decoder whose linear layers are dynamically quantised.
+
+On CPU the decoder steps are most of a batch's time (71% on whisper_base, 2 threads, cProfile), and a
+step multiplies a handful of rows by every decoder weight and by the vocabulary projection ([51865,
+512] on Whisper): it is bound by reading weights, so int8 weights (a quarter of the bytes) pay. This
+is dynamic quantisation, what CTranslate2's int8 does: weights int8 with one symmetric scale per
+output channel, activations quantised per call, accumulation in int32 (fbgemm's `linear_dynamic`).
+The encoder, the layer norms, attention itself and the embeddings the decoder reads stay float32.
+
+The copy shares every module but the linear layers with the model, and is built from the weights as
+they are when asked for: with an adapter merged into them (espnet_ext.lora.bank.merge), the adapter is
+quantised with the base. A decoder whose LoRA banks route per row (no adapter merged) has no int8
+copy, since the per-row deltas live in the float32 bank: such batches decode in float32 (`for_decoder`
+returns None).
+"""
+import copy
+import warnings
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from espnet_ext.lora.bank import LoRABankLinear
+
+# 8-bit activations: the CPU here has VNNI, where fbgemm needs no 7-bit range to avoid overflow.
+REDUCE_RANGE = False
+
+
+class Int8Linear(nn.Module):
+    """`y = x W^T + b` with W int8 per output channel; x is quantised on the fly (float in, float out)."""
+
+    def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor] = None):
+        super().__init__()
+        weight = weight.detach().float().cpu()
+        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
+        with warnings.catch_warnings():  # torch 2.13 warns that quantized tensors are deprecated
+            warnings.simplefilter("ignore")
+            qweight = torch.quantize_per_channel(weight, scales, torch.zeros_like(scales, dtype=torch.long), 0,
+                                                 torch.qint8)
+        self.in_features, self.out_features = weight.size(1), weight.size(0)
+        bias = None if bias is None else bias.detach().float().cpu()
+        self.packed = torch.ops.quantized.linear_prepack(qweight, bias)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Module) -> "Int8Linear":
+        """From an `nn.Linear`, or a LoRA bank layer with an adapter merged (its base holds the sum)."""
+        if isinstance(linear, LoRABankLinear):
+            linear = linear.base
+        return cls(linear.weight, linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).float()
+        out = torch.ops.quantized.linear_dynamic(flat, self.packed, REDUCE_RANGE)
+        return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def _routes_per_row(decoder: nn.Module) -> bool:
+    return any(isinstance(m, LoRABankLinear) and m.merged is None and m.routing is not None
+               and m.routing.kind != "none" for m in decoder.modules())
+
+
+def int8_copy(decoder: nn.Module) -> nn.Module:
+    """`decoder` with every linear layer (and every LoRA bank layer, routing ignored) replaced by an
+    `Int8Linear` of its current weights; all other modules and tensors are the decoder's own."""
+    linear = (nn.Linear, LoRABankLinear)
+    # Shared, never copied: the linear layers (replaced below in the copy's parents), the other leaf
+    # modules (embeddings, layer norms), and the tensors held by the containers themselves.
+    shared = {id(m): m for m in decoder.modules() if isinstance(m, linear) or not any(m.children())}
+    shared.update({id(t): t for m in decoder.modules() if not isinstance(m, linear)
+                   for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))})
+    clone = copy.deepcopy(decoder, memo=shared)
+    for parent in clone.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, linear):
+                setattr(parent, name, Int8Linear.from_linear(child))
+    return clone
+
+
+class Int8Decoders:
+    """The int8 copy of a decoder per merged adapter, built on first use and kept for the run.
+
+    `vocab_weight`: a weight the decoder multiplies by outside any linear layer (Whisper's tied
+    token embedding), quantised once as well."""
+
+    def __init__(self, vocab_weight: Optional[torch.Tensor] = None):
+        self.vocab = None if vocab_weight is None else Int8Linear(vocab_weight)
+        self._copies: Dict[Tuple[str, ...], nn.Module] = {}
+
+    def for_decoder(self, decoder: nn.Module) -> Optional[nn.Module]:
+        """The int8 copy of `decoder` as its weights are now, or None when its banks route per row."""
+        if _routes_per_row(decoder):
+            return None
+        key = tuple(m.merged or "" for m in decoder.modules() if isinstance(m, LoRABankLinear))
+        if key not in self._copies:
+            self._copies[key] = int8_copy(decoder)
+        return self._copies[key]
