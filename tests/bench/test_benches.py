@@ -59,3 +59,24 @@ def test_train_throughput_prints_every_row_on_equal_steps_after_checking_logits(
                                             ("ours joint, 2-adapter bank", "30 s"), ("HF PEFT, 2 runs", "30 s")]
     assert {r[0] for r in rows} == {"qv (36 linears)"} and {r[3] for r in rows} == {"2"}
     assert rows[3][6] == "1.00x"
+
+
+@pytest.mark.slow
+def test_the_gpu_script_dry_run_prints_every_row_on_cpu():
+    """bench/gpu.sh --dry_run: the tiny random model through every training and decoding row (CPU)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(["bash", "bench/gpu.sh", "--dry_run"], cwd=root, capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHON": sys.executable}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = table_rows(done.stdout)
+    assert [r[0] for r in rows] == ["ours, real length (2 s), batch 2", "ours, 30 s window, batch 2",
+                                    "HF PEFT, 30 s window, batch 2", "HF PEFT, 30 s window, batch 3",
+                                    "ours, real length (2 s)", "ours, 30 s window", "HF generate, 30 s window"]
+    assert all(float(r[1]) > 0 for r in rows)
+    assert {r[4] for r in rows[:4]} == {"n/a"}  # no MFU without a GPU's peak
+    bad = subprocess.run(["bash", "bench/gpu.sh", "--frobnicate"], cwd=root, capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -172,3 +172,20 @@ def test_owsm_meta_yaml_names_the_files(tmp_path, tiny_owsm):
 def test_model_path_is_refused_for_generated_models(tmp_path):
     with pytest.raises(ValueError, match="owsm_tiny_random is generated"):
         registry.load_model("owsm_tiny_random", model_path=str(tmp_path))
+
+
+@pytest.mark.parametrize("name, published_millions, layers", [("whisper_small_random", 244, 12),
+                                                               ("whisper_medium_random", 769, 24)])
+def test_random_architectures_have_the_published_sizes(name, published_millions, layers):
+    """The random-weight models stand in for the real ones in speed measurements: same shapes."""
+    from whisper.model import AudioEncoder, TextDecoder
+
+    d = registry.RANDOM_WHISPER_DIMS[name]
+    with torch.device("meta"):  # shapes only, no memory
+        parts = [AudioEncoder(d["n_mels"], d["n_audio_ctx"], d["n_audio_state"], d["n_audio_head"], d["n_audio_layer"]),
+                 TextDecoder(d["n_vocab"], d["n_text_ctx"], d["n_text_state"], d["n_text_head"], d["n_text_layer"])]
+    millions = sum(p.numel() for part in parts for p in part.parameters()) / 1e6
+    assert abs(millions - published_millions) / published_millions < 0.02
+    assert d["n_audio_layer"] == d["n_text_layer"] == layers
+    assert d["n_text_state"] == registry._WHISPER_WIDTHS[name[: -len("_random")]]
+    assert d["n_text_state"] // d["n_text_head"] == 64  # Whisper's head width
