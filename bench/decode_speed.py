@@ -17,15 +17,16 @@ Rows:
 - ours, 30 s window: batches of `--batch_size`, each clip padded to Whisper's 30 s (what Whisper saw in
   training and what the others must do);
 - ours, real length: the same batches at each clip's own length (the recipe's adapters' setting);
-- ours, real length, int8 decoder: the same, the decoder steps on int8 weights (`decode.py --int8 true`);
+- ours, real length, int8 decoder / int8: the same, the decoder (`decode.py --int8 decoder`), or the encoder
+  and the decoder (`--int8 all`), on int8 weights;
 - openai-whisper `transcribe`: one clip at a time, 30 s window;
 - faster-whisper fp32 / int8: `WhisperModel.transcribe`, one clip at a time, 30 s window (its
   BatchedInferencePipeline batches the chunks of one long file and does nothing for short clips);
 - CTranslate2 batched generate: `ctranslate2.models.Whisper.generate` over the same batches as ours, 30 s
   window (what faster-whisper runs inside, batched).
 With `--adapter_dir` (a trained bank) every row decodes `--adapter_lang`'s clips, and six rows more
-compare one adapted system: ours through the bank, ours with the adapter merged (real length, with and
-without the int8 decoder, and 30 s), and faster-whisper (fp32, int8) running the same merged adapter exported to CTranslate2
+compare one adapted system: ours through the bank, ours with the adapter merged (real length, float32
+and int8, and 30 s, float32 and int8), and faster-whisper (fp32, int8) running the same merged adapter exported to CTranslate2
 (`espnet_ext.bin.export --format ct2`), which only takes the 30 s window.
 
 Usage (after stage 1 of the recipe has made the default corpus; the second after stage 3):
@@ -84,10 +85,10 @@ def batches(clips: Sequence, size: int) -> Iterator[Sequence]:
 
 
 def ours(pad_to_30s: bool, batch_size: int, max_new_tokens: int, adapter_dir: Optional[Path] = None,
-         merged: Optional[str] = None, int8: bool = False) -> Run:
+         merged: Optional[str] = None, int8: str = "none") -> Run:
     """Our batched decoding; with `adapter_dir`, through that bank (routed by the forced language), or with
     language `merged`'s adapter folded into the base weights (a single-language server's cheapest path);
-    `int8`: the decoder steps on int8 weights."""
+    `int8`: the parts on int8 weights (espnet_ext.decode.int8.PARTS)."""
     model = load_model("whisper_base")
     model.asr_model.eval()
     if adapter_dir is not None:
@@ -225,9 +226,15 @@ def adapted_systems(args, exported: Path) -> Dict[str, tuple]:
                                                        lambda: ours(False, bs, n, bank, lang)),
         f"ours + {lang} adapter merged, real length, int8 decoder": (
             f"batches of {bs}, adapter folded into the weights, decoder weights int8",
-            lambda: ours(False, bs, n, bank, lang, int8=True)),
+            lambda: ours(False, bs, n, bank, lang, int8="decoder")),
+        f"ours + {lang} adapter merged, real length, int8": (
+            f"batches of {bs}, adapter folded into the weights, encoder and decoder weights int8",
+            lambda: ours(False, bs, n, bank, lang, int8="all")),
         f"ours + {lang} adapter merged, 30 s window": (f"batches of {bs}, padded to 30 s",
                                                        lambda: ours(True, bs, n, bank, lang)),
+        f"ours + {lang} adapter merged, 30 s window, int8": (f"batches of {bs}, padded to 30 s, encoder and "
+                                                              "decoder weights int8",
+                                                              lambda: ours(True, bs, n, bank, lang, int8="all")),
         f"faster-whisper fp32, exported {lang} adapter": ("one clip at a time, 30 s (the merged adapter, "
                                                            "espnet_ext.bin.export --format ct2)",
                                                            lambda: faster_whisper(ct2(), "float32", args.threads, n)),
@@ -269,7 +276,11 @@ def main(argv=None) -> None:
             "ours, 30 s window": (f"batches of {bs}, padded to 30 s", lambda: ours(True, bs, n)),
             "ours, real length": (f"batches of {bs}, each clip's own length", lambda: ours(False, bs, n)),
             "ours, real length, int8 decoder": (f"batches of {bs}, each clip's own length, decoder weights int8",
-                                                lambda: ours(False, bs, n, int8=True)),
+                                                lambda: ours(False, bs, n, int8="decoder")),
+            "ours, real length, int8": (f"batches of {bs}, each clip's own length, encoder and decoder weights int8",
+                                        lambda: ours(False, bs, n, int8="all")),
+            "ours, 30 s window, int8": (f"batches of {bs}, padded to 30 s, encoder and decoder weights int8",
+                                        lambda: ours(True, bs, n, int8="all")),
             "openai-whisper transcribe": ("one clip at a time, 30 s", lambda: openai_whisper(n)),
             "faster-whisper fp32": ("one clip at a time, 30 s", lambda: faster_whisper(ct2_dir, "float32",
                                                                                    args.threads, n)),

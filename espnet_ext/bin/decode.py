@@ -31,6 +31,7 @@ from espnet_ext.bin.cli import (
 from espnet_ext.data.kaldi import (
     SEGMENTS_LANG, LanguageSegment, Utterance, check_segments, read_data_dir, read_segments_json, read_segments_lang,
 )
+from espnet_ext.decode.int8 import PARTS as INT8_PARTS
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import JOB_DONE, DecodeOptions, decode_data_dir, merge_jobs
 from espnet_ext.fileio import atomic_write_text
@@ -92,9 +93,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_tokens", type=int, default=SearchConfig.max_tokens)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--ngpu", type=int, default=0, help="0: CPU; 1: decode on the first CUDA device")
-    p.add_argument("--int8", type=str2bool, default=False,
-                   help="CPU: decoder steps on int8 weights (dynamic quantisation; the encoder stays float32); "
-                        "faster, at a small WER cost (README, decoding speed)")
+    p.add_argument("--int8", choices=INT8_PARTS, default="none",
+                   help="CPU: run these parts on int8 weights (dynamic quantisation) where an adapter is merged or "
+                        "none is loaded; faster, at a WER cost (README, decoding speed)")
     return p
 
 
@@ -208,8 +209,8 @@ def main(argv=None) -> None:
         log.info("job %d of %d already decoded with these options (%s); a rerun redoes only unfinished jobs",
                  args.job, args.nj, job_dir / JOB_DONE)
         return
-    if args.int8 and args.ngpu > 0:
-        raise SystemExit("decode.py: --int8 true quantises for CPU decoding; drop it when decoding with --ngpu")
+    if args.int8 != "none" and args.ngpu > 0:
+        raise SystemExit(f"decode.py: --int8 {args.int8} quantises for CPU decoding; drop it when decoding with --ngpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     from espnet_ext.models.registry import load_model

@@ -1,21 +1,25 @@
-"""int8 weights for CPU decoding: a copy of the decoder whose linear layers are dynamically quantised.
+"""int8 weights for CPU decoding: copies of the decoder (and the encoder) whose linear layers are
+dynamically quantised.
 
 On CPU the decoder steps are most of a batch's time (71% on whisper_base, 2 threads, cProfile), and a
 step multiplies a handful of rows by every decoder weight and by the vocabulary projection ([51865,
-512] on Whisper): it is bound by reading weights, so int8 weights (a quarter of the bytes) pay. This
-is dynamic quantisation, what CTranslate2's int8 does: weights int8 with one symmetric scale per
-output channel, activations quantised per call, accumulation in int32 (fbgemm's `linear_dynamic`).
-The encoder, the layer norms, attention itself and the embeddings the decoder reads stay float32.
+512] on Whisper): it is bound by reading weights, so int8 weights (a quarter of the bytes) pay. On the
+30 s window the encoder's 1500 frames dominate instead, a compute-bound load where int8 arithmetic
+pays less and costs more accuracy, hence two levels (`PARTS`): the decoder only, or both. This is
+dynamic quantisation, what CTranslate2's int8 does: weights int8 with one symmetric scale per output
+channel, activations quantised per call, accumulation in int32 (fbgemm's `linear_dynamic`). Layer
+norms, convolutions, attention itself and the embeddings stay float32.
 
-The copy shares every module but the linear layers with the model, and is built from the weights as
-they are when asked for: with an adapter merged into them (espnet_ext.lora.bank.merge), the adapter is
-quantised with the base. A decoder whose LoRA banks route per row (no adapter merged) has no int8
-copy, since the per-row deltas live in the float32 bank: such batches decode in float32 (`for_decoder`
-returns None).
+A copy shares every module but the linear layers with the model, and is built from the weights as they
+are when first asked for: with an adapter merged into them (espnet_ext.lora.bank.merge), the adapter is
+quantised with the base. A part whose LoRA banks are not merged has no int8 copy, since routed deltas
+(per row, or decided by the tap during the pass) live in the float32 bank: such batches run in float32
+(`copy_of` returns None).
 """
+import contextlib
 import copy
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -24,6 +28,7 @@ from espnet_ext.lora.bank import LoRABankLinear
 
 # 8-bit activations: the CPU here has VNNI, where fbgemm needs no 7-bit range to avoid overflow.
 REDUCE_RANGE = False
+PARTS = ("none", "decoder", "all")  # what `--int8` quantises
 
 
 class Int8Linear(nn.Module):
@@ -57,9 +62,9 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
-def _routes_per_row(decoder: nn.Module) -> bool:
-    return any(isinstance(m, LoRABankLinear) and m.merged is None and m.routing is not None
-               and m.routing.kind != "none" for m in decoder.modules())
+def _unrouted(module: nn.Module) -> bool:
+    """No LoRA bank in `module`, or every one of them merged: the weights alone say what it computes."""
+    return all(m.merged is not None for m in module.modules() if isinstance(m, LoRABankLinear))
 
 
 def int8_copy(decoder: nn.Module) -> nn.Module:
@@ -79,21 +84,35 @@ def int8_copy(decoder: nn.Module) -> nn.Module:
     return clone
 
 
-class Int8Decoders:
-    """The int8 copy of a decoder per merged adapter, built on first use and kept for the run.
+class Int8Copies:
+    """The int8 copy of each model part per merged adapter, built on first use and kept for the run.
 
-    `vocab_weight`: a weight the decoder multiplies by outside any linear layer (Whisper's tied
-    token embedding), quantised once as well."""
+    `vocab_weight`: a weight the decoder multiplies by outside any linear layer (Whisper's tied token
+    embedding), quantised once as well."""
 
     def __init__(self, vocab_weight: Optional[torch.Tensor] = None):
         self.vocab = None if vocab_weight is None else Int8Linear(vocab_weight)
-        self._copies: Dict[Tuple[str, ...], nn.Module] = {}
+        self._copies: Dict[Tuple[int, Tuple[str, ...]], nn.Module] = {}
 
-    def for_decoder(self, decoder: nn.Module) -> Optional[nn.Module]:
-        """The int8 copy of `decoder` as its weights are now, or None when its banks route per row."""
-        if _routes_per_row(decoder):
+    def copy_of(self, part: nn.Module) -> Optional[nn.Module]:
+        """The int8 copy of `part` as its weights are now, or None when its LoRA banks route (not merged)."""
+        if not _unrouted(part):
             return None
-        key = tuple(m.merged or "" for m in decoder.modules() if isinstance(m, LoRABankLinear))
+        key = (id(part), tuple(m.merged for m in part.modules() if isinstance(m, LoRABankLinear)))
         if key not in self._copies:
-            self._copies[key] = int8_copy(decoder)
+            self._copies[key] = int8_copy(part)
         return self._copies[key]
+
+    @contextlib.contextmanager
+    def swapped(self, model: nn.Module, name: str) -> Iterator[None]:
+        """`model.<name>` replaced by its int8 copy for the block, where it has one."""
+        original = getattr(model, name)
+        clone = self.copy_of(original)
+        if clone is None:
+            yield
+            return
+        setattr(model, name, clone)
+        try:
+            yield
+        finally:
+            setattr(model, name, original)

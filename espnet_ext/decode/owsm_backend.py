@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 import torch
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
-from espnet_ext.decode.int8 import Int8Decoders
+from espnet_ext.decode.int8 import Int8Copies
 from espnet_ext.models.whisper_forward import EncoderOutput
 
 
@@ -60,7 +60,7 @@ class OwsmCachedState:
 class OwsmBackend:
     """Everything the generic decoding loop needs from a registry OWSM model (`LoadedModel`)."""
 
-    def __init__(self, loaded, int8: bool = False):
+    def __init__(self, loaded, int8: str = "none"):
         s2t_model = loaded.asr_model
         self.family = loaded.family
         self.model = s2t_model
@@ -68,11 +68,15 @@ class OwsmBackend:
         self.pad_to_30s = True
         self.eot = s2t_model.eos
         self.suppress = torch.tensor([_is_special(tok) and i != self.eot for i, tok in enumerate(s2t_model.token_list)])
-        self.int8 = Int8Decoders() if int8 else None  # (the output layer is a linear layer: quantised with the rest)
+        self.int8 = None if int8 == "none" else Int8Copies()  # (its output layer is a linear layer)
+        self.int8_encoder = int8 == "all"
 
     def encode(self, speech: torch.Tensor, lengths: torch.Tensor, tap=None, pad_to_30s=None) -> EncoderOutput:
         """OWSM always sees the 30 s window it was trained on (ESPnet's s2t_inference does the same)."""
-        return self.family.encode(self.model, speech, lengths, True, tap)
+        if not self.int8_encoder:
+            return self.family.encode(self.model, speech, lengths, True, tap)
+        with self.int8.swapped(self.model, "encoder"):
+            return self.family.encode(self.model, speech, lengths, True, tap)
 
     def prompt(self, lang: str) -> List[int]:
         return self.family.prompt(self.tokenizer, lang)
@@ -85,7 +89,7 @@ class OwsmBackend:
         return torch.softmax(logp[:, ids], dim=-1)
 
     def state(self, encoded: EncoderOutput) -> OwsmCachedState:
-        decoder = self.int8 and self.int8.for_decoder(self.model.decoder)
+        decoder = self.int8 and self.int8.copy_of(self.model.decoder)
         return OwsmCachedState(decoder or self.model.decoder, encoded)
 
     def decode_text(self, tokens: Sequence[int]) -> str:

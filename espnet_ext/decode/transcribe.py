@@ -62,7 +62,7 @@ class DecodeOptions:
     detect_language: bool = False  # False: force each utterance's language from utt2lang (oracle)
     language_candidates: int = 1  # > 1: a mixed routing decodes its top languages and keeps the best
     adapter: Optional[str] = None  # oracle only: every utterance through this adapter, with its own language token
-    int8: bool = False  # decoder steps on int8 weights (espnet_ext.decode.int8): CPU speed for a little accuracy
+    int8: str = "none"  # parts on int8 weights, espnet_ext.decode.int8.PARTS: CPU speed for a little accuracy
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Hypothesis:
     source: str  # where `lang` and the posteriors came from
 
 
-def make_backend(model, pad_to_30s: bool, int8: bool = False):
+def make_backend(model, pad_to_30s: bool, int8: str = "none"):
     """The decoding backend of a registry `LoadedModel` (its family's)."""
     return model.family.backend(model, pad_to_30s, int8)
 

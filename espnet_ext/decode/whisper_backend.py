@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from espnet_ext.decode.int8 import Int8Decoders
+from espnet_ext.decode.int8 import Int8Copies
 from espnet_ext.models.whisper_forward import EncoderOutput, KeyValue, attend, key_mask, project_kv
 
 
@@ -77,7 +77,7 @@ class WhisperCachedState:
 class WhisperBackend:
     """Everything the generic decoding loop needs from a registry Whisper model (`LoadedModel`)."""
 
-    def __init__(self, loaded, pad_to_30s: bool, int8: bool = False):
+    def __init__(self, loaded, pad_to_30s: bool, int8: str = "none"):
         self.family = loaded.family
         self.model = loaded.asr_model
         self.text_decoder = loaded.asr_model.decoder.decoders
@@ -85,7 +85,8 @@ class WhisperBackend:
         self.pad_to_30s = pad_to_30s
         self.eot = self.tokenizer.eot
         self.suppress = self._suppress_mask(self.text_decoder.token_embedding.num_embeddings)
-        self.int8 = Int8Decoders(self.text_decoder.token_embedding.weight) if int8 else None
+        self.int8 = None if int8 == "none" else Int8Copies(self.text_decoder.token_embedding.weight)
+        self.int8_encoder = int8 == "all"
 
     def _suppress_mask(self, vocab_size: int) -> torch.Tensor:
         """Special tokens (all ids above EOT) and whisper's non-speech symbols; never the space."""
@@ -99,7 +100,10 @@ class WhisperBackend:
         """The 30 s window Whisper was trained on (zero-shot), or the real length (adapters); `pad_to_30s`
         overrides the backend's choice for one pass (the bare base's language ID)."""
         window = self.pad_to_30s if pad_to_30s is None else pad_to_30s
-        return self.family.encode(self.model, speech, lengths, window, tap)
+        if not self.int8_encoder:
+            return self.family.encode(self.model, speech, lengths, window, tap)
+        with self.int8.swapped(self.model, "encoder"):
+            return self.family.encode(self.model, speech, lengths, window, tap)
 
     def prompt(self, lang: str) -> List[int]:
         return self.family.prompt(self.tokenizer, lang)
@@ -115,7 +119,7 @@ class WhisperBackend:
 
     def state(self, encoded: EncoderOutput) -> WhisperCachedState:
         """The decoder's int8 copy where asked for and possible (int8.py), else the decoder itself."""
-        decoder = self.int8 and self.int8.for_decoder(self.text_decoder)
+        decoder = self.int8 and self.int8.copy_of(self.text_decoder)
         if decoder is None:
             return WhisperCachedState(self.text_decoder, encoded)
         return WhisperCachedState(decoder, encoded, self.int8.vocab)

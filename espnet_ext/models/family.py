@@ -69,9 +69,9 @@ class ModelFamily:
         `all_hidden` keeps the states after every block (input = 0)."""
         raise NotImplementedError
 
-    def backend(self, loaded, pad_to_30s: bool, int8: bool = False):
+    def backend(self, loaded, pad_to_30s: bool, int8: str = "none"):
         """The decoding backend (espnet_ext.decode) for a registry `LoadedModel` of this family; `int8`:
-        its decoder steps on int8 weights (espnet_ext.decode.int8)."""
+        which parts run on int8 weights (espnet_ext.decode.int8.PARTS)."""
         raise NotImplementedError
 
     def pad_to_window(self, speech: torch.Tensor, lengths: torch.Tensor):
@@ -117,7 +117,7 @@ class WhisperFamily(ModelFamily):
             speech, lengths = self.pad_to_window(speech, lengths)
         return whisper_forward.encode(asr_model.encoder, speech, lengths, tap, all_hidden)
 
-    def backend(self, loaded, pad_to_30s: bool, int8: bool = False):
+    def backend(self, loaded, pad_to_30s: bool, int8: str = "none"):
         from espnet_ext.decode.whisper_backend import WhisperBackend
 
         return WhisperBackend(loaded, pad_to_30s, int8)
@@ -187,7 +187,7 @@ class OwsmFamily(ModelFamily):
                 handle.remove()
         return EncoderOutput(features, out_lengths, seen.get("x"), hidden or None)
 
-    def backend(self, loaded, pad_to_30s: bool = True, int8: bool = False):
+    def backend(self, loaded, pad_to_30s: bool = True, int8: str = "none"):
         from espnet_ext.decode.owsm_backend import OwsmBackend
 
         return OwsmBackend(loaded, int8)

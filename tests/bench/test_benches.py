@@ -21,7 +21,7 @@ def test_decode_speed_prints_every_system_with_its_tokens_and_scores(tmp_path, c
                        "--repeats", "1", "--max_new_tokens", "12", "--batch_size", "2"])
     rows = table_rows(capsys.readouterr().out)
     assert [r[0] for r in rows] == ["ours, 30 s window", "ours, real length", "ours, real length, int8 decoder",
-                                    "openai-whisper transcribe", "faster-whisper fp32", "faster-whisper int8",
+                                    "ours, real length, int8", "ours, 30 s window, int8", "openai-whisper transcribe", "faster-whisper fp32", "faster-whisper int8",
                                     "CTranslate2 batched generate"]
     for name, _, seconds, rtf, ratio, tokens, wer, cer in rows:
         # equal work: no system generates more than the common limit (two clips; re-encoding a

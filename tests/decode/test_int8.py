@@ -4,10 +4,11 @@ whose banks route per row falls back to the float32 decoder, with the same trans
 import pytest
 import torch
 
-from espnet_ext.decode.int8 import Int8Decoders, Int8Linear, int8_copy
+from espnet_ext.decode.int8 import Int8Copies, Int8Linear, int8_copy
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import _merged, make_backend, transcribe_batch
 from espnet_ext.lora.bank import LoRABankLinear
+from espnet_ext.lora.inject import banks
 from decode_helpers import random_audio
 from test_routed_decoding import LANGS, banked_tiny
 
@@ -58,7 +59,7 @@ def first_step(backend, audio, lang: str) -> torch.Tensor:
 
 @torch.no_grad()
 def test_the_int8_decoder_carries_the_merged_adapter(tiny):
-    fp32, int8 = make_backend(tiny, pad_to_30s=False), make_backend(tiny, pad_to_30s=False, int8=True)
+    fp32, int8 = make_backend(tiny, pad_to_30s=False), make_backend(tiny, pad_to_30s=False, int8="decoder")
     audio = random_audio(0.8, 0)
     bare = first_step(fp32, audio, "te")
     with _merged(tiny.asr_model, "te"):
@@ -74,7 +75,7 @@ def test_the_int8_decoder_carries_the_merged_adapter(tiny):
 def test_a_batch_routed_per_row_decodes_in_float32_with_the_same_transcripts(tiny):
     audios = [random_audio(s, i) for i, s in enumerate([0.8, 0.5, 1.1, 0.7])]
     config = SearchConfig(max_tokens=8)
-    int8 = make_backend(tiny, pad_to_30s=False, int8=True)
+    int8 = make_backend(tiny, pad_to_30s=False, int8="decoder")
     got = transcribe_batch(int8, audios, LANGS, config)  # four languages: routed, not merged
     want = transcribe_batch(make_backend(tiny, pad_to_30s=False), audios, LANGS, config)
     assert [h.text for h in got] == [h.text for h in want]
@@ -83,6 +84,35 @@ def test_a_batch_routed_per_row_decodes_in_float32_with_the_same_transcripts(tin
 
 def test_the_vocabulary_projection_is_quantised_once():
     weight = torch.randn(50, 16)
-    decoders = Int8Decoders(weight)
+    decoders = Int8Copies(weight)
     h = torch.randn(2, 16)
     assert relative_error(decoders.vocab(h), h @ weight.T) < 0.02
+
+
+@torch.no_grad()
+def test_int8_all_encodes_with_an_int8_copy_of_the_merged_encoder_and_puts_the_encoder_back(tiny):
+    fp32, int8 = make_backend(tiny, pad_to_30s=False), make_backend(tiny, pad_to_30s=False, int8="all")
+    speech, lengths = torch.tensor(random_audio(0.8, 0))[None], torch.tensor([12800])
+    encoder = tiny.asr_model.encoder
+    for bank in banks(tiny.asr_model).values():
+        bank.routing = None  # (earlier tests left their batch's routing set): the bare base
+    bare = fp32.encode(speech, lengths).features
+    with _merged(tiny.asr_model, "te"):
+        want, got = fp32.encode(speech, lengths).features, int8.encode(speech, lengths).features
+    assert tiny.asr_model.encoder is encoder
+    assert relative_error(got, want) < relative_error(bare, want) / 5
+    assert not torch.equal(got, want)  # it did run on int8 weights
+    unmerged = int8.encode(speech, lengths).features  # banks not merged: no copy, float32 as it was
+    assert torch.equal(unmerged, bare)
+
+
+@torch.no_grad()
+def test_owsm_decodes_on_int8_weights_close_to_float32():
+    from espnet_ext.models.registry import load_model
+
+    owsm = load_model("owsm_tiny_random")
+    owsm.asr_model.eval()
+    fp32, int8 = make_backend(owsm, pad_to_30s=True), make_backend(owsm, pad_to_30s=True, int8="all")
+    audio = random_audio(1.0, 3)
+    want, got = first_step(fp32, audio, "hi"), first_step(int8, audio, "hi")
+    assert relative_error(got, want) < 0.05 and not torch.equal(got, want)
