@@ -35,7 +35,7 @@ import torch
 from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES
-from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices, random_crops, speed
+from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, channels, label_indices, random_crops, speed
 from espnet_ext.lid.heads import HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
 from espnet_ext.lid.train import (
@@ -79,6 +79,12 @@ def get_parser() -> argparse.ArgumentParser:
                    help="seconds of the --alone_crops stretches")
     p.add_argument("--speed_perturb", type=float, nargs="*", default=[],
                    help="add the training set at these speed factors (tempo and pitch: other voices), e.g. 0.9 1.1")
+    p.add_argument("--channels", nargs="*", default=[],
+                   help="add one copy of the training set with each utterance through one of these channels "
+                        "(local/make_degraded.py's conditions, drawn per utterance), e.g. tel mp3 opus reverb snr10")
+    p.add_argument("--eval_dir", type=Path, nargs="*", default=[],
+                   help="also evaluate on these Kaldi dirs, each reported on its own under its name (e.g. the "
+                        "degraded test sets)")
     p.add_argument("--train_fraction", type=float, default=1.0,
                    help="train on this share of the training utterances (the low-data condition)")
     p.add_argument("--seed", type=int, default=0)
@@ -169,7 +175,7 @@ def main(argv=None) -> None:
     if args.oos_dir is not None:
         dirs["out_of_set"] = [args.oos_dir]
     by_name: Dict[str, Path] = {}
-    for data_dir in (d for group in dirs.values() for d in group):
+    for data_dir in [d for group in dirs.values() for d in group] + list(args.eval_dir):
         if not (data_dir / "utt2lang").is_file():
             raise SystemExit(f"train_lid.py: {data_dir}/utt2lang is missing; give a Kaldi dir with utt2lang "
                              "(stage 1 writes them)")
@@ -189,6 +195,9 @@ def main(argv=None) -> None:
 
     features = {split: frames(group) for split, group in dirs.items()}
     evaluated = list(SPLITS)
+    for data_dir in args.eval_dir:
+        features[data_dir.name] = frames([data_dir])
+        evaluated.append(data_dir.name)
     if args.crop_eval:
         suffix = f"_crops_{args.crop_eval[0]:g}-{args.crop_eval[1]:g}s"
         features["test" + suffix] = frames(args.test_dir, suffix, random_crops(tuple(args.crop_eval)))
@@ -204,6 +213,9 @@ def main(argv=None) -> None:
     train = features["train"]
     for factor in args.speed_perturb:
         train = train + frames(args.train_dir, f"_sp{factor:g}", speed(factor))
+    if args.channels:
+        train = train + frames(args.train_dir, f"_channels_{'-'.join(args.channels)}",
+                               channels(args.channels, seed=args.seed))
     low, high = args.alone_crop_seconds
     for copy in range(1, args.alone_crops + 1):  # each copy its own seed and cache: new stretches, read again on rerun
         train = train + frames(args.train_dir, f"_crops_{low:g}-{high:g}s_{copy}",
@@ -244,6 +256,8 @@ def main(argv=None) -> None:
                         f"{kind} head: test ECE {report['eval']['test']['ece']:.3f}")
         log.info("%s head -> %s (dev %.1f%%, test %.1f%%, %.0f s)", kind, head_dir,
                  100 * report["eval"]["dev"]["accuracy"], 100 * report["eval"]["test"]["accuracy"], seconds)
+        for data_dir in args.eval_dir:
+            log.info("%s head on %s: %.1f%%", kind, data_dir, 100 * report["eval"][data_dir.name]["accuracy"])
     sys.stdout.write(write_comparison(args.out_dir))
 
 

@@ -111,6 +111,18 @@ def speed(factor: float) -> AudioTransform:
     return lambda audio: speed_perturb(torch.from_numpy(audio), factor).numpy()
 
 
+def channels(names: Sequence[str], seed: int = 0) -> AudioTransform:
+    """Each clip through one of `names` (espnet_ext.data.degrade's conditions: telephone band, codecs,
+    noise, a room, another voice), drawn uniformly with its parameters, seeded: LID training augmentation
+    for the channels real users record on."""
+    from espnet_ext.data.degrade import apply_condition, check_condition
+
+    for name in names:
+        check_condition(name)
+    rng = np.random.default_rng(seed)
+    return lambda audio: apply_condition(names[int(rng.integers(len(names)))], audio, rng)[0]
+
+
 @torch.no_grad()
 def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_30s: bool = False,
                transform: Optional[AudioTransform] = None) -> FrameFeatures:

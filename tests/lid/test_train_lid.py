@@ -106,3 +106,23 @@ def test_train_lid_joins_a_lid_only_class_and_reports_out_of_set_languages(tmp_p
         train_lid.main(["--model", "whisper_tiny_random", "--layer", "1", "--train_dir", str(data), str(english),
                         "--dev_dir", str(data), "--test_dir", str(data), "--oos_dir", str(english),
                         "--out_dir", str(out), "--heads", "linear", "--epochs", "1", "--threads", "1"])
+
+
+def test_train_lid_adds_a_channel_copy_of_the_training_set_and_reports_each_eval_dir(tmp_path):
+    data = make_corpus(tmp_path)
+    noisy = make_lang_dir(tmp_path, "test_tel", "hi", 3, seed=50)
+    out = tmp_path / "lid"
+    args = ["--model", "whisper_tiny_random", "--layer", "1", "--train_dir", str(data), "--dev_dir", str(data),
+            "--test_dir", str(data), "--out_dir", str(out), "--heads", "linear", "--epochs", "1", "--alone_crops", "0",
+            "--channels", "tel", "snr10", "--eval_dir", str(noisy), "--threads", "1"]
+    train_lid.main(args)
+    report = json.loads((out / "linear/eval.json").read_text())
+    assert report["train_utterances"] == 16  # 8 + the same 8 through a channel each
+    assert report["eval"]["test_tel"]["n"] == 3
+    plain = cached_tap_frames(load_model("whisper_tiny_random"), data, 1, out / "feats/train")
+    through = cached_tap_frames(load_model("whisper_tiny_random"), data, 1, out / "feats/train_channels_tel-snr10")
+    assert sorted(through.utt_ids) == sorted(plain.utt_ids)
+    by_id = dict(zip(plain.utt_ids, plain.frames))
+    assert all(f.shape == by_id[u].shape and not np.allclose(f, by_id[u]) for u, f in zip(through.utt_ids, through.frames))
+    with pytest.raises(SystemExit, match="unknown|condition"):
+        train_lid.main(args[:-7] + ["--channels", "underwater"])
