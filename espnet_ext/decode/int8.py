@@ -19,6 +19,7 @@ quantised with the base. A part whose LoRA banks are not merged has no int8 copy
 import contextlib
 import copy
 import warnings
+from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
 import torch
@@ -26,8 +27,19 @@ import torch.nn as nn
 
 from espnet_ext.lora.bank import LoRABankLinear
 
-# 8-bit activations: the CPU here has VNNI, where fbgemm needs no 7-bit range to avoid overflow.
-REDUCE_RANGE = False
+
+def _has_vnni() -> bool:
+    """Whether the CPU multiplies u8 x s8 into int32 directly (AVX-512 VNNI or AVX-VNNI)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+# Without VNNI, fbgemm's u8 x s8 products pass through saturating int16 sums: activations keep 7 bits
+# there (torch's x86 default); with VNNI all 8 (the README's int8 measurements).
+REDUCE_RANGE = not _has_vnni()
 PARTS = ("none", "decoder", "all")  # what `--int8` quantises
 
 
@@ -67,16 +79,16 @@ def _unrouted(module: nn.Module) -> bool:
     return all(m.merged is not None for m in module.modules() if isinstance(m, LoRABankLinear))
 
 
-def int8_copy(decoder: nn.Module) -> nn.Module:
-    """`decoder` with every linear layer (and every LoRA bank layer, routing ignored) replaced by an
-    `Int8Linear` of its current weights; all other modules and tensors are the decoder's own."""
+def int8_copy(part: nn.Module) -> nn.Module:
+    """`part` (a decoder or an encoder) with every linear layer (and every LoRA bank layer, routing
+    ignored) replaced by an `Int8Linear` of its current weights; all other modules and tensors are its own."""
     linear = (nn.Linear, LoRABankLinear)
     # Shared, never copied: the linear layers (replaced below in the copy's parents), the other leaf
     # modules (embeddings, layer norms), and the tensors held by the containers themselves.
-    shared = {id(m): m for m in decoder.modules() if isinstance(m, linear) or not any(m.children())}
-    shared.update({id(t): t for m in decoder.modules() if not isinstance(m, linear)
+    shared = {id(m): m for m in part.modules() if isinstance(m, linear) or not any(m.children())}
+    shared.update({id(t): t for m in part.modules() if not isinstance(m, linear)
                    for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))})
-    clone = copy.deepcopy(decoder, memo=shared)
+    clone = copy.deepcopy(part, memo=shared)
     for parent in clone.modules():
         for name, child in list(parent.named_children()):
             if isinstance(child, linear):

@@ -32,7 +32,7 @@ def test_int8_linear_is_the_float_linear_within_int8_error(bias):
     x = torch.randn(3, 5, 64, generator=gen)  # any leading shape
     got, want = Int8Linear.from_linear(linear)(x), linear(x)
     assert got.shape == want.shape
-    assert relative_error(got, want) < 0.02  # per-channel scales: the small rows keep their precision
+    assert relative_error(got, want) < 0.03  # per-channel scales: the small rows keep their precision (7- or 8-bit x)
     assert not torch.equal(got, want)  # it is quantised
 
 
@@ -86,7 +86,7 @@ def test_the_vocabulary_projection_is_quantised_once():
     weight = torch.randn(50, 16)
     decoders = Int8Copies(weight)
     h = torch.randn(2, 16)
-    assert relative_error(decoders.vocab(h), h @ weight.T) < 0.02
+    assert relative_error(decoders.vocab(h), h @ weight.T) < 0.03
 
 
 @torch.no_grad()
