@@ -97,13 +97,17 @@ def int8_copy(part: nn.Module) -> nn.Module:
 
 
 class Int8Copies:
-    """The int8 copy of each model part per merged adapter, built on first use and kept for the run.
+    """What a decoding backend runs on int8 weights (`parts`, one of PARTS): the int8 copy of each model part
+    per merged adapter, built on first use and kept for the run.
 
     `vocab_weight`: a weight the decoder multiplies by outside any linear layer (Whisper's tied token
     embedding), quantised once as well."""
 
-    def __init__(self, vocab_weight: Optional[torch.Tensor] = None):
-        self.vocab = None if vocab_weight is None else Int8Linear(vocab_weight)
+    def __init__(self, parts: str, vocab_weight: Optional[torch.Tensor] = None):
+        if parts not in PARTS:
+            raise ValueError(f"int8 parts {parts!r}: choose one of {', '.join(PARTS)}")
+        self.parts = parts
+        self.vocab = None if parts == "none" or vocab_weight is None else Int8Linear(vocab_weight)
         self._copies: Dict[Tuple[int, Tuple[str, ...]], nn.Module] = {}
 
     def copy_of(self, part: nn.Module) -> Optional[nn.Module]:
@@ -115,16 +119,20 @@ class Int8Copies:
             self._copies[key] = int8_copy(part)
         return self._copies[key]
 
+    def decoder(self, decoder: nn.Module) -> Optional[nn.Module]:
+        """The decoder's int8 copy, or None where the decoder stays float32 (parts none, or routed banks)."""
+        return None if self.parts == "none" else self.copy_of(decoder)
+
     @contextlib.contextmanager
-    def swapped(self, model: nn.Module, name: str) -> Iterator[None]:
-        """`model.<name>` replaced by its int8 copy for the block, where it has one."""
-        original = getattr(model, name)
-        clone = self.copy_of(original)
+    def encoding(self, model: nn.Module) -> Iterator[None]:
+        """`model.encoder` replaced by its int8 copy for the block, with parts `all` and where it has one."""
+        original = model.encoder
+        clone = self.copy_of(original) if self.parts == "all" else None
         if clone is None:
             yield
             return
-        setattr(model, name, clone)
+        model.encoder = clone
         try:
             yield
         finally:
-            setattr(model, name, original)
+            model.encoder = original

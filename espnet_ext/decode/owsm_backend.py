@@ -68,14 +68,11 @@ class OwsmBackend:
         self.pad_to_30s = True
         self.eot = s2t_model.eos
         self.suppress = torch.tensor([_is_special(tok) and i != self.eot for i, tok in enumerate(s2t_model.token_list)])
-        self.int8 = None if int8 == "none" else Int8Copies()  # (its output layer is a linear layer)
-        self.int8_encoder = int8 == "all"
+        self.int8 = Int8Copies(int8)  # (OWSM's output layer is a linear layer: quantised with the rest)
 
     def encode(self, speech: torch.Tensor, lengths: torch.Tensor, tap=None, pad_to_30s=None) -> EncoderOutput:
         """OWSM always sees the 30 s window it was trained on (ESPnet's s2t_inference does the same)."""
-        if not self.int8_encoder:
-            return self.family.encode(self.model, speech, lengths, True, tap)
-        with self.int8.swapped(self.model, "encoder"):
+        with self.int8.encoding(self.model):
             return self.family.encode(self.model, speech, lengths, True, tap)
 
     def prompt(self, lang: str) -> List[int]:
@@ -89,8 +86,7 @@ class OwsmBackend:
         return torch.softmax(logp[:, ids], dim=-1)
 
     def state(self, encoded: EncoderOutput) -> OwsmCachedState:
-        decoder = self.int8 and self.int8.copy_of(self.model.decoder)
-        return OwsmCachedState(decoder or self.model.decoder, encoded)
+        return OwsmCachedState(self.int8.decoder(self.model.decoder) or self.model.decoder, encoded)
 
     def decode_text(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens)).strip()

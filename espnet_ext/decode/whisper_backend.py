@@ -85,8 +85,7 @@ class WhisperBackend:
         self.pad_to_30s = pad_to_30s
         self.eot = self.tokenizer.eot
         self.suppress = self._suppress_mask(self.text_decoder.token_embedding.num_embeddings)
-        self.int8 = None if int8 == "none" else Int8Copies(self.text_decoder.token_embedding.weight)
-        self.int8_encoder = int8 == "all"
+        self.int8 = Int8Copies(int8, self.text_decoder.token_embedding.weight)
 
     def _suppress_mask(self, vocab_size: int) -> torch.Tensor:
         """Special tokens (all ids above EOT) and whisper's non-speech symbols; never the space."""
@@ -100,9 +99,7 @@ class WhisperBackend:
         """The 30 s window Whisper was trained on (zero-shot), or the real length (adapters); `pad_to_30s`
         overrides the backend's choice for one pass (the bare base's language ID)."""
         window = self.pad_to_30s if pad_to_30s is None else pad_to_30s
-        if not self.int8_encoder:
-            return self.family.encode(self.model, speech, lengths, window, tap)
-        with self.int8.swapped(self.model, "encoder"):
+        with self.int8.encoding(self.model):
             return self.family.encode(self.model, speech, lengths, window, tap)
 
     def prompt(self, lang: str) -> List[int]:
@@ -119,7 +116,7 @@ class WhisperBackend:
 
     def state(self, encoded: EncoderOutput) -> WhisperCachedState:
         """The decoder's int8 copy where asked for and possible (int8.py), else the decoder itself."""
-        decoder = self.int8 and self.int8.copy_of(self.text_decoder)
+        decoder = self.int8.decoder(self.text_decoder)
         if decoder is None:
             return WhisperCachedState(self.text_decoder, encoded)
         return WhisperCachedState(decoder, encoded, self.int8.vocab)

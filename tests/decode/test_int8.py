@@ -84,7 +84,7 @@ def test_a_batch_routed_per_row_decodes_in_float32_with_the_same_transcripts(tin
 
 def test_the_vocabulary_projection_is_quantised_once():
     weight = torch.randn(50, 16)
-    decoders = Int8Copies(weight)
+    decoders = Int8Copies("decoder", weight)
     h = torch.randn(2, 16)
     assert relative_error(decoders.vocab(h), h @ weight.T) < 0.03
 
