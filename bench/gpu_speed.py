@@ -36,6 +36,7 @@ from espnet_ext.data.audio import SAMPLE_RATE
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.models.registry import load_model
+from common import median_seconds
 from train_throughput import (Clip, build_hf_whisper, check_same_targets, espnet_batch, hf_batch, hf_lora, ours,
                               peft_targets)
 
@@ -141,8 +142,9 @@ def decode_rows(loaded, hf_base, seconds: float, batch_size: int, new_tokens: in
     """utterances/s of greedy decoding, exactly `new_tokens` generated per utterance by every system."""
     from train_throughput import log_mel_30s
 
-    asr = loaded.asr_model.to(device).eval()
     clips = synthetic_clips(batch_size, seconds, 1000, seed=1)
+    features = log_mel_30s(loaded.asr_model, clips).to(device)  # (on the CPU, where the model still is)
+    asr, hf = loaded.asr_model.to(device).eval(), hf_base.to(device).eval()
     audios = [c.audio for c in clips]
     config = SearchConfig(max_tokens=new_tokens, tokens_per_second=1e9, repeat_min_copies=10 ** 6)
     rows = {}
@@ -152,21 +154,12 @@ def decode_rows(loaded, hf_base, seconds: float, batch_size: int, new_tokens: in
             with torch.no_grad(), autocast(device):
                 work()
             synchronize(device)
-        synced()  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            synced()
-            times.append(time.perf_counter() - start)
-        return batch_size / statistics.median(times)
+        return batch_size / median_seconds(synced, repeats)
 
     for label, pad in ((f"ours, real length ({seconds:g} s)", False), ("ours, 30 s window", True)):
         backend = make_backend(loaded, pad_to_30s=pad)
         backend.suppress[backend.eot] = True  # exactly new_tokens tokens, as HF's min_new_tokens
         rows[label] = timed(lambda: transcribe_batch(backend, audios, [LANG] * batch_size, config))
-    hf = hf_base.to(device).eval()
-    features = log_mel_30s(asr.to("cpu"), clips).to(device)
-    asr.to(device)
     prompt = torch.tensor([backend.prompt(LANG)] * batch_size, device=device)
 
     def hf_generate():
