@@ -30,7 +30,7 @@ import numpy as np
 from espnet_ext.data.audio import SAMPLE_RATE, utterance_audio, write_wav
 from espnet_ext.data.corpus import exit_on_bad_input, run_parallel, write_validated
 from espnet_ext.data.degrade import (BABBLE_TALKERS, DEFAULT_CONDITIONS, SNR_CONDITION, Params, apply_condition,
-                                     check_condition)
+                                     check_condition, degraded_name)
 from espnet_ext.data.kaldi import Utterance, read_data_dir, write_list
 
 log = logging.getLogger("make_degraded")
@@ -98,7 +98,7 @@ def make_degraded(src: Path, conditions: Sequence[str] = DEFAULT_CONDITIONS, see
     utts = read_data_dir(src)
     written = {}
     for name in conditions:
-        dst = src.parent / f"{src.name}_{name}"
+        dst = src.parent / degraded_name(src.name, name)
         written[name] = degrade_data_dir(utts, dst, partial(_condition, name, utts), seed, nj)
         log.info("%s: %d utterances, %s", dst, len(utts), name)
     return written

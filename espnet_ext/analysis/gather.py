@@ -18,7 +18,8 @@ from espnet_ext.routing.routers import ROUTINGS
 from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
 from espnet_ext.scoring.report import read_kaldi_map
 from espnet_ext.scoring.results import (
-    Table, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb, routing_tables,
+    CLEAN, Table, condition_sort_key, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb,
+    robustness_decodes, robustness_systems, robustness_tables, routing_tables, wer_with_ci,
 )
 
 _TRAIN_LINE = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: .*?\bloss=([\d.]+)")
@@ -298,6 +299,48 @@ def results_sections(exp_root: Path, exp_dir: Path, figures_dir: Path) -> List[S
         sections.append(Section("Code-switched speech", "Predicted language segments against oracle segments", [],
                                 switched, []))
     return sections
+
+
+def robustness_figure(clean: str, by_condition: Mapping, stem: Path) -> Optional[List[Path]]:
+    """WER over all languages per condition (clean first), one series per system, bootstrap 95% CIs."""
+    conditions = sorted(by_condition, key=condition_sort_key)
+    systems = robustness_systems(by_condition)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(systems)
+    for i, name in enumerate(systems):
+        cells = [wer_with_ci(by_condition[c][name][1]["utterances"], None)
+                 if name in by_condition[c] and "utterances" in by_condition[c][name][1] else (np.nan,) * 3
+                 for c in conditions]
+        rate = np.array([cell[0] for cell in cells])
+        errors = [rate - [cell[1] for cell in cells], [cell[2] for cell in cells] - rate]
+        ax.errorbar(np.arange(len(conditions)) + i * width, rate, yerr=errors, fmt="o", capsize=3, label=name)
+    ax.set_xticks(np.arange(len(conditions)) + width * (len(systems) - 1) / 2, conditions)
+    ax.set_ylabel("WER, all languages (%)")
+    ax.set_title(f"{clean} and its degraded copies: WER with bootstrap 95% CI", fontsize=10)
+    ax.legend(fontsize=7)
+    return save_figure(fig, stem)
+
+
+def robustness_section(exp_root: Path, figures_dir: Path) -> Optional[Section]:
+    """Each clean test set against its degraded copies (local/make_degraded.py): table and figure."""
+    found = robustness_decodes(exp_root)
+    if not found:
+        return None
+    figures, lines = [], []
+    for clean, by_condition in sorted(found.items()):
+        if robustness_figure(clean, by_condition, figures_dir / f"robustness_{clean}"):
+            figures.append(Figure(figures_dir / f"robustness_{clean}.png", f"WER on {clean} per condition and system.",
+                                  f"{exp_root}/*/decode_{clean}*/scores.json (stage 6)"))
+        for name in robustness_systems(by_condition):
+            worst = max((c for c in by_condition if c != CLEAN and name in by_condition[c]),
+                        key=lambda c: by_condition[c][name][1]["scores"]["all"]["wer"]["rate"] or 0, default=None)
+            if worst is not None and name in by_condition.get(CLEAN, {}):
+                rate = by_condition[worst][name][1]["scores"]["all"]["wer"]["rate"]
+                lines.append(f"{name} on {clean}: {by_condition[CLEAN][name][1]['scores']['all']['wer']['rate']:.1f}% "
+                             f"WER clean, worst {worst} ({rate:.1f}%).")
+    return Section("Robustness to channels and voices", "Clean test sets against their degraded copies", lines,
+                   robustness_tables(exp_root), figures)
 
 
 def lid_section(exp_dir: Path) -> Optional[Section]:

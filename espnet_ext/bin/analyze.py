@@ -203,6 +203,7 @@ def build_sections(args, figures: Path) -> List[Section]:
     sections = [
         *gather.results_sections(args.exp_root, args.exp_dir, figures),
         gather.lid_section(args.exp_dir),
+        gather.robustness_section(args.exp_root, figures),
         gather.errors_section(args.exp_dir, figures),
         gather.weight_section(weight_result, figures,
                               f"{args.exp_dir}/analysis/weights.json from {args.exp_dir}/adapters (stage 7)"),

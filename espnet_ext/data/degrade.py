@@ -52,6 +52,25 @@ class DegradeError(UserError, ValueError):
     """A condition that cannot be built here (unknown name, missing tool); the message says the fix."""
 
 
+def degraded_name(clean: str, condition: str) -> str:
+    """The name of `clean`'s copy under `condition` (the data dir local/make_degraded.py writes beside it)."""
+    return f"{clean}_{condition}"
+
+
+def split_condition(set_name: str) -> Tuple[str, Optional[str]]:
+    """(clean set, condition) of a degraded copy's name; (set_name, None) for any other set."""
+    clean, _, condition = set_name.rpartition("_")
+    if clean and (condition in FIXED_CONDITIONS or SNR_CONDITION.fullmatch(condition)):
+        return clean, condition
+    return set_name, None
+
+
+def condition_order(condition: str) -> Tuple[int, str]:
+    """Sort key: DEFAULT_CONDITIONS in their order (mild to harsh within a kind), then the others by name."""
+    return (DEFAULT_CONDITIONS.index(condition), "") if condition in DEFAULT_CONDITIONS else (len(DEFAULT_CONDITIONS),
+                                                                                           condition)
+
+
 def check_condition(name: str) -> None:
     """Refuse a condition name before any audio is written."""
     if name not in FIXED_CONDITIONS and not SNR_CONDITION.fullmatch(name):

@@ -1,7 +1,7 @@
-"""Paired comparison of two systems on the same utterances: the relative WER change with a bootstrap
-95% confidence interval (utterances resampled with replacement, both systems on the same resample, as
-Bisani & Ney, ICASSP 2004, assess small WER differences). Both systems share the reference tokens, so
-the relative change of the error rate is that of the error counts."""
+"""Bootstrap 95% confidence intervals over utterances (resampled with replacement), as Bisani & Ney,
+ICASSP 2004, assess small WER differences: of one system's error rate, and of the relative WER change
+between two systems on the same utterances (paired: both systems on the same resample). Both systems
+share the reference tokens, so the relative change of the error rate is that of the error counts."""
 from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,6 +18,21 @@ def bootstrap_relative_change(errors: Sequence[int], baseline_errors: Sequence[i
     draws = (errors[index].sum(1) - base) / np.where(base > 0, base, np.nan)
     low, high = np.nanpercentile(draws, [2.5, 97.5])
     return float((errors.sum() - baseline.sum()) / baseline.sum()), float(low), float(high)
+
+
+def bootstrap_rate(errors: Sequence[int], tokens: Sequence[int], resamples: int = 1000, seed: int = 0
+                   ) -> Tuple[float, float, float]:
+    """(error rate, 2.5th, 97.5th percentile) as fractions: sum(errors) / sum(tokens) over the utterances,
+    and its 95% interval over resamples of the utterances (how far the rate of another draw of test
+    utterances like these could be)."""
+    errors, tokens = np.asarray(errors, dtype=float), np.asarray(tokens, dtype=float)
+    if not tokens.sum():
+        return float("nan"), float("nan"), float("nan")
+    index = np.random.default_rng(seed).integers(0, len(errors), (resamples, len(errors)))
+    total = tokens[index].sum(1)
+    draws = errors[index].sum(1) / np.where(total > 0, total, np.nan)
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return float(errors.sum() / tokens.sum()), float(low), float(high)
 
 
 def paired_errors(utterances: Mapping[str, Mapping], baseline: Mapping[str, Mapping], lang: Optional[str],

@@ -2,7 +2,7 @@
 `local/show_results.py` writes as RESULTS.md and the report (stage 7) renders as Markdown, HTML and slides,
 so every rendering of a number comes from one reading of the scores.
 
-Five kinds of table:
+Six kinds of table:
 
 - Experiments: one row per trained exp dir with a dev decode (`decode_dev_*_oracle`, written by stages 5
   and 6): targets, rank, trainable parameters per language (counted in the exported adapter files; for
@@ -22,6 +22,13 @@ Five kinds of table:
 - Domain shift: per trained system and test set of one source corpus (a mixed run's
   `test_<lang>_<corpus>`, tagged by `utt2src`), WER / CER and whether that corpus is in the system's
   training data (in-domain) or not (cross-domain).
+- Robustness: per clean test set with degraded copies decoded (`<set>_<condition>`, written by
+  local/make_degraded.py), one row per condition (clean first) and system: the zero-shot base and each
+  trained exp under oracle routing. WER per language and overall with a bootstrap 95% confidence interval
+  (utterances resampled), CER beside it; each trained exp's relative WER change against the reference exp
+  (the untagged run, whose name every other exp's name starts with) with its paired bootstrap CI; and the
+  accuracy of each LID head of the exp (stage 4's `lid/<head>/eval.json`, where `train_lid --eval_dir`
+  evaluated that set).
 - Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
   CER in percent and the counts behind them, so it can be checked against the decode dirs' result.txt.
 """
@@ -31,11 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from espnet_ext.data.degrade import condition_order, degraded_name, split_condition
 from espnet_ext.data.kaldi import read_entries
 from espnet_ext.errors import UserError
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.routing.routers import DEFAULT_TAU as UNCERTAIN, ROUTINGS
-from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+from espnet_ext.scoring.compare import bootstrap_rate, bootstrap_relative_change, paired_errors
 from espnet_ext.scoring.report import format_rate
 
 
@@ -301,6 +309,98 @@ def domain_table(exp_dir: Path) -> Optional[Table]:
                  rows, [False] * 5 + [True], f"{exp_dir}/*/decode_*_oracle/scores.json, utt2src of the data dirs")
 
 
+CLEAN = "clean"
+ZERO_SHOT = "zero-shot base"
+
+
+def robustness_decodes(exp_dir: Path) -> Dict[str, Dict[str, Dict[str, Tuple[Path, Dict]]]]:
+    """clean set -> condition ("clean" for the set itself) -> system -> (exp dir, scores.json) of every
+    oracle decode of a trained exp and every zero-shot decode, on sets with at least one degraded copy."""
+    found: Dict[str, Dict[str, Dict[str, Tuple[Path, Dict]]]] = {}
+    for path in sorted(exp_dir.glob("*/decode_*/scores.json")):
+        exp, scores = path.parent.parent, json.loads(path.read_text(encoding="utf-8"))
+        test_set = scores.get("test_set", "")
+        routing = path.parent.name[len(f"decode_{test_set}_"):]
+        zeroshot = routing == "none" and exp.name.endswith("_zeroshot")
+        if routing != "oracle" and not zeroshot:
+            continue
+        clean, condition = split_condition(test_set)
+        system = ZERO_SHOT if zeroshot else exp.name
+        found.setdefault(clean, {}).setdefault(condition or CLEAN, {})[system] = (exp, scores)
+    return {clean: by_condition for clean, by_condition in found.items() if set(by_condition) - {CLEAN}}
+
+
+def robustness_systems(by_condition: Dict[str, Dict[str, Tuple[Path, Dict]]]) -> List[str]:
+    """The systems decoded on any condition of a clean set: the zero-shot base first, then the exps by name."""
+    return sorted({name for decodes in by_condition.values() for name in decodes}, key=lambda n: (n != ZERO_SHOT, n))
+
+
+def _reference(systems: List[str]) -> Optional[str]:
+    """The untagged trained exp: the one whose name every other trained exp's name starts with."""
+    trained = sorted(name for name in systems if name != ZERO_SHOT)
+    return trained[0] if len(trained) > 1 and all(name.startswith(trained[0]) for name in trained) else None
+
+
+def wer_with_ci(utterances: Dict, lang: Optional[str]) -> Tuple[float, float, float]:
+    """WER of `lang`'s utterances (all for None) of a scores.json "utterances" map, with its bootstrap 95%
+    interval, in percent."""
+    ids = [u for u, v in utterances.items() if lang is None or v["lang"] == lang]
+    rate, low, high = bootstrap_rate([utterances[u]["word_errors"] for u in ids], [utterances[u]["words"] for u in ids])
+    return 100 * rate, 100 * low, 100 * high
+
+
+def condition_sort_key(condition: str) -> Tuple[int, str]:
+    """Clean first, then the conditions in espnet_ext.data.degrade's order."""
+    return (-1, "") if condition == CLEAN else condition_order(condition)
+
+
+def _lid_accuracies(exp: Path, test_set: str) -> str:
+    """Accuracy (%) on `test_set` of each LID head of `exp` that was evaluated on it ("mlp 98.0")."""
+    cells = []
+    for eval_file in sorted(exp.glob("lid/*/eval.json")):
+        split = json.loads(eval_file.read_text(encoding="utf-8")).get("eval", {}).get(test_set)
+        if split is not None:
+            cells.append(f"{eval_file.parent.name} {100 * split['accuracy']:.1f}")
+    return ", ".join(cells)
+
+
+def robustness_tables(exp_dir: Path) -> List[Table]:
+    """The Robustness tables (module docstring), one per clean test set with degraded copies decoded."""
+    tables = []
+    for clean, by_condition in sorted(robustness_decodes(exp_dir).items()):
+        systems = robustness_systems(by_condition)
+        reference = _reference(systems)
+        langs = sorted({lang for decodes in by_condition.values() for _, scores in decodes.values()
+                        for lang in scores["scores"]} - {"all"}, key=list(LANGUAGES).index)
+        rows = []
+        for condition in sorted(by_condition, key=condition_sort_key):
+            decodes = by_condition[condition]
+            test_set = clean if condition == CLEAN else degraded_name(clean, condition)
+            for name in (n for n in systems if n in decodes):
+                exp, scores = decodes[name]
+                utterances = scores.get("utterances", {})
+                cells = [condition, name]
+                for lang in langs + [None]:
+                    summary = scores["scores"].get(lang or "all")
+                    cells.append("" if summary is None or not utterances else
+                                 "{:.1f} [{:.1f}, {:.1f}]".format(*wer_with_ci(utterances, lang))
+                                 + f" / {format_rate(summary['cer'])}")
+                base = decodes.get(reference)
+                if reference is None or name in (reference, ZERO_SHOT) or base is None or not utterances:
+                    cells.append("")
+                else:
+                    change, low, high = bootstrap_relative_change(*paired_errors(utterances, base[1]["utterances"], None))
+                    cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
+                cells.append("" if name == ZERO_SHOT else _lid_accuracies(exp, test_set))
+                rows.append(cells)
+        columns = (["condition", "system"] + [f"{lang} WER [95% CI] / CER" for lang in langs + ["all"]]
+                   + [f"all WER vs {reference or 'reference'}", "LID accuracy %"])
+        tables.append(Table(f"Robustness: {clean} and its degraded copies (oracle routing; zero-shot: the bare base)",
+                            columns, rows, [False, False] + [True] * (len(columns) - 2),
+                            f"{exp_dir}/*/decode_{clean}[_<condition>]_{{oracle,none}}/scores.json, lid/*/eval.json"))
+    return tables
+
+
 def decodes_table(exp_dir: Path) -> Table:
     """Every decode (module docstring); an error when nothing under `exp_dir` is scored yet."""
     paths = sorted(exp_dir.glob("*/decode_*/scores.json"))
@@ -311,11 +411,12 @@ def decodes_table(exp_dir: Path) -> Table:
 
 
 def all_tables(exp_dir: Path) -> List[Table]:
-    """Experiments, systems, routing, every decode: the tables of RESULTS.md, in its order."""
+    """Experiments, systems, domain shift, routing, robustness, every decode: the tables of RESULTS.md, in its
+    order."""
     every = decodes_table(exp_dir)
     summaries = [table for table in (experiments_table(exp_dir), systems_table(exp_dir), domain_table(exp_dir))
                  if table]
-    return summaries + routing_tables(exp_dir) + [every]
+    return summaries + routing_tables(exp_dir) + robustness_tables(exp_dir) + [every]
 
 
 def markdown(exp_dir: Path) -> str:

@@ -180,3 +180,23 @@ def test_over_the_page_budget_the_last_sections_tables_give_way_to_their_figures
     assert [(s.title, kind) for s, kind in plan if kind == "table"] == [(f"s{i}", "table") for i in range(7)]
     assert all((s, "figures") in plan for s in sections)  # every section keeps its message's figure page
     assert slide_count(sections) == 1 + len(slide_plan(sections))
+
+
+def test_robustness_section_draws_every_condition_and_names_each_systems_worst(tmp_path):
+    root, figures = tmp_path / "exp", tmp_path / "figures"
+    figures.mkdir()
+    for i, test_set in enumerate(("test_all", "test_all_tel", "test_all_snr5")):
+        write_decode(root / "whisper_tiny_zeroshot" / f"decode_{test_set}_none", test_set, 10 + i)
+        write_decode(root / "whisper_tiny_all_r4" / f"decode_{test_set}_oracle", test_set, 20 + i)
+    assert gather.robustness_section(tmp_path / "nothing", figures) is None
+    section = gather.robustness_section(root, figures)
+    [table] = section.tables
+    assert [row[:2] for row in table.rows][::2] == [["clean", "zero-shot base"], ["tel", "zero-shot base"],
+                                                     ["snr5", "zero-shot base"]]
+    rate = {test_set: json.loads((root / "whisper_tiny_all_r4" / f"decode_{test_set}_oracle/scores.json").read_text())
+            ["scores"]["all"]["wer"]["rate"] for test_set in ("test_all", "test_all_tel", "test_all_snr5")}
+    worst = max(("tel", "snr5"), key=lambda c: rate[f"test_all_{c}"])
+    assert (f"whisper_tiny_all_r4 on test_all: {rate['test_all']:.1f}% WER clean, worst {worst} "
+            f"({rate[f'test_all_{worst}']:.1f}%).") in section.paragraphs
+    assert [f.png.name for f in section.figures] == ["robustness_test_all.png"]
+    assert (figures / "robustness_test_all.png").stat().st_size > 10_000

@@ -158,6 +158,15 @@ def test_cli_writes_each_condition_as_a_valid_copy_reproducibly(tmp_path):
     assert all(again[name][utt] != first[name][utt] for name in first for utt in first[name])
 
 
+def test_a_copys_name_splits_back_into_its_clean_set_and_condition():
+    for condition in (*degrade.DEFAULT_CONDITIONS, "snr-3", "snr7.5"):
+        assert degrade.split_condition(degrade.degraded_name("test_q_hi", condition)) == ("test_q_hi", condition)
+    for name in ("test_all", "test_q", "dev_te", "test_cs_rapid", "snr10", "test_snr"):  # not copies
+        assert degrade.split_condition(name) == (name, None)
+    names = ["voice", "snr5", "x_new", "tel", "snr20", "snr10"]
+    assert sorted(names, key=degrade.condition_order) == ["tel", "snr20", "snr10", "snr5", "voice", "x_new"]
+
+
 def test_bad_input_is_a_one_line_error(tmp_path):
     with pytest.raises(SystemExit, match=r"unknown condition 'snow' \(fix: choose from tel mp3 opus"):
         main(["--src", str(tiny_dir(tmp_path)), "--conditions", "tel", "snow"])

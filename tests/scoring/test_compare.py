@@ -1,8 +1,8 @@
-"""The paired bootstrap of a relative WER change."""
+"""Bootstrap intervals: of an error rate, and (paired) of a relative WER change."""
 import numpy as np
 import pytest
 
-from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+from espnet_ext.scoring.compare import bootstrap_rate, bootstrap_relative_change, paired_errors
 
 
 def test_identical_systems_change_nothing_and_the_interval_is_a_point():
@@ -26,3 +26,15 @@ def test_paired_errors_take_common_utterances_of_a_language():
     errors, base = paired_errors(a, b, "hi")
     assert errors.tolist() == [3] and base.tolist() == [2]
     assert paired_errors(a, b, None)[0].tolist() == [3, 1]
+
+
+def test_rate_interval_brackets_the_pooled_rate_and_shrinks_with_more_utterances():
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(5, 15, 2000)
+    errors = rng.binomial(tokens, 0.2)
+    rate, low, high = bootstrap_rate(errors, tokens)
+    assert rate == errors.sum() / tokens.sum() and low < rate < high and high - low < 0.03
+    _, low_small, high_small = bootstrap_rate(errors[:50], tokens[:50])
+    assert high_small - low_small > 3 * (high - low)
+    assert bootstrap_rate([2, 4], [10, 20]) == (0.2, 0.2, 0.2)  # every utterance at 20%: no spread
+    assert np.isnan(bootstrap_rate([0], [0])[0])

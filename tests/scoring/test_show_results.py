@@ -114,3 +114,56 @@ def test_domain_table_marks_each_source_test_set_in_or_cross_domain(tmp_path):
          "20.00 / 5.00"]]
     (data / "train_hi" / "utt2src").write_text("a1 kathbath\n")
     assert [row[4] for row in domain_table(tmp_path / "exp").rows] == ["cross-domain", "in-domain"]
+
+
+def write_per_utterance(decode_dir: Path, test_set: str, errors: dict):
+    """A scored decode with per-utterance word errors (10 words each, `u<i>-<lang>`) and summaries."""
+    langs = sorted({u.split("-")[1] for u in errors})
+    per_lang = {lang: (sum(u.endswith(lang) for u in errors),
+                       10 * sum(e for u, e in errors.items() if u.endswith(lang)) / sum(u.endswith(lang) for u in errors),
+                       1.0) for lang in langs}
+    write_scores(decode_dir, test_set, {**per_lang, "all": (len(errors), 10 * sum(errors.values()) / len(errors), 1.0)})
+    scores = json.loads((decode_dir / "scores.json").read_text())
+    scores["utterances"] = {u: {"lang": u.split("-")[1], "word_errors": e, "words": 10, "char_errors": e, "chars": 50}
+                            for u, e in errors.items()}
+    (decode_dir / "scores.json").write_text(json.dumps(scores))
+
+
+def test_robustness_table_rows_conditions_by_system_with_intervals_reference_and_lid(tmp_path):
+    from espnet_ext.scoring.results import robustness_tables
+
+    exp = tmp_path / "exp"
+    utts = [f"u{i}-{lang}" for lang in ("hi", "te") for i in range(4)]
+    decodes = {  # system dir, decode dir -> errors of every utterance
+        ("whisper_base_zeroshot", "decode_test_q_none"): 9, ("whisper_base_zeroshot", "decode_test_q_tel_none"): 10,
+        ("whisper_base_all_r16", "decode_test_q_oracle"): 2, ("whisper_base_all_r16", "decode_test_q_tel_oracle"): 4,
+        ("whisper_base_all_r16_ch", "decode_test_q_oracle"): 2, ("whisper_base_all_r16_ch", "decode_test_q_tel_oracle"): 3,
+        ("whisper_base_all_r16", "decode_test_q_snr5_oracle"): 6,
+        ("whisper_base_all_r16", "decode_test_q_tel_hard"): 5,  # another routing: not a robustness row
+        ("whisper_base_all_r16", "decode_test_all_oracle"): 1,  # no degraded copy decoded: no table
+    }
+    for (system, decode), e in decodes.items():
+        test_set = decode[len("decode_"):].rsplit("_", 1)[0]
+        write_per_utterance(exp / system / decode, test_set, {u: e for u in utts})
+    lid = exp / "whisper_base_all_r16/lid/mlp"
+    lid.mkdir(parents=True)
+    (lid / "eval.json").write_text(json.dumps({"eval": {"test": {"accuracy": 0.99}, "test_q_tel": {"accuracy": 0.9}}}))
+    [table] = robustness_tables(exp)
+    assert table.title.startswith("Robustness: test_q and its degraded copies")
+    assert table.columns[-2:] == ["all WER vs whisper_base_all_r16", "LID accuracy %"]
+    assert [row[:2] for row in table.rows] == [
+        ["clean", "zero-shot base"], ["clean", "whisper_base_all_r16"], ["clean", "whisper_base_all_r16_ch"],
+        ["tel", "zero-shot base"], ["tel", "whisper_base_all_r16"], ["tel", "whisper_base_all_r16_ch"],
+        ["snr5", "whisper_base_all_r16"]]
+    by_row = {tuple(row[:2]): row for row in table.rows}
+    tel = by_row["tel", "whisper_base_all_r16_ch"]
+    assert tel[2] == "30.0 [30.0, 30.0] / 1.00"  # hi: 3 of 10 words in every utterance
+    assert tel[5] == "-25.0% [-25.0, -25.0]"  # 3 errors per utterance against the reference's 4
+    assert by_row["tel", "whisper_base_all_r16"][5:] == ["", "mlp 90.0"]  # the reference; its LID head on tel
+    assert by_row["clean", "whisper_base_all_r16_ch"][5:] == ["+0.0% [+0.0, +0.0]", ""]
+    assert by_row["tel", "zero-shot base"][4].startswith("100.0 [") and by_row["tel", "zero-shot base"][5:] == ["", ""]
+    write_per_utterance(exp / "whisper_base_all_r16_ch" / "decode_test_q_snr5_oracle", "test_q_snr5",
+                        {u: (8 if u.endswith("hi") else 4) for u in utts})
+    snr5 = {tuple(row[:2]): row for row in robustness_tables(exp)[0].rows}["snr5", "whisper_base_all_r16_ch"]
+    rate, low, high = (float(x) for x in snr5[4].split(" / ")[0].replace("[", "").replace("]", "").replace(",", "").split())
+    assert rate == 60.0 and low < rate < high  # utterances differ now: the interval opens
