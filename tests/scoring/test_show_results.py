@@ -148,6 +148,11 @@ def test_robustness_table_rows_conditions_by_system_with_intervals_reference_and
     lid = exp / "whisper_base_all_r16/lid/mlp"
     lid.mkdir(parents=True)
     (lid / "eval.json").write_text(json.dumps({"eval": {"test": {"accuracy": 0.99}, "test_q_tel": {"accuracy": 0.9}}}))
+    from espnet_ext.scoring.results import routing_tables
+
+    assert [t.title.split(": ")[1] for t in routing_tables(exp)] == [  # no copy decoded under oracle routing alone
+        "whisper_base_all_r16 on test_all", "whisper_base_all_r16 on test_q", "whisper_base_all_r16 on test_q_tel",
+        "whisper_base_all_r16_ch on test_q"]
     [table] = robustness_tables(exp)
     assert table.title.startswith("Robustness: test_q and its degraded copies")
     assert table.columns[-2:] == ["all WER vs whisper_base_all_r16", "LID accuracy %"]
