@@ -309,8 +309,8 @@ def robustness_figure(clean: str, by_condition: Mapping, stem: Path) -> Optional
     fig, ax = plt.subplots(figsize=(8, 3.8))
     width = 0.8 / len(systems)
     for i, name in enumerate(systems):
-        cells = [wer_with_ci(by_condition[c][name][1]["utterances"], None)
-                 if name in by_condition[c] and "utterances" in by_condition[c][name][1] else (np.nan,) * 3
+        cells = [wer_with_ci(by_condition[c][name]["utterances"], None)
+                 if name in by_condition[c] and "utterances" in by_condition[c][name] else (np.nan,) * 3
                  for c in conditions]
         rate = np.array([cell[0] for cell in cells])
         errors = [rate - [cell[1] for cell in cells], [cell[2] for cell in cells] - rate]
@@ -334,10 +334,10 @@ def robustness_section(exp_root: Path, figures_dir: Path) -> Optional[Section]:
                                   f"{exp_root}/*/decode_{clean}*/scores.json (stage 6)"))
         for name in robustness_systems(by_condition):
             worst = max((c for c in by_condition if c != CLEAN and name in by_condition[c]),
-                        key=lambda c: by_condition[c][name][1]["scores"]["all"]["wer"]["rate"] or 0, default=None)
+                        key=lambda c: by_condition[c][name]["scores"]["all"]["wer"]["rate"] or 0, default=None)
             if worst is not None and name in by_condition.get(CLEAN, {}):
-                rate = by_condition[worst][name][1]["scores"]["all"]["wer"]["rate"]
-                lines.append(f"{name} on {clean}: {by_condition[CLEAN][name][1]['scores']['all']['wer']['rate']:.1f}% "
+                rate = by_condition[worst][name]["scores"]["all"]["wer"]["rate"]
+                lines.append(f"{name} on {clean}: {by_condition[CLEAN][name]['scores']['all']['wer']['rate']:.1f}% "
                              f"WER clean, worst {worst} ({rate:.1f}%).")
     return Section("Robustness to channels and voices", "Clean test sets against their degraded copies", lines,
                    robustness_tables(exp_root), figures)

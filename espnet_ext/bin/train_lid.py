@@ -14,7 +14,8 @@ languages outside the classes (stage 1's `test_oos`): the report says how often 
 confidently (top posterior >= the threshold router's tau) to an in-set adapter. Each head's tau is set
 on dev (espnet_ext.lid.train.dev_tau) and saved with it, as are the LID-only classes' thresholds.
 
-The tap's frames are extracted once per data dir into `<out_dir>/feats/<dir name>/` (Kaldi compressed matrices,
+The tap's frames are extracted once per data dir into `<feats_dir>/<dir name>/` (default `<out_dir>/feats`; heads
+trained into other out dirs on the same bank may share one, as the robustness study's do) (Kaldi compressed matrices,
 kaldiio) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
 adapters off). Each head is trained on train (balanced languages, random 1-5 s crops of each whole
 utterance's frames, and --alone_crops copies of the training audio cut to 0.5-2 s stretches encoded alone), its epoch chosen
@@ -61,6 +62,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--oos_dir", type=Path, default=None,
                    help="Kaldi dir of out-of-set languages (never trained on): how often each is routed confidently")
     p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--feats_dir", type=Path, help="the tap frames' cache (default: <out_dir>/feats); share it only "
+                   "between heads on the same --adapter_dir")
     p.add_argument("--heads", default="mlp", help=f"comma-separated heads of {','.join(HEADS)}, or all")
     p.add_argument("--epochs", type=int, default=HeadTraining.epochs)
     p.add_argument("--batch_size", type=int, default=HeadTraining.batch_size)
@@ -175,13 +178,14 @@ def main(argv=None) -> None:
     if args.oos_dir is not None:
         dirs["out_of_set"] = [args.oos_dir]
     by_name: Dict[str, Path] = {}
+    feats_dir = args.feats_dir or args.out_dir / "feats"
     for data_dir in [d for group in dirs.values() for d in group] + list(args.eval_dir):
         if not (data_dir / "utt2lang").is_file():
             raise SystemExit(f"train_lid.py: {data_dir}/utt2lang is missing; give a Kaldi dir with utt2lang "
                              "(stage 1 writes them)")
         if by_name.setdefault(data_dir.name, data_dir).resolve() != data_dir.resolve():
             raise SystemExit(f"train_lid.py: {by_name[data_dir.name]} and {data_dir} would share the feature cache "
-                             f"{args.out_dir}/feats/{data_dir.name}: rename one")
+                             f"{feats_dir}/{data_dir.name}: rename one")
     from espnet_ext.models.registry import load_model
 
     loaded = load_model(args.model, model_path=args.model_path)
@@ -189,7 +193,7 @@ def main(argv=None) -> None:
     loaded.asr_model.eval()
 
     def frames(group: List[Path], suffix: str = "", transform=None) -> FrameFeatures:
-        parts = [cached_tap_frames(loaded, d, layer, args.out_dir / "feats" / f"{d.name}{suffix}", transform=transform)
+        parts = [cached_tap_frames(loaded, d, layer, feats_dir / f"{d.name}{suffix}", transform=transform)
                  for d in group]
         return sum(parts[1:], parts[0])
 

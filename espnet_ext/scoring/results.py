@@ -26,9 +26,9 @@ Six kinds of table:
   local/make_degraded.py), one row per condition (clean first) and system: the zero-shot base and each
   trained exp under oracle routing. WER per language and overall with a bootstrap 95% confidence interval
   (utterances resampled), CER beside it; each trained exp's relative WER change against the reference exp
-  (the untagged run, whose name every other exp's name starts with) with its paired bootstrap CI; and the
-  accuracy of each LID head of the exp (stage 4's `lid/<head>/eval.json`, where `train_lid --eval_dir`
-  evaluated that set).
+  (the untagged run, whose name every other exp's name starts with) with its paired bootstrap CI. Beside
+  it, the accuracy of every LID head evaluated on those sets (`<exp>/lid*/<head>/eval.json`, written by
+  `train_lid --eval_dir`), one row per head.
 - Every decode: one row per model, decode dir and language (the overall row, "all", last), with WER and
   CER in percent and the counts behind them, so it can be checked against the decode dirs' result.txt.
 """
@@ -315,10 +315,10 @@ CLEAN = "clean"
 ZERO_SHOT = "zero-shot base"
 
 
-def robustness_decodes(exp_dir: Path) -> Dict[str, Dict[str, Dict[str, Tuple[Path, Dict]]]]:
-    """clean set -> condition ("clean" for the set itself) -> system -> (exp dir, scores.json) of every
-    oracle decode of a trained exp and every zero-shot decode, on sets with at least one degraded copy."""
-    found: Dict[str, Dict[str, Dict[str, Tuple[Path, Dict]]]] = {}
+def robustness_decodes(exp_dir: Path) -> Dict[str, Dict[str, Dict[str, Dict]]]:
+    """clean set -> condition ("clean" for the set itself) -> system -> scores.json of every oracle decode of
+    a trained exp and every zero-shot decode, on sets with at least one degraded copy."""
+    found: Dict[str, Dict[str, Dict[str, Dict]]] = {}
     for path in sorted(exp_dir.glob("*/decode_*/scores.json")):
         exp, scores = path.parent.parent, json.loads(path.read_text(encoding="utf-8"))
         test_set = scores.get("test_set", "")
@@ -328,11 +328,11 @@ def robustness_decodes(exp_dir: Path) -> Dict[str, Dict[str, Dict[str, Tuple[Pat
             continue
         clean, condition = split_condition(test_set)
         system = ZERO_SHOT if zeroshot else exp.name
-        found.setdefault(clean, {}).setdefault(condition or CLEAN, {})[system] = (exp, scores)
+        found.setdefault(clean, {}).setdefault(condition or CLEAN, {})[system] = scores
     return {clean: by_condition for clean, by_condition in found.items() if set(by_condition) - {CLEAN}}
 
 
-def robustness_systems(by_condition: Dict[str, Dict[str, Tuple[Path, Dict]]]) -> List[str]:
+def robustness_systems(by_condition: Dict[str, Dict[str, Dict]]) -> List[str]:
     """The systems decoded on any condition of a clean set: the zero-shot base first, then the exps by name."""
     return sorted({name for decodes in by_condition.values() for name in decodes}, key=lambda n: (n != ZERO_SHOT, n))
 
@@ -356,14 +356,22 @@ def condition_sort_key(condition: str) -> Tuple[int, str]:
     return (-1, "") if condition == CLEAN else condition_order(condition)
 
 
-def _lid_accuracies(exp: Path, test_set: str) -> str:
-    """Accuracy (%) on `test_set` of each LID head of `exp` that was evaluated on it ("mlp 98.0")."""
-    cells = []
-    for eval_file in sorted(exp.glob("lid/*/eval.json")):
-        split = json.loads(eval_file.read_text(encoding="utf-8")).get("eval", {}).get(test_set)
-        if split is not None:
-            cells.append(f"{eval_file.parent.name} {100 * split['accuracy']:.1f}")
-    return ", ".join(cells)
+def lid_robustness_table(exp_dir: Path, clean: str, conditions: List[str]) -> Optional[Table]:
+    """Accuracy (%) of every LID head under `exp_dir` (`<exp>/lid*/<head>/eval.json`, stage 4 or the robustness
+    study) evaluated on `clean` or a copy, one row per head, one column per condition."""
+    rows = []
+    for eval_file in sorted(exp_dir.glob("*/lid*/*/eval.json")):
+        evaluated = json.loads(eval_file.read_text(encoding="utf-8")).get("eval", {})
+        cells = [evaluated.get(clean if c == CLEAN else degraded_name(clean, c)) for c in conditions]
+        if any(cells):
+            head = eval_file.parent
+            rows.append([head.parent.parent.name, f"{head.parent.name}/{head.name}"]
+                        + ["" if cell is None else f"{100 * cell['accuracy']:.1f}" for cell in cells])
+    if not rows:
+        return None
+    return Table(f"LID accuracy on {clean} and its degraded copies (%)", ["experiment", "head"] + conditions, rows,
+                 [False, False] + [True] * len(conditions), f"{exp_dir}/*/lid*/*/eval.json (espnet_ext.bin.train_lid "
+                 "--eval_dir)")
 
 
 def robustness_tables(exp_dir: Path) -> List[Table]:
@@ -372,14 +380,13 @@ def robustness_tables(exp_dir: Path) -> List[Table]:
     for clean, by_condition in sorted(robustness_decodes(exp_dir).items()):
         systems = robustness_systems(by_condition)
         reference = _reference(systems)
-        langs = sorted({lang for decodes in by_condition.values() for _, scores in decodes.values()
+        langs = sorted({lang for decodes in by_condition.values() for scores in decodes.values()
                         for lang in scores["scores"]} - {"all"}, key=list(LANGUAGES).index)
         rows = []
         for condition in sorted(by_condition, key=condition_sort_key):
             decodes = by_condition[condition]
-            test_set = clean if condition == CLEAN else degraded_name(clean, condition)
             for name in (n for n in systems if n in decodes):
-                exp, scores = decodes[name]
+                scores = decodes[name]
                 utterances = scores.get("utterances", {})
                 cells = [condition, name]
                 for lang in langs + [None]:
@@ -391,15 +398,16 @@ def robustness_tables(exp_dir: Path) -> List[Table]:
                 if reference is None or name in (reference, ZERO_SHOT) or base is None or not utterances:
                     cells.append("")
                 else:
-                    change, low, high = bootstrap_relative_change(*paired_errors(utterances, base[1]["utterances"], None))
+                    change, low, high = bootstrap_relative_change(*paired_errors(utterances, base["utterances"], None))
                     cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
-                cells.append("" if name == ZERO_SHOT else _lid_accuracies(exp, test_set))
                 rows.append(cells)
         columns = (["condition", "system"] + [f"{lang} WER [95% CI] / CER" for lang in langs + ["all"]]
-                   + [f"all WER vs {reference or 'reference'}", "LID accuracy %"])
+                   + [f"all WER vs {reference or 'reference'}"])
         tables.append(Table(f"Robustness: {clean} and its degraded copies (oracle routing; zero-shot: the bare base)",
                             columns, rows, [False, False] + [True] * (len(columns) - 2),
-                            f"{exp_dir}/*/decode_{clean}[_<condition>]_{{oracle,none}}/scores.json, lid/*/eval.json"))
+                            f"{exp_dir}/*/decode_{clean}[_<condition>]_{{oracle,none}}/scores.json"))
+        lid = lid_robustness_table(exp_dir, clean, sorted(by_condition, key=condition_sort_key))
+        tables += [lid] if lid else []
     return tables
 
 

@@ -126,3 +126,6 @@ def test_train_lid_adds_a_channel_copy_of_the_training_set_and_reports_each_eval
     assert all(f.shape == by_id[u].shape and not np.allclose(f, by_id[u]) for u, f in zip(through.utt_ids, through.frames))
     with pytest.raises(SystemExit, match="unknown|condition"):
         train_lid.main(args[:-7] + ["--channels", "underwater"])
+    other = tmp_path / "lid_e2"  # another head on the same bank, reading the first one's frames
+    train_lid.main(args[:10] + ["--out_dir", str(other), "--feats_dir", str(out / "feats")] + args[12:] + ["--epochs", "2"])
+    assert not (other / "feats").exists() and len(json.loads((other / "linear/eval.json").read_text())["history"]) == 2

@@ -197,18 +197,37 @@ def test_zero_shot_decoding_alone_needs_no_trained_system(tmp_path):
 
 
 @pytest.mark.slow
-def test_stage_7_reports_every_result_and_the_seeds_study(tmp_path):
+def test_stage_7_reports_every_result_and_the_seeds_and_robustness_studies(tmp_path):
     """Stages 3-7 on the tiny model with --studies seeds: two more trainings under seeds 1 and 2 (stages 3, 5, 6
-    each), then the report: README.md, index.html and slides.pdf with the weight space, the seeds' spread and the
-    representation analysis, figures as PNG and PDF."""
+    each), and robustness: test_q's degraded copies decoded by the zero-shot base, the adapters and the adapters
+    trained with the channels, LID heads with and without them; then the report: README.md, index.html and
+    slides.pdf with the weight space, the seeds' spread, the robustness tables and the representation analysis,
+    figures as PNG and PDF."""
     for name in ("train_all", "dev_all", "test_all"):
         make_corpus(tmp_path / "data", name)
+    channels = yaml.safe_load(TINY_CONFIG.read_text())
+    channels["augment_conf"] = {"channel_prob": 0.5, "channels": ["tel", "snr10"]}
+    (tmp_path / "channels.yaml").write_text(yaml.safe_dump(channels))
     done = run_recipe(tmp_path, "--model", "whisper_tiny_random", "--stage", "3", "--nj", "1",
                       "--train_config", str(TINY_CONFIG), "--train_args", "--max_epoch 1", "--routings", "oracle",
-                      "--test_sets", "test_all", "--studies", "seeds,layers,lexical", "--probe_per_language", "2",
-                      "--importance_per_language", "1", "--lexical_per_language", "2")
+                      "--test_sets", "test_all", "--studies", "seeds,layers,lexical,robustness", "--probe_per_language",
+                      "2", "--importance_per_language", "1", "--lexical_per_language", "2",
+                      "--robustness_per_language", "1", "--robustness_conditions", "tel",
+                      "--robustness_config", str(tmp_path / "channels.yaml"), "--robustness_epochs", "1",
+                      "--robustness_lid_epochs", "2", "--lid_args", "--alone_crops 0")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp"
+    sets = ("test_q", "test_q_tel")
+    assert [len((tmp_path / "data" / s / "wav.scp").read_text().splitlines()) for s in sets] == [4, 4]
+    for system, routing in (("whisper_tiny_random_zeroshot", "none"), ("whisper_tiny_random_all_r16", "oracle"),
+                            ("whisper_tiny_random_all_r16_channels_e1", "oracle")):
+        assert all((exp / system / f"decode_{s}_{routing}" / "scores.json").is_file() for s in sets), system
+    augment = yaml.safe_load((exp / "whisper_tiny_random_all_r16_channels_e1" / "config.yaml").read_text())
+    assert augment["augment_conf"]["channels"] == ["tel", "snr10"] and augment["max_epoch"] == 1
+    for variant in ("clean", "channels"):
+        report = json.loads((exp / f"whisper_tiny_random_all_r16/lid_{variant}_e2/mlp/eval.json").read_text())
+        assert set(sets) <= set(report["eval"]) and len(report["history"]) == 2
+        assert report["train_utterances"] == (16 if variant == "channels" else 8)
     runs = ["whisper_tiny_random_all_r16", "whisper_tiny_random_all_r16_seed1", "whisper_tiny_random_all_r16_seed2"]
     seeds = [yaml.safe_load((exp / run / "config.yaml").read_text())["seed"] for run in runs]
     assert seeds == [0, 1, 2]
@@ -223,6 +242,8 @@ def test_stage_7_reports_every_result_and_the_seeds_study(tmp_path):
     assert len(pngs) >= 8 and all(p.with_suffix(".pdf").is_file() for p in pngs)
     assert (report / "slides.pdf").read_bytes()[:5] == b"%PDF-" and "<img" in (report / "index.html").read_text()
     assert "stage 7: study seeds" in done.stdout
+    assert "## Robustness to channels and voices" in readme and "robustness_test_q.png" in readme
+    assert "LID accuracy on test_q and its degraded copies (%)" in readme
 
 
 def test_an_unknown_study_stops_stage_7_naming_it(tmp_path):

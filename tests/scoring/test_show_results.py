@@ -145,17 +145,22 @@ def test_robustness_table_rows_conditions_by_system_with_intervals_reference_and
     for (system, decode), e in decodes.items():
         test_set = decode[len("decode_"):].rsplit("_", 1)[0]
         write_per_utterance(exp / system / decode, test_set, {u: e for u in utts})
-    lid = exp / "whisper_base_all_r16/lid/mlp"
-    lid.mkdir(parents=True)
-    (lid / "eval.json").write_text(json.dumps({"eval": {"test": {"accuracy": 0.99}, "test_q_tel": {"accuracy": 0.9}}}))
+    for lid, evaluated in (("lid/mlp", {"test": 0.99, "test_q_tel": 0.9}), ("lid_channels_e40/cnn", {"test_q": 1.0}),
+                           ("lid_other/mlp", {"test_all": 0.5})):  # the last evaluated on no robustness set
+        (exp / "whisper_base_all_r16" / lid).mkdir(parents=True)
+        (exp / "whisper_base_all_r16" / lid / "eval.json").write_text(
+            json.dumps({"eval": {split: {"accuracy": a} for split, a in evaluated.items()}}))
     from espnet_ext.scoring.results import routing_tables
 
     assert [t.title.split(": ")[1] for t in routing_tables(exp)] == [  # no copy decoded under oracle routing alone
         "whisper_base_all_r16 on test_all", "whisper_base_all_r16 on test_q", "whisper_base_all_r16 on test_q_tel",
         "whisper_base_all_r16_ch on test_q"]
-    [table] = robustness_tables(exp)
+    table, lid = robustness_tables(exp)
     assert table.title.startswith("Robustness: test_q and its degraded copies")
-    assert table.columns[-2:] == ["all WER vs whisper_base_all_r16", "LID accuracy %"]
+    assert table.columns[-1] == "all WER vs whisper_base_all_r16"
+    assert lid.columns == ["experiment", "head", "clean", "tel", "snr5"]
+    assert lid.rows == [["whisper_base_all_r16", "lid/mlp", "", "90.0", ""],
+                        ["whisper_base_all_r16", "lid_channels_e40/cnn", "100.0", "", ""]]
     assert [row[:2] for row in table.rows] == [
         ["clean", "zero-shot base"], ["clean", "whisper_base_all_r16"], ["clean", "whisper_base_all_r16_ch"],
         ["tel", "zero-shot base"], ["tel", "whisper_base_all_r16"], ["tel", "whisper_base_all_r16_ch"],
@@ -164,9 +169,9 @@ def test_robustness_table_rows_conditions_by_system_with_intervals_reference_and
     tel = by_row["tel", "whisper_base_all_r16_ch"]
     assert tel[2] == "30.0 [30.0, 30.0] / 1.00"  # hi: 3 of 10 words in every utterance
     assert tel[5] == "-25.0% [-25.0, -25.0]"  # 3 errors per utterance against the reference's 4
-    assert by_row["tel", "whisper_base_all_r16"][5:] == ["", "mlp 90.0"]  # the reference; its LID head on tel
-    assert by_row["clean", "whisper_base_all_r16_ch"][5:] == ["+0.0% [+0.0, +0.0]", ""]
-    assert by_row["tel", "zero-shot base"][4].startswith("100.0 [") and by_row["tel", "zero-shot base"][5:] == ["", ""]
+    assert by_row["tel", "whisper_base_all_r16"][5] == ""  # the reference itself
+    assert by_row["clean", "whisper_base_all_r16_ch"][5] == "+0.0% [+0.0, +0.0]"
+    assert by_row["tel", "zero-shot base"][4].startswith("100.0 [") and by_row["tel", "zero-shot base"][5] == ""
     write_per_utterance(exp / "whisper_base_all_r16_ch" / "decode_test_q_snr5_oracle", "test_q_snr5",
                         {u: (8 if u.endswith("hi") else 4) for u in utts})
     snr5 = {tuple(row[:2]): row for row in robustness_tables(exp)[0].rows}["snr5", "whisper_base_all_r16_ch"]

@@ -78,12 +78,19 @@ studies=               # comma-separated studies stage 7 runs before its report 
                        # lexical (which frequent training words an utterance holds, per encoder layer),
                        # transfer (each adapter decoding every other language's test set), fewshot (each
                        # target language trained on 25/100/400 utterances from scratch and from the source's
-                       # adapter, the source trained alone first)
+                       # adapter, the source trained alone first), robustness (the degraded copies of test_q: the
+                       # zero-shot base, the adapters and LID heads with and without the channels, README "Robustness")
 importance_per_language=10  # the layers study's probe utterances per language
 lexical_per_language=50     # the lexical study's dev utterances per language
 fewshot_pairs="hi:pa hi:te it:te"  # the fewshot study's source:target pairs (the project plan's); full: all 12
 fewshot_sizes="25 100 400"         # its target training sizes (utterances)
 fewshot_steps="--num_iters_per_epoch 25 --max_epoch 4"  # equal training steps for every size
+robustness_per_language=25  # the robustness study's test_q: this many test utterances per language
+robustness_conditions="tel mp3 opus snr20 snr10 snr5 reverb voice"  # its degraded copies (local/make_degraded.py)
+robustness_config=conf/tuning/train_lora_whisper_base_r16_channels.yaml  # the adapters trained with the channels
+robustness_epochs="4 8 16"  # their epochs: the default's 4, and 2x and 4x its steps
+robustness_lid_channels="tel mp3 opus reverb snr10"  # the LID heads' channel copy of the training audio
+robustness_lid_epochs="20 40 80"  # the LID heads' epochs (train_lid's default 20, 2x, 4x), clean and with the channels
 
 help_message="Usage: $0 [options]
   e.g. $0 --stage 5 --stop_stage 6 --lang te --routings none --decode_language detect"
@@ -207,6 +214,14 @@ decode_set() {  # data dir, decode dir, routing[, decode.py options]: nj paralle
     python -m espnet_ext.bin.decode --merge --nj "${nj}" --out_dir "${dir}" > "${dir}/log/merge.log" 2>&1
     touch "${dir}/.done"
 }
+lid_dirs() {  # a split's dirs for the LID: the adapters' languages, then each LID-only class prepared
+    local d l
+    echo "$(data_dir_of "$1_${lang}")"
+    for l in $(python -m espnet_ext.bin.recipe_info lid_only_langs); do
+        d=$(data_dir_of "$1_${l}"); [ -d "${d}" ] && echo "${d}"
+    done
+    return 0
+}
 score_set() {  # decode dir, data dir: sclite WER/CER into <decode dir>/result.txt and scores.json
     log "scoring $1"
     ${train_cmd} "$1/log/score.log" python -m espnet_ext.bin.score --decode_dir "$1" --ref_text "$2/text"
@@ -312,14 +327,6 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         log "stage 4: LID heads ${heads} already trained (${marker}); --force true to redo"
     else
         log "stage 4: LID heads ${heads} on the tap of ${train_exp}/adapters -> ${train_exp}/lid (log: ${train_exp}/lid/log/train_lid.log)"
-        lid_only=$(python -m espnet_ext.bin.recipe_info lid_only_langs)
-        lid_dirs() {  # a split's dirs for the LID: the adapters' languages, then each LID-only class prepared
-            local d
-            echo "$(data_dir_of "$1_${lang}")"
-            for l in ${lid_only}; do
-                d=$(data_dir_of "$1_${l}"); [ -d "${d}" ] && echo "${d}"
-            done
-        }
         oos=$(data_dir_of test_oos)  # out-of-set languages (stage 1 of the tts corpus): their routing is reported
         ${train_cmd} --num-threads "${threads_alone}" "${train_exp}/lid/log/train_lid.log" \
             python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
@@ -423,7 +430,43 @@ run_study() {
                          done
                      done
                  done ;;
-        *) log "--studies: unknown study '$1' (seeds, ranks, layers, phonetic, lexical, transfer, fewshot)"; exit 1 ;;
+        robustness) local q=test_q sets evals routing epochs variant out
+                    if [ ! -f "${datadir}/${q}/.degraded" ]; then
+                        log "study robustness: ${datadir}/${q} and its copies (log: ${expdir}/log/make_degraded_${q}.log)"
+                        ${train_cmd} "${expdir}/log/subset_${q}.log" python local/subset_data_dir.py --per_language \
+                            "$(data_dir_of "test_${lang}")" "${robustness_per_language}" "${datadir}/${q}"
+                        ${train_cmd} "${expdir}/log/make_degraded_${q}.log" python local/make_degraded.py \
+                            --src "${datadir}/${q}" --nj "${nj}" --conditions ${robustness_conditions}
+                        touch "${datadir}/${q}/.degraded"
+                    fi
+                    sets="${q}$(for c in ${robustness_conditions}; do echo -n " ${q}_${c}"; done)"
+                    for dset in ${sets}; do  # the zero-shot base and this exp's adapters on every copy
+                        for routing in none oracle; do
+                            decode_set "$(data_dir_of "${dset}")" "$(decode_dir_of "${dset}" "${routing}")" "${routing}"
+                            score_set "$(decode_dir_of "${dset}" "${routing}")" "$(data_dir_of "${dset}")"
+                        done
+                    done
+                    evals=$(for dset in ${sets}; do data_dir_of "${dset}"; done)
+                    for epochs in ${robustness_lid_epochs}; do  # LID heads on this bank's tap, sharing stage 4's frames
+                        for variant in clean channels; do
+                            out=${train_exp}/lid_${variant}_e${epochs}
+                            [ -f "${out}/.done" ] && continue
+                            log "study robustness: LID head ${lid_head}, ${variant}, ${epochs} epochs -> ${out} (log: ${out}/log/train_lid.log)"
+                            ${train_cmd} --num-threads "${threads_alone}" "${out}/log/train_lid.log" \
+                                python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                                    --adapter_dir "${train_exp}/adapters" --train_dir $(lid_dirs train) --dev_dir $(lid_dirs dev) \
+                                    --test_dir $(lid_dirs test) --eval_dir ${evals} --heads "${lid_head}" --epochs "${epochs}" \
+                                    --out_dir "${out}" --feats_dir "${train_exp}/lid/feats" \
+                                    $([ "${variant}" = clean ] || echo --channels ${robustness_lid_channels}) ${lid_args}
+                            touch "${out}/.done"
+                        done
+                    done
+                    for epochs in ${robustness_epochs}; do  # the adapters trained with the channels
+                        study_system --lora_rank "${lora_rank}" --train_config "${robustness_config}" \
+                            --tag "${tag:+${tag}_}channels_e${epochs}" --test_sets "${sets}" \
+                            --train_args "${train_args} --max_epoch ${epochs}"
+                    done ;;
+        *) log "--studies: unknown study '$1' (seeds, ranks, layers, phonetic, lexical, transfer, fewshot, robustness)"; exit 1 ;;
     esac
 }
 
