@@ -19,7 +19,7 @@ from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
 from espnet_ext.scoring.report import read_kaldi_map
 from espnet_ext.scoring.results import (
     CLEAN, Table, condition_sort_key, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb,
-    robustness_decodes, robustness_systems, robustness_tables, routing_tables, wer_with_ci,
+    robustness_decodes, robustness_systems, robustness_table, routing_tables, wer_with_ci,
 )
 
 _TRAIN_LINE = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: .*?\bloss=([\d.]+)")
@@ -327,8 +327,9 @@ def robustness_section(exp_root: Path, figures_dir: Path) -> Optional[Section]:
     found = robustness_decodes(exp_root)
     if not found:
         return None
-    figures, lines = [], []
+    figures, lines, tables = [], [], []
     for clean, by_condition in sorted(found.items()):
+        tables += robustness_table(exp_root, clean, by_condition)
         if robustness_figure(clean, by_condition, figures_dir / f"robustness_{clean}"):
             figures.append(Figure(figures_dir / f"robustness_{clean}.png", f"WER on {clean} per condition and system.",
                                   f"{exp_root}/*/decode_{clean}*/scores.json (stage 6)"))
@@ -340,7 +341,7 @@ def robustness_section(exp_root: Path, figures_dir: Path) -> Optional[Section]:
                 lines.append(f"{name} on {clean}: {by_condition[CLEAN][name]['scores']['all']['wer']['rate']:.1f}% "
                              f"WER clean, worst {worst} ({rate:.1f}%).")
     return Section("Robustness to channels and voices", "Clean test sets against their degraded copies", lines,
-                   robustness_tables(exp_root), figures)
+                   tables, figures)
 
 
 def lid_section(exp_dir: Path) -> Optional[Section]:

@@ -374,41 +374,45 @@ def lid_robustness_table(exp_dir: Path, clean: str, conditions: List[str]) -> Op
                  "--eval_dir)")
 
 
+def robustness_table(exp_dir: Path, clean: str, by_condition: Dict[str, Dict[str, Dict]]) -> List[Table]:
+    """The Robustness table of one clean set (module docstring), from its decodes as robustness_decodes
+    gives them, and the LID table of the heads evaluated on it, where there are any."""
+    systems = robustness_systems(by_condition)
+    reference = _reference(systems)
+    langs = sorted({lang for decodes in by_condition.values() for scores in decodes.values()
+                    for lang in scores["scores"]} - {"all"}, key=list(LANGUAGES).index)
+    rows = []
+    for condition in sorted(by_condition, key=condition_sort_key):
+        decodes = by_condition[condition]
+        for name in (n for n in systems if n in decodes):
+            scores = decodes[name]
+            utterances = scores.get("utterances", {})
+            cells = [condition, name]
+            for lang in langs + [None]:
+                summary = scores["scores"].get(lang or "all")
+                cells.append("" if summary is None or not utterances else
+                             "{:.1f} [{:.1f}, {:.1f}]".format(*wer_with_ci(utterances, lang))
+                             + f" / {format_rate(summary['cer'])}")
+            base = decodes.get(reference)
+            if reference is None or name in (reference, ZERO_SHOT) or base is None or not utterances:
+                cells.append("")
+            else:
+                change, low, high = bootstrap_relative_change(*paired_errors(utterances, base["utterances"], None))
+                cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
+            rows.append(cells)
+    columns = (["condition", "system"] + [f"{lang} WER [95% CI] / CER" for lang in langs + ["all"]]
+               + [f"all WER vs {reference or 'reference'}"])
+    wer = Table(f"Robustness: {clean} and its degraded copies (oracle routing; zero-shot: the bare base)", columns,
+                rows, [False, False] + [True] * (len(columns) - 2),
+                f"{exp_dir}/*/decode_{clean}[_<condition>]_{{oracle,none}}/scores.json")
+    lid = lid_robustness_table(exp_dir, clean, sorted(by_condition, key=condition_sort_key))
+    return [wer] + ([lid] if lid else [])
+
+
 def robustness_tables(exp_dir: Path) -> List[Table]:
-    """The Robustness tables (module docstring), one per clean test set with degraded copies decoded."""
-    tables = []
-    for clean, by_condition in sorted(robustness_decodes(exp_dir).items()):
-        systems = robustness_systems(by_condition)
-        reference = _reference(systems)
-        langs = sorted({lang for decodes in by_condition.values() for scores in decodes.values()
-                        for lang in scores["scores"]} - {"all"}, key=list(LANGUAGES).index)
-        rows = []
-        for condition in sorted(by_condition, key=condition_sort_key):
-            decodes = by_condition[condition]
-            for name in (n for n in systems if n in decodes):
-                scores = decodes[name]
-                utterances = scores.get("utterances", {})
-                cells = [condition, name]
-                for lang in langs + [None]:
-                    summary = scores["scores"].get(lang or "all")
-                    cells.append("" if summary is None or not utterances else
-                                 "{:.1f} [{:.1f}, {:.1f}]".format(*wer_with_ci(utterances, lang))
-                                 + f" / {format_rate(summary['cer'])}")
-                base = decodes.get(reference)
-                if reference is None or name in (reference, ZERO_SHOT) or base is None or not utterances:
-                    cells.append("")
-                else:
-                    change, low, high = bootstrap_relative_change(*paired_errors(utterances, base["utterances"], None))
-                    cells.append(f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]")
-                rows.append(cells)
-        columns = (["condition", "system"] + [f"{lang} WER [95% CI] / CER" for lang in langs + ["all"]]
-                   + [f"all WER vs {reference or 'reference'}"])
-        tables.append(Table(f"Robustness: {clean} and its degraded copies (oracle routing; zero-shot: the bare base)",
-                            columns, rows, [False, False] + [True] * (len(columns) - 2),
-                            f"{exp_dir}/*/decode_{clean}[_<condition>]_{{oracle,none}}/scores.json"))
-        lid = lid_robustness_table(exp_dir, clean, sorted(by_condition, key=condition_sort_key))
-        tables += [lid] if lid else []
-    return tables
+    """The Robustness tables (module docstring), for each clean test set with degraded copies decoded."""
+    return [table for clean, by_condition in sorted(robustness_decodes(exp_dir).items())
+            for table in robustness_table(exp_dir, clean, by_condition)]
 
 
 def decodes_table(exp_dir: Path) -> Table:
