@@ -222,6 +222,12 @@ lid_dirs() {  # a split's dirs for the LID: the adapters' languages, then each L
     done
     return 0
 }
+train_lid_into() {  # out dir, train_lid options: LID heads on this exp's tap (log: <out dir>/log/train_lid.log)
+    ${train_cmd} --num-threads "${threads_alone}" "$1/log/train_lid.log" \
+        python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
+            --adapter_dir "${train_exp}/adapters" --train_dir $(lid_dirs train) --dev_dir $(lid_dirs dev) \
+            --test_dir $(lid_dirs test) --out_dir "$1" "${@:2}" ${lid_args}
+}
 score_set() {  # decode dir, data dir: sclite WER/CER into <decode dir>/result.txt and scores.json
     log "scoring $1"
     ${train_cmd} "$1/log/score.log" python -m espnet_ext.bin.score --decode_dir "$1" --ref_text "$2/text"
@@ -328,11 +334,7 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     else
         log "stage 4: LID heads ${heads} on the tap of ${train_exp}/adapters -> ${train_exp}/lid (log: ${train_exp}/lid/log/train_lid.log)"
         oos=$(data_dir_of test_oos)  # out-of-set languages (stage 1 of the tts corpus): their routing is reported
-        ${train_cmd} --num-threads "${threads_alone}" "${train_exp}/lid/log/train_lid.log" \
-            python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
-                --adapter_dir "${train_exp}/adapters" --train_dir $(lid_dirs train) \
-                --dev_dir $(lid_dirs dev) --test_dir $(lid_dirs test) $([ -d "${oos}" ] && echo --oos_dir "${oos}") \
-                --out_dir "${train_exp}/lid" --heads "${heads}" ${lid_args}
+        train_lid_into "${train_exp}/lid" $([ -d "${oos}" ] && echo --oos_dir "${oos}") --heads "${heads}"
         touch "${marker}"
         log "stage 4: LID heads (${train_exp}/lid/heads.md):"
         cat "${train_exp}/lid/heads.md"
@@ -452,12 +454,8 @@ run_study() {
                             out=${train_exp}/lid_${variant}_e${epochs}
                             [ -f "${out}/.done" ] && continue
                             log "study robustness: LID head ${lid_head}, ${variant}, ${epochs} epochs -> ${out} (log: ${out}/log/train_lid.log)"
-                            ${train_cmd} --num-threads "${threads_alone}" "${out}/log/train_lid.log" \
-                                python -m espnet_ext.bin.train_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
-                                    --adapter_dir "${train_exp}/adapters" --train_dir $(lid_dirs train) --dev_dir $(lid_dirs dev) \
-                                    --test_dir $(lid_dirs test) --eval_dir ${evals} --heads "${lid_head}" --epochs "${epochs}" \
-                                    --out_dir "${out}" --feats_dir "${train_exp}/lid/feats" \
-                                    $([ "${variant}" = clean ] || echo --channels ${robustness_lid_channels}) ${lid_args}
+                            train_lid_into "${out}" --eval_dir ${evals} --heads "${lid_head}" --epochs "${epochs}" \
+                                --feats_dir "${train_exp}/lid/feats" $([ "${variant}" = clean ] || echo --channels ${robustness_lid_channels})
                             touch "${out}/.done"
                         done
                     done
