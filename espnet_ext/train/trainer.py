@@ -22,6 +22,10 @@ the epoch's iterator without training on them (ESPnet's iterator of an epoch is 
 same order on every run, data-loader workers' seeds included), puts the random states back and goes on:
 the same steps, and adapters bit-identical to an uninterrupted run's (tests/train/test_kill_resume.py).
 A checkpoint is written only when the epoch has a next batch, so a resumed epoch never starts empty.
+
+Every epoch ends with one log line of its training throughput (`Throughput`): batches, utterances and
+seconds of audio per second of the epoch's training loop, and the peak GPU memory on a GPU, so the speed of
+a run on a given machine is read off its log (bench/gpu.sh reads it there).
 """
 import contextlib
 import dataclasses
@@ -29,12 +33,14 @@ import logging
 import os
 import pickle
 import random
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
+from espnet_ext.data.audio import SAMPLE_RATE
 from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_open
 from espnet_ext.models.espnet_import import import_espnet_module
@@ -165,6 +171,32 @@ def _with_step_checkpoints(iterator: Iterable, done: int, every: int, save: Call
         count += 1
 
 
+@dataclasses.dataclass
+class Throughput:
+    """What one epoch's training loop went through, counted batch by batch (this process's share under DDP)."""
+
+    batches: int = 0
+    utterances: int = 0
+    audio_seconds: float = 0.0
+
+    def counted(self, iterator: Iterable) -> Iterator:
+        """`iterator`'s (utterance ids, tensors) batches, each counted as it is handed to the trainer."""
+        for utt_ids, batch in iterator:
+            self.batches += 1
+            self.utterances += len(utt_ids)
+            self.audio_seconds += float(batch["speech_lengths"].sum()) / SAMPLE_RATE  # raw 16 kHz samples
+            yield utt_ids, batch
+
+    def message(self, epoch: int, seconds: float, device: Optional[torch.device] = None) -> str:
+        """The epoch's log line (the per-second figures over `seconds` of training, validation excluded)."""
+        text = (f"epoch {epoch} throughput: {self.batches} batches, {self.utterances} utterances, "
+                f"{self.audio_seconds:.0f} s of audio in {seconds:.1f} s: {self.batches / seconds:.2f} batches/s, "
+                f"{self.utterances / seconds:.1f} utterances/s, {self.audio_seconds / seconds:.0f} s of audio/s")
+        if device is not None and device.type == "cuda":
+            text += f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2 ** 30:.2f} GiB allocated"
+        return text
+
+
 class LoRATrainer(_Trainer):
     """ESPnet's Trainer with atomic checkpoint files and optional step checkpoints (module docstring)."""
 
@@ -185,9 +217,17 @@ class LoRATrainer(_Trainer):
         if every > 0:
             iterator = cls._step_checkpointed(iterator, every, model, optimizers, schedulers, scaler, reporter,
                                               options, distributed_option)
-        return super().train_one_epoch(model=model, iterator=iterator, optimizers=optimizers, schedulers=schedulers,
-                                       scaler=scaler, reporter=reporter, summary_writer=summary_writer,
-                                       options=options, distributed_option=distributed_option)
+        throughput = Throughput()
+        started = time.perf_counter()
+        stop = super().train_one_epoch(model=model, iterator=throughput.counted(iterator), optimizers=optimizers,
+                                       schedulers=schedulers, scaler=scaler, reporter=reporter,
+                                       summary_writer=summary_writer, options=options,
+                                       distributed_option=distributed_option)
+        device = next(model.parameters()).device
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        logging.info(throughput.message(reporter.epoch, time.perf_counter() - started, device))
+        return stop
 
     @staticmethod
     def _step_checkpointed(iterator, every, model, optimizers, schedulers, scaler, reporter, options,

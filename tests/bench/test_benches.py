@@ -1,10 +1,16 @@
 """The benchmarks run end to end on two tiny clips with the real Whisper base (no timing asserted: CI's
 cores are shared): every row is printed, with the work it did (generated tokens, steps) within the limits
 that make the rows comparable."""
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from train_helpers import make_corpus
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def table_rows(out: str):
@@ -61,16 +67,15 @@ def test_train_throughput_prints_every_row_on_equal_steps_after_checking_logits(
     assert rows[3][6] == "1.00x"
 
 
-@pytest.mark.slow
-def test_the_gpu_script_dry_run_prints_every_row_on_cpu():
-    """bench/gpu.sh --dry_run: the tiny random model through every training and decoding row (CPU)."""
-    import subprocess
-    import sys
-    from pathlib import Path
+def gpu_sh(*args: str) -> "subprocess.CompletedProcess":
+    return subprocess.run(["bash", "bench/gpu.sh", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable}, timeout=900)
 
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(["bash", "bench/gpu.sh", "--dry_run"], cwd=root, capture_output=True, text=True,
-                          env={**__import__("os").environ, "PYTHON": sys.executable}, timeout=600)
+
+@pytest.mark.slow
+def test_the_gpu_speed_script_dry_run_prints_every_row_on_cpu():
+    """bench/gpu.sh --dry_run speed: the tiny random model through every training and decoding row (CPU)."""
+    done = gpu_sh("--dry_run", "speed")
     assert done.returncode == 0, done.stderr[-2000:]
     rows = table_rows(done.stdout)
     assert [r[0] for r in rows] == ["ours, real length (2 s), batch 2", "ours, 30 s window, batch 2",
@@ -78,5 +83,18 @@ def test_the_gpu_script_dry_run_prints_every_row_on_cpu():
                                     "ours, real length (2 s)", "ours, 30 s window", "HF generate, 30 s window"]
     assert all(float(r[1]) > 0 for r in rows)
     assert {r[4] for r in rows[:4]} == {"n/a"}  # no MFU without a GPU's peak
-    bad = subprocess.run(["bash", "bench/gpu.sh", "--frobnicate"], cwd=root, capture_output=True, text=True)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    for bad_args in (["--frobnicate"], ["--dry_run"], ["--dry_run", "decode"]):
+        bad = gpu_sh(*bad_args)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad_args
+
+
+@pytest.mark.slow
+def test_the_gpu_training_script_dry_run_runs_the_grid_and_reads_the_trainers_throughput_on_cpu():
+    """bench/gpu.sh --dry_run train: the small corpus made, a one-task grid trained, decoded and scored, and
+    the tiny model's stage 3 read back from its epochs' throughput lines (CPU)."""
+    done = gpu_sh("--dry_run", "train")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "every job on 0 GPU(s): 1 of 1 tasks trained, decoded and scored in " in done.stdout
+    (row,) = [r for r in table_rows(done.stdout) if r[0] == "fp32"]
+    assert row[1] == "4"  # 2 epochs of 2 steps, summed from the two epochs' lines
+    assert float(row[2]) > 0 and row[4] == "1.00x" and row[5] == "nan"  # no GPU memory on the CPU

@@ -140,3 +140,12 @@ def test_use_wandb_logs_offline_without_a_network_or_key(tmp_path, corpus, monke
     (run,) = (exp / "wandb").glob("offline-run-*/run-*.wandb")
     assert b"valid" in run.read_bytes() and b"loss" in run.read_bytes()  # the epoch's stats were logged
     assert (exp / "adapters" / "hi" / "adapter_config.json").is_file()
+
+
+def test_each_epoch_logs_the_utterances_it_trained_on_and_their_speed(tmp_path, corpus, caplog):
+    caplog.set_level("INFO")
+    train_lora.main(train_command(corpus, tmp_path / "exp", "--max_epoch", "1"))
+    (line,) = [r.getMessage() for r in caplog.records if "throughput" in r.getMessage()]
+    n_utts = len((corpus / "text").read_text().splitlines())
+    assert line.startswith(f"epoch 1 throughput: ") and f" batches, {n_utts} utterances, " in line
+    assert "utterances/s" in line and "GPU" not in line

@@ -1,8 +1,9 @@
-"""Atomic checkpoint saving and the repair of an epoch file lost between ESPnet's two saves."""
+"""Atomic checkpoint saving, the repair of an epoch file lost between ESPnet's two saves, and the epoch's
+throughput line."""
 import pytest
 import torch
 
-from espnet_ext.train.trainer import atomic_torch_save, restore_last_epoch_file
+from espnet_ext.train.trainer import Throughput, atomic_torch_save, restore_last_epoch_file
 
 
 class Unpicklable:
@@ -49,3 +50,15 @@ def test_a_truncated_checkpoint_is_named_with_the_fix_and_kept(tmp_path):
                                         r"from a copy, or start the training over in a new --exp_dir"):
         restore_last_epoch_file(tmp_path)
     assert (tmp_path / "checkpoint.pth").read_bytes() == whole[: len(whole) // 2]  # nothing deleted
+
+
+def test_throughput_counts_the_batches_handed_to_the_trainer_and_their_audio():
+    batches = [(["a", "b"], {"speech_lengths": torch.tensor([16000, 8000])}),
+               (["c"], {"speech_lengths": torch.tensor([32000])})]
+    tally = Throughput()
+    assert list(tally.counted(batches)) == batches
+    assert (tally.batches, tally.utterances, tally.audio_seconds) == (2, 3, 3.5)
+    line = tally.message(epoch=4, seconds=2.0)
+    assert line.startswith("epoch 4 throughput: 2 batches, 3 utterances, 4 s of audio in 2.0 s: 1.00 batches/s, "
+                           "1.5 utterances/s, 2 s of audio/s")
+    assert "GPU" not in line  # no GPU memory on the CPU

@@ -11,4 +11,5 @@ export PATH="${MAIN_ROOT}/utils:${PATH}"
 # this checkout's espnet_ext first, whichever checkout the virtualenv was installed from
 export PYTHONPATH="${MAIN_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 export PYTHONIOENCODING=utf-8
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # torch threads are set per job by the recipe
+# No OMP_NUM_THREADS here: the job runners (utils/run.pl, utils/slurm.pl) give each job its threads, and the
+# recipe reads the cores this shell may use to decide them (espnet_ext.bin.recipe_info threads).
