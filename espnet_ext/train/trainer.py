@@ -25,7 +25,7 @@ A checkpoint is written only when the epoch has a next batch, so a resumed epoch
 
 Every epoch ends with one log line of its training throughput (`Throughput`): batches, utterances and
 seconds of audio per second of the epoch's training loop, and the peak GPU memory on a GPU, so the speed of
-a run on a given machine is read off its log (bench/gpu.sh reads it there).
+a run on a given machine is read off its log (bench/gpu_train.py reads it there).
 """
 import contextlib
 import dataclasses
