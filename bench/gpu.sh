@@ -62,6 +62,7 @@ case "${1:-}" in
     printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/gpu_bin/python && chmod +x /tmp/gpu_bin/python
     install -m 755 "${bundle}/bin/sclite" /tmp/gpu_bin/sclite
     export PATH="/tmp/gpu_bin:${PATH}" PYTHONPATH="${PWD}:${PWD}/bench:/tmp/gpu_site${PYTHONPATH:+:${PYTHONPATH}}"
+    export PYTHONUNBUFFERED=1  # each row reaches the output when measured, even if the time limit cuts the rest
     python -c "import torch, transformers, peft, espnet2, whisper, espnet_ext.bin.train_lora; assert torch.cuda.is_available(), 'no CUDA device'" \
       || { echo "gpu.sh: the environment above lacks a package or a GPU; add the missing wheel to bench/gpu_wheels.txt" >&2; exit 1; }
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader

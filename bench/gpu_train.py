@@ -180,5 +180,6 @@ def main(argv=None) -> None:
     print("(utterances/s and audio/s: median over the epochs after the first, from the trainer's per-epoch line; "
           "training job: the whole stage 3, model build and checkpoints included)")
 
+
 if __name__ == "__main__":
     main()
