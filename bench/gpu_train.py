@@ -27,7 +27,6 @@ Usage:
         .venv/bin/python bench/gpu_train.py --corpus /tmp/c --dry_run   # CPU: tiny model, tiny grid, 2 steps
 """
 import argparse
-import re
 import shutil
 import statistics
 import subprocess
@@ -40,7 +39,9 @@ from typing import Dict, List, Optional
 
 import yaml
 
+from espnet_ext import grid
 from espnet_ext.data.kaldi import read_data_dir, write_data_dir
+from espnet_ext.train.trainer import Throughput
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "multilingual_lora" / "asr1"
@@ -49,9 +50,6 @@ CORPUS_SETS = ("train_all", "dev_all") + tuple(f"{split}_{lang}" for lang in GRI
                                                 for split in ("train", "dev", "test"))
 TRAIN_CONFIG = "conf/tuning/train_lora_whisper_base_r16.yaml"  # the recipe's default training
 DRY_RUN_CONFIG = "conf/tuning/train_lora_tiny.yaml"  # the tiny model has no block 3 for the default's tap
-THROUGHPUT = re.compile(r"epoch (\d+) throughput: (\d+) batches, (\d+) utterances, \d+ s of audio in [\d.]+ s: "
-                        r"[\d.]+ batches/s, ([\d.]+) utterances/s, (\d+) s of audio/s"
-                        r"(?:, peak GPU memory ([\d.]+) GiB allocated)?")
 
 
 def make_corpus(out: Path, train_utts: int = 40, utts_per_split: int = 10) -> None:
@@ -104,21 +102,11 @@ def grid_row(work: Path, ngpu: int, dry_run: bool) -> Dict[str, float]:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     seconds = recipe(["--stage", "3", "--stop_stage", "6", "--grid", str(path), "--cmd", "run.pl",
                       "--datadir", str(work / "data"), "--expdir", str(work / "exp")], work / "grid.log")
-    tasks = len(spec["models"]) * len(spec["langs"]) * len(spec["ranks"])
-    done = len(list((work / "exp").glob("*/decode_test_*_oracle/result.txt")))
-    table = work / "exp" / "grid" / spec["name"] / "RESULTS.md"
+    directory = work / "exp" / "grid" / spec["name"]
+    tasks = grid.read_tasks(directory)[1]
+    table = directory / "RESULTS.md"
     print(table.read_text() if table.is_file() else f"(no {table})")
-    return {"seconds": seconds, "tasks": tasks, "done": done}
-
-
-def epoch_lines(train_log: Path) -> List[Dict[str, float]]:
-    """The trainer's per-epoch throughput lines in a training log (espnet_ext/train/trainer.py)."""
-    rows = []
-    for match in THROUGHPUT.finditer(train_log.read_text()):
-        epoch, batches, utts, utt_s, audio_s, memory = match.groups()
-        rows.append({"epoch": int(epoch), "batches": int(batches), "utterances": int(utts), "utt_s": float(utt_s),
-                     "audio_s": float(audio_s), "memory_gib": float(memory) if memory else float("nan")})
-    return rows
+    return {"seconds": seconds, "tasks": len(tasks), "done": sum(task.done() for task in tasks)}
 
 
 def training_row(work: Path, model: str, config: str, tag: str, ngpu: int, train_args: str) -> Dict[str, float]:
@@ -126,7 +114,7 @@ def training_row(work: Path, model: str, config: str, tag: str, ngpu: int, train
     seconds = recipe(["--stage", "3", "--stop_stage", "3", "--lang", "all", "--model", model, "--train_config",
                       config, "--ngpu", str(ngpu), "--tag", tag, "--train_args", train_args,
                       "--datadir", str(work / "data"), "--expdir", str(work / "exp")], work / f"train_{tag}.log")
-    epochs = epoch_lines(work / "exp" / f"{model}_all_r16_{tag}" / "log" / "train.log")
+    epochs = Throughput.read_log((work / "exp" / f"{model}_all_r16_{tag}" / "log" / "train.log").read_text())
     timed = epochs[1:] or epochs  # the first epoch warms up (allocator, kernels' autotuning)
     return {"seconds": seconds, "steps": sum(e["batches"] for e in epochs),
             "utt_s": statistics.median(e["utt_s"] for e in timed),
@@ -158,9 +146,9 @@ def main(argv=None) -> None:
     print(f"device: {torch.cuda.get_device_name(0) if ngpu else 'cpu'}; torch {torch.__version__}"
           f"{'; dry run: nothing here is a measurement' if args.dry_run else ''}")
 
-    grid = grid_row(args.work, ngpu, args.dry_run)
-    print(f"the tiny grid through run.pl, every job on {ngpu} GPU(s): {grid['done']} of {grid['tasks']} tasks "
-          f"trained, decoded and scored in {grid['seconds']:.0f} s (with the results table)")
+    grid_result = grid_row(args.work, ngpu, args.dry_run)
+    print(f"the tiny grid through run.pl, every job on {ngpu} GPU(s): {grid_result['done']} of {grid_result['tasks']} tasks "
+          f"trained, decoded and scored in {grid_result['seconds']:.0f} s (with the results table)")
 
     model, config = ("whisper_tiny_random", DRY_RUN_CONFIG) if args.dry_run else ("whisper_small_random", TRAIN_CONFIG)
     steps = "--num_iters_per_epoch 2 --max_epoch 2" if args.dry_run else f"--max_epoch {args.epochs}"

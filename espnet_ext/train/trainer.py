@@ -33,9 +33,10 @@ import logging
 import os
 import pickle
 import random
+import re
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -186,6 +187,23 @@ class Throughput:
             self.utterances += len(utt_ids)
             self.audio_seconds += float(batch["speech_lengths"].sum()) / SAMPLE_RATE  # raw 16 kHz samples
             yield utt_ids, batch
+
+    # `message`'s line, read back (bench/gpu_train.py reads a run's speed off its train.log)
+    LINE = re.compile(r"epoch (\d+) throughput: (\d+) batches, (\d+) utterances, \d+ s of audio in [\d.]+ s: "
+                      r"[\d.]+ batches/s, ([\d.]+) utterances/s, (\d+) s of audio/s"
+                      r"(?:, peak GPU memory ([\d.]+) GiB allocated)?")
+
+    @classmethod
+    def read_log(cls, text: str) -> List[dict]:
+        """Every epoch's throughput line in a training log: epoch, batches, utterances, utt_s, audio_s and
+        memory_gib (nan where the run had no GPU)."""
+        rows = []
+        for match in cls.LINE.finditer(text):
+            epoch, batches, utts, utt_s, audio_s, memory = match.groups()
+            rows.append({"epoch": int(epoch), "batches": int(batches), "utterances": int(utts),
+                         "utt_s": float(utt_s), "audio_s": float(audio_s),
+                         "memory_gib": float(memory) if memory else float("nan")})
+        return rows
 
     def message(self, epoch: int, seconds: float, device: Optional[torch.device] = None) -> str:
         """The epoch's log line (the per-second figures over `seconds` of training, validation excluded)."""

@@ -62,3 +62,13 @@ def test_throughput_counts_the_batches_handed_to_the_trainer_and_their_audio():
     assert line.startswith("epoch 4 throughput: 2 batches, 3 utterances, 4 s of audio in 2.0 s: 1.00 batches/s, "
                            "1.5 utterances/s, 2 s of audio/s")
     assert "GPU" not in line  # no GPU memory on the CPU
+
+
+def test_the_throughput_line_reads_back_from_a_log():
+    tally = Throughput(batches=80, utterances=800, audio_seconds=2422.0)
+    log = "\n".join(["2026-12-06 root INFO 1epoch:train:1-10batch: loss=1.0",
+                     "2026-12-06 root INFO " + tally.message(epoch=2, seconds=20.0),
+                     "2026-12-06 root INFO " + tally.message(epoch=3, seconds=40.0)])
+    first, second = Throughput.read_log(log)
+    assert (first["epoch"], first["batches"], first["utterances"], first["utt_s"], first["audio_s"]) == (2, 80, 800, 40.0, 121)
+    assert second["utt_s"] == 20.0 and second["memory_gib"] != second["memory_gib"]  # nan: no GPU on the CPU
