@@ -520,13 +520,29 @@ def importance_section(result: Mapping, figures_dir: Path, source: str) -> Secti
         + ", ".join(f"{lang} {rho:+.2f}" if rho is not None else f"{lang} n/a" for lang, rho in result["spearman"].items())
         + "; the weight norm is a weak proxy where it is far from +1.",
     ]
+    figures = [Figure(figures_dir / "layer_importance.png", "Loss change per block and language.", source),
+               Figure(figures_dir / "layer_importance_proxy.png", "Update norm against measured loss change.", source)]
+    if "cer_change" in result:  # the decoded side (studies run before it was measured lack it)
+        importance.plot_importance(result, figures_dir / "layer_importance_cer", "cer_change")
+        cer = result["cer_change"]
+        top_cer = {lang: max(blocks, key=lambda u: cer[lang][u]) for lang in result["languages"]}
+        paragraphs.append(
+            f"Decoded (beam {result['search']['beam_size']}, each language forced), CER with every adapter on: "
+            + ", ".join(f"{lang} {v:.1f}%" for lang, v in result["cer_baseline"].items()) + ". With a whole side "
+            "switched off: " + "; ".join(f"{g}: " + ", ".join(f"{lang} {cer[lang][g]:+.1f}" for lang in result["languages"])
+                                        for g in groups)
+            + " points. The block whose loss costs the most in decoding: "
+            + ", ".join(f"{lang} {top_cer[lang]} ({cer[lang][top_cer[lang]]:+.1f})" for lang in result["languages"])
+            + ". Rank correlation (Spearman, over blocks) of the teacher-forced loss change with the decoded CER "
+            "change: " + ", ".join(f"{lang} {rho:+.2f}" if rho is not None else f"{lang} n/a"
+                                   for lang, rho in result["spearman_loss_cer"].items())
+            + "; near +1, the one forward per unit ranks the blocks as the searches do.")
+        figures.append(Figure(figures_dir / "layer_importance_cer.png", "Decoded CER change per block and language.",
+                              source))
     side = max(groups, key=lambda g: np.mean([change[lang][g] for lang in result["languages"]])) if groups else None
     return Section("Where the adapters matter (layer importance)",
                    f"Switching off the {side} adapters costs the most loss" if side else "Loss change per block",
-                   paragraphs, [],
-                   [Figure(figures_dir / "layer_importance.png", "Loss change per block and language.", source),
-                    Figure(figures_dir / "layer_importance_proxy.png", "Update norm against measured loss change.",
-                           source)])
+                   paragraphs, [], figures)
 
 
 def transfer_section(result: Mapping, figures_dir: Path) -> Optional[Section]:

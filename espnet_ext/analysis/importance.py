@@ -20,15 +20,22 @@ summed over its modules (weights.py's factored form, read from the loaded bank, 
 exactly the adapters switched off). Its Spearman rank correlation with the measured loss change is
 taken over the block units only: the groups are sums of blocks and would agree with any proxy.
 
-Greedy-decoding CER per unit is left out: `transcribe_batch` sets the routing of every bank itself, so a
-unit switched off would need a change there, and it would cost a full search per unit.
+What decoding makes of it is measured too: each probe utterance decoded greedily (stage 5's search, its
+language forced, oracle routing) with every adapter on and with each unit switched off, its CER per
+language. That costs one search per unit, against the teacher-forced pass's one forward, so the study's
+result also says how well the cheap loss change ranks the units as decoding does (Spearman, over blocks).
+
+A unit is switched off by zeroing its language banks' `B` factors for the time (every language's, then
+restored), so the bank adds exactly nothing: the same for the teacher-forced forward and for the search,
+which sets the banks' routing (or merges an adapter) itself.
 """
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,9 +47,12 @@ from espnet_ext.analysis.representations import evaluating
 from espnet_ext.analysis.weights import factored_svd, module_site
 from espnet_ext.data.audio import pad_batch, utterance_audio
 from espnet_ext.data.kaldi import Utterance, read_data_dir
+from espnet_ext.decode.search import SearchConfig
+from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
 from espnet_ext.languages import LANGUAGES
-from espnet_ext.lora.inject import adapter_names, language_banks, one_hot_weights, routing, set_language_routing
+from espnet_ext.lora.inject import adapter_names, language_banks, one_hot_weights, routing
+from espnet_ext.scoring.metrics import char_error_counts
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,22 @@ def importance_units(model: torch.nn.Module) -> List[Unit]:
               "mlp": [m for m in modules if sites[m].part == "mlp"],
               "all": modules}
     return units + [Unit(name, GROUP, tuple(ms)) for name, ms in groups.items() if ms]
+
+
+@contextlib.contextmanager
+def switched_off(model: torch.nn.Module, unit: Unit) -> Iterator[None]:
+    """`unit`'s language banks add nothing inside the block (their B factors zeroed, restored after)."""
+    held = {m: model.get_submodule(m) for m in unit.modules}
+    saved = {m: bank.lora_B.detach().clone() for m, bank in held.items()}
+    try:
+        with torch.no_grad():
+            for bank in held.values():
+                bank.lora_B.zero_()
+        yield
+    finally:
+        with torch.no_grad():
+            for m, bank in held.items():
+                bank.lora_B.copy_(saved[m])
 
 
 def _target(loaded, utt: Utterance) -> Tuple[List[int], int]:
@@ -141,14 +167,39 @@ def teacher_forced_scores(loaded, utterances: Sequence[Utterance], units: Sequen
                 progress.update()
                 for unit in units:
                     start = time.perf_counter()
-                    set_language_routing(model, None, unit.modules)
-                    in_encoder = any(module_site(m).side == "encoder" for m in unit.modules)
-                    unit_encoded = family.encode(model, speech, lengths, pad_to_30s) if in_encoder else encoded
-                    scores[unit.name].update(zip((u.utt_id for u in batch), _score_batch(loaded, unit_encoded, batch)))
-                    set_language_routing(model, weights, unit.modules)
+                    with switched_off(model, unit):
+                        in_encoder = any(module_site(m).side == "encoder" for m in unit.modules)
+                        unit_encoded = family.encode(model, speech, lengths, pad_to_30s) if in_encoder else encoded
+                        scores[unit.name].update(zip((u.utt_id for u in batch), _score_batch(loaded, unit_encoded, batch)))
                     seconds[unit.name] += time.perf_counter() - start
                     progress.update()
     return scores, seconds
+
+
+@torch.no_grad()
+def decoded_hypotheses(loaded, utterances: Sequence[Utterance], units: Sequence[Unit], config: SearchConfig,
+                       batch_size: int = 8, pad_to_30s: bool = False) -> Dict[Optional[str], Dict[str, str]]:
+    """Per unit name (None: every adapter on) and utterance id, its transcript decoded with `config`, its
+    language forced (oracle routing) and the unit switched off. Batches hold one language, as stage 5's do."""
+    backend = make_backend(loaded, pad_to_30s)
+    order = sorted(utterances, key=lambda u: (u.lang, -u.duration))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [[u for u in b if u.lang == lang] for b in batches for lang in dict.fromkeys(u.lang for u in b)]
+    audio = {u.utt_id: utterance_audio(u) for u in utterances}
+    hyps: Dict[Optional[str], Dict[str, str]] = {None: {}, **{unit.name: {} for unit in units}}
+    with evaluating(loaded.asr_model), tqdm(total=len(batches) * (1 + len(units)), desc="decoding", unit="batch") as bar:
+        for unit in [None, *units]:
+            with switched_off(loaded.asr_model, unit) if unit else contextlib.nullcontext():
+                for batch in batches:
+                    out = transcribe_batch(backend, [audio[u.utt_id] for u in batch], [u.lang for u in batch], config)
+                    hyps[unit.name if unit else None].update((u.utt_id, h.text) for u, h in zip(batch, out))
+                    bar.update()
+    return hyps
+
+
+def _cer(utterances: Sequence[Utterance], hyps: Mapping[str, str]) -> float:
+    """CER in percent of `hyps` against the utterances' transcripts (scoring's normaliser and counts)."""
+    return char_error_counts([u.text for u in utterances], [hyps[u.utt_id] for u in utterances]).rate
 
 
 def _bank_update_norms(model: torch.nn.Module) -> Dict[str, Dict[str, float]]:
@@ -196,10 +247,12 @@ def _probe_utterances(loaded, probe_dir: Path) -> List[Utterance]:
     return kept
 
 
-def layer_importance(loaded, probe_dir: Path, batch_size: int = 8, pad_to_30s: bool = False) -> Dict:
+def layer_importance(loaded, probe_dir: Path, batch_size: int = 8, pad_to_30s: bool = False,
+                     search: Optional[SearchConfig] = None) -> Dict:
     """The layer-importance study on `probe_dir` (module docstring) for `loaded`, a registry model with its
     bank loaded (espnet_ext.bin.decode.load_adapters); `pad_to_30s`: the input the adapters were trained on
-    (bin.decode.input_window of their configs). A JSON-ready dict."""
+    (bin.decode.input_window of their configs); `search`: also decode with each unit off (None: teacher-
+    forced only). A JSON-ready dict."""
     start = time.perf_counter()
     probe_dir = Path(probe_dir)
     model = loaded.asr_model
@@ -215,6 +268,17 @@ def layer_importance(loaded, probe_dir: Path, batch_size: int = 8, pad_to_30s: b
     norms = _bank_update_norms(model)
     proxy = {lang: {unit.name: sum(norms[lang][m] for m in unit.modules) for unit in units} for lang in languages}
     blocks = [unit.name for unit in units if unit.kind != GROUP]
+    decoded = {}
+    if search is not None:
+        hyps = decoded_hypotheses(loaded, utterances, units, search, batch_size, pad_to_30s)
+        of = {lang: [u for u in utterances if u.lang == lang] for lang in languages}
+        cer_baseline = {lang: _cer(of[lang], hyps[None]) for lang in languages}
+        cer_change = {lang: {unit.name: _cer(of[lang], hyps[unit.name]) - cer_baseline[lang] for unit in units}
+                      for lang in languages}
+        decoded = {"search": {"beam_size": search.beam_size, "max_tokens": search.max_tokens},
+                   "cer_baseline": cer_baseline, "cer_change": cer_change,
+                   "spearman_loss_cer": {lang: _spearman([change["loss"][lang][u] for u in blocks],
+                                                         [cer_change[lang][u] for u in blocks]) for lang in languages}}
     return {
         "probe_dir": str(probe_dir),
         "model": loaded.name,
@@ -230,24 +294,32 @@ def layer_importance(loaded, probe_dir: Path, batch_size: int = 8, pad_to_30s: b
         "proxy": proxy,
         "spearman": {lang: _spearman([proxy[lang][u] for u in blocks], [change["loss"][lang][u] for u in blocks])
                      for lang in languages},
+        **decoded,
         "seconds": {"total": round(time.perf_counter() - start, 2),
                     "per_unit": {name: round(s, 2) for name, s in seconds.items()}},
     }
 
 
-def plot_importance(result: Mapping, stem: Path) -> List[Path]:
-    """Heatmap: units (rows, network order) x languages, the loss change when switched off, annotated."""
+METRICS = {  # what plot_importance can draw: the result's key -> (colour bar label, title, cell format)
+    "loss_change": ("loss change (nats/token)", "teacher-forced loss change", "{:+.3f}"),
+    "cer_change": ("CER change (points)", "decoded CER change", "{:+.1f}"),
+}
+
+
+def plot_importance(result: Mapping, stem: Path, metric: str = "loss_change") -> List[Path]:
+    """Heatmap: units (rows, network order) x languages, the `metric` (METRICS) when switched off, annotated."""
     from espnet_ext.analysis.plotting import pyplot, save_figure
 
+    label, title, cell = METRICS[metric]
     plt = pyplot()
     units, langs = result["units"], result["languages"]
-    values = np.array([[result["loss_change"][lang][unit] for lang in langs] for unit in units])
+    values = np.array([[result[metric][lang][unit] for lang in langs] for unit in units])
     fig, ax = plt.subplots(figsize=(2.2 + 1.1 * len(langs), 1.6 + 0.32 * len(units)))
     limit = max(float(np.abs(values).max()), 1e-9)
     image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     for i in range(len(units)):
         for j in range(len(langs)):
-            ax.text(j, i, f"{values[i, j]:+.3f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, cell.format(values[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if abs(values[i, j]) > 0.6 * limit else "black")
     groups = [i for i, unit in enumerate(units) if result["unit_kind"][unit] == GROUP]
     if groups and groups[0] > 0:
@@ -256,9 +328,9 @@ def plot_importance(result: Mapping, stem: Path) -> List[Path]:
     ax.set_yticks(range(len(units)), units, fontsize=8)
     ax.set_xlabel("language (its own adapter, oracle routing)")
     ax.set_ylabel("adapters switched off (blocks, then groups)")
-    fig.colorbar(image, ax=ax, fraction=0.05, label="loss change (nats/token)")
+    fig.colorbar(image, ax=ax, fraction=0.05, label=label)
     n = sum(result["utterances"].values())
-    ax.set_title(f"Layer importance: teacher-forced loss change\nwhen switched off ({n} probe utterances)", fontsize=9)
+    ax.set_title(f"Layer importance: {title}\nwhen switched off ({n} probe utterances)", fontsize=9)
     return save_figure(fig, stem)
 
 

@@ -40,8 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Kaldi dir with utt2lang the representation analysis reads (none: skip it)")
     p.add_argument("--probe_per_language", type=int, default=10, help="utterances per language in the probe subset")
     p.add_argument("--importance_per_language", type=int, default=0,
-                   help="the layers study: teacher-forced loss with each block's adapters off on this many probe "
-                        "utterances per language (0: only report an earlier run's)")
+                   help="the layers study: teacher-forced loss and decoded CER with each block's adapters off on this "
+                        "many probe utterances per language (0: only report an earlier run's)")
     p.add_argument("--phonetic_data", type=Path, default=None,
                    help="the phonetic study: the syllable set of local/make_syllable_set.py to probe (none: only "
                         "report an earlier run's)")
@@ -109,9 +109,11 @@ def _probe_study(args, name: str, per_language: int, option: str, run: Callable[
 def _layer_importance(args, loaded, configs: List[Dict], figures: Path) -> Optional[Section]:
     from espnet_ext.analysis.importance import layer_importance
     from espnet_ext.bin.decode import input_window
+    from espnet_ext.decode.search import SearchConfig
 
     result = _probe_study(args, "importance", args.importance_per_language, "--importance_per_language",
-                          lambda probe: layer_importance(loaded, probe, args.batch_size, input_window(None, configs)))
+                          lambda probe: layer_importance(loaded, probe, args.batch_size, input_window(None, configs),
+                                                         SearchConfig()))
     return None if result is None else gather.importance_section(
         result, figures, f"{args.exp_dir}/analysis/importance.json (./run.sh --stage 7 --studies layers)")
 

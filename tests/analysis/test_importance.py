@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from espnet_ext.analysis import importance
+from espnet_ext.analysis import gather, importance
 from espnet_ext.data.audio import pad_batch, utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.decode.search import SearchConfig
+from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.lora.inject import BankLayout, banks, language_banks
 from espnet_ext.models.registry import load_model
 
@@ -19,6 +21,7 @@ from analysis_helpers import LANGS, random_bank  # noqa: E402
 from decode_helpers import noise_data_dir  # noqa: E402
 from train_helpers import make_corpus  # noqa: E402
 BLOCKS = ["enc 1", "enc 2", "dec 1", "dec 2"]  # whisper_tiny_random: 2 + 2 blocks
+SEARCH = SearchConfig(max_tokens=12)  # the random model writes until its budget: keep the searches short
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +83,7 @@ def test_units_in_network_order_partition_the_bank(base):
     assert all(m.rsplit(".", 2)[-2] == "mlp" for m in by_name["mlp"])
 
 
-def test_zero_adapters_change_nothing_and_norms_are_exact(base, probe):
+def test_zero_adapters_change_nothing_and_norms_are_exact(base, probe, tmp_path):
     """A unit whose adapters are all zero (B = 0, every language) changes the loss by exactly 0; the proxy
     is the sum of ||(alpha/r) B A||_F over the unit's modules."""
     model = banked(base)
@@ -89,17 +92,26 @@ def test_zero_adapters_change_nothing_and_norms_are_exact(base, probe):
         for name in zeroed:
             for m in unit_modules(model, name):
                 model.asr_model.get_submodule(m).lora_B.zero_()
-    result = importance.layer_importance(model, probe, batch_size=3)
+    result = importance.layer_importance(model, probe, batch_size=3, search=SEARCH)
     for lang in LANGS:
         for name in zeroed:
             assert result["loss_change"][lang][name] == 0.0
             assert result["token_error_change"][lang][name] == 0.0
+            assert result["cer_change"][lang][name] == 0.0
             assert result["proxy"][lang][name] == 0.0
         assert abs(result["loss_change"][lang]["dec 2"]) > 1e-3  # the others do matter
     k = LANGS.index("te")
     expected = sum(float(torch.linalg.matrix_norm(bank.scaling * bank.lora_B[k].detach() @ bank.lora_A[k].detach()))
                    for bank in (model.asr_model.get_submodule(m) for m in unit_modules(model, "dec 2")))
     assert result["proxy"]["te"]["dec 2"] == pytest.approx(expected, rel=1e-5)
+    # the report's section: the decoded side's figure beside the loss's, its numbers read from the result
+    section = gather.importance_section(result, tmp_path, "importance.json")
+    assert [f.png.name for f in section.figures] == ["layer_importance.png", "layer_importance_proxy.png",
+                                                     "layer_importance_cer.png"]
+    assert all(f.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in section.figures)
+    decoded = section.paragraphs[-1]
+    assert decoded.startswith("Decoded (beam 1") and f"te {result['cer_baseline']['te']:.1f}%" in decoded
+    assert f"decoder: hi {result['cer_change']['hi']['decoder']:+.1f}" in decoded
 
 
 def test_all_adapters_off_is_the_bare_base(base, probe):
@@ -118,6 +130,21 @@ def test_all_adapters_off_is_the_bare_base(base, probe):
         errors = result["baseline"][lang]["token_error"] + result["token_error_change"][lang]["all"]
         assert errors * result["baseline"][lang]["tokens"] == pytest.approx(sum(s[1] for s in scores), abs=1e-6)
         assert abs(result["loss_change"][lang]["all"]) > 1e-2  # the adapters change the model
+
+
+def test_decoding_with_every_adapter_off_is_the_bare_base_and_the_bank_is_restored(base, probe):
+    """The searches with all language adapters off (layout per_language) write the bare base's transcripts,
+    decoded one utterance at a time; with every adapter on, they differ; the bank is as it was after."""
+    model = banked(base, scale=0.5)
+    before = {m: b.lora_B.detach().clone() for m, b in language_banks(model.asr_model).items()}
+    utterances = read_data_dir(probe)
+    units = [u for u in importance.importance_units(model.asr_model) if u.name in ("dec 2", "all")]
+    hyps = importance.decoded_hypotheses(model, utterances, units, SEARCH, batch_size=3)
+    bare = make_backend(dataclasses.replace(base, asr_model=copy.deepcopy(base.asr_model).eval()), pad_to_30s=False)
+    alone = {u.utt_id: transcribe_batch(bare, [utterance_audio(u)], [u.lang], SEARCH)[0].text for u in utterances}
+    assert hyps["all"] == alone
+    assert hyps[None] != alone and hyps["dec 2"] != hyps[None]
+    assert all(torch.equal(b.lora_B, before[m]) for m, b in language_banks(model.asr_model).items())
 
 
 def test_an_utterances_score_does_not_depend_on_its_batch(base, probe):
