@@ -531,12 +531,21 @@ def importance_section(result: Mapping, figures_dir: Path, source: str) -> Secti
             + ", ".join(f"{lang} {v:.1f}%" for lang, v in result["cer_baseline"].items()) + ". With a whole side "
             "switched off: " + "; ".join(f"{g}: " + ", ".join(f"{lang} {cer[lang][g]:+.1f}" for lang in result["languages"])
                                         for g in groups)
-            + " points. The block whose loss costs the most in decoding: "
+            + " points. The block that costs the most CER when switched off: "
             + ", ".join(f"{lang} {top_cer[lang]} ({cer[lang][top_cer[lang]]:+.1f})" for lang in result["languages"])
             + ". Rank correlation (Spearman, over blocks) of the teacher-forced loss change with the decoded CER "
             "change: " + ", ".join(f"{lang} {rho:+.2f}" if rho is not None else f"{lang} n/a"
                                    for lang, rho in result["spearman_loss_cer"].items())
             + "; near +1, the one forward per unit ranks the blocks as the searches do.")
+        hidden = [(lang, u) for u in result["units"] for lang in result["languages"]
+                  if change[lang][u] <= 0 and cer[lang][u] >= 5]
+        if hidden:
+            paragraphs.append(
+                "Adapters the teacher-forced loss calls useless that decoding needs (loss change <= 0, CER change >= 5 "
+                "points): " + ", ".join(f"{lang} {u} (loss {change[lang][u]:+.2f}, CER {cer[lang][u]:+.1f})"
+                                       for lang, u in hidden)
+                + ". Teacher forcing feeds the reference at every step; the free search has to stop by itself, and a "
+                "CER above 100% means hypotheses longer than their references.")
         figures.append(Figure(figures_dir / "layer_importance_cer.png", "Decoded CER change per block and language.",
                               source))
     side = max(groups, key=lambda g: np.mean([change[lang][g] for lang in result["languages"]])) if groups else None

@@ -109,9 +109,14 @@ def test_zero_adapters_change_nothing_and_norms_are_exact(base, probe, tmp_path)
     assert [f.png.name for f in section.figures] == ["layer_importance.png", "layer_importance_proxy.png",
                                                      "layer_importance_cer.png"]
     assert all(f.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in section.figures)
-    decoded = section.paragraphs[-1]
-    assert decoded.startswith("Decoded (beam 1") and f"te {result['cer_baseline']['te']:.1f}%" in decoded
+    decoded = next(p for p in section.paragraphs if p.startswith("Decoded (beam 1"))
+    assert f"te {result['cer_baseline']['te']:.1f}%" in decoded
     assert f"decoder: hi {result['cer_change']['hi']['decoder']:+.1f}" in decoded
+    hidden = dict(result, loss_change={**result["loss_change"], "it": {**result["loss_change"]["it"], "dec 2": -0.5}},
+                  cer_change={**result["cer_change"], "it": {**result["cer_change"]["it"], "dec 2": 7.0}})
+    said = gather.importance_section(hidden, tmp_path, "importance.json").paragraphs
+    assert "it dec 2 (loss -0.50, CER +7.0)" in said[-1] and "(loss -0.50, CER +7.0)" not in " ".join(section.paragraphs)
+    assert said[-1].startswith("Adapters the teacher-forced loss calls useless that decoding needs")
 
 
 def test_all_adapters_off_is_the_bare_base(base, probe):
