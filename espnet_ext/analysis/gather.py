@@ -460,6 +460,8 @@ def adapter_ranks(exp_root: Path) -> List[Dict]:
             config = json.loads((adapters / lang / "adapter_config.json").read_text(encoding="utf-8"))
             rows.append({"exp": adapters.parent.name, "lang": lang, "rank": result["rank"],
                          "train_utterances": config.get("train_data", {}).get("utterances", {}).get(lang),
+                         "init_from": config.get("init_from", {}).get("language"),
+                         "steps": config.get("checkpoint", {}).get("optimizer_steps"),
                          "effective_rank": weight_space.mean_rank(result, "effective_rank", lang),
                          "energy_rank": weight_space.mean_rank(result, "energy_rank", lang)})
     return rows
@@ -637,10 +639,10 @@ def fewshot_section(result: Mapping, figures_dir: Path, source: str) -> Optional
     language's adapter, with the plan's gain and catch-up point per pair."""
     from espnet_ext.analysis import transfer
 
-    measured = {name: pair for name, pair in result["pairs"].items()
-                if any(v is not None for v in pair["cer"]["transfer"] + pair["cer"]["scratch"])}
+    measured = {name: pair for name, pair in result["pairs"].items() if any(v is not None for v in pair["cer"]["transfer"])}
     if not measured:
         return None
+    untrained = [name for name in result["pairs"] if name not in measured]
     transfer.plot_few_shot(result, figures_dir / "transfer_few_shot")
     paragraphs = []
     for name, pair in measured.items():
@@ -651,6 +653,10 @@ def fewshot_section(result: Mapping, figures_dir: Path, source: str) -> Optional
                              "within the sizes trained."))
     paragraphs.append("Each source adapter was trained on its own language alone, so no target data reaches the "
                       "transfer runs through a shared adapter.")
+    if untrained:
+        pairs = " ".join(name.replace("->", ":") for name in untrained)
+        paragraphs.append(f"Not trained yet: {', '.join(untrained)} (`./run.sh --stage 7 --studies fewshot "
+                          f"--fewshot_pairs \"{pairs}\"`).")
     return Section("Cross-lingual transfer (few-shot)", "Starting a language's adapter from another language's, "
                    "against starting from scratch, at equal steps", paragraphs, [],
                    [Figure(figures_dir / "transfer_few_shot.png", "Dev CER against training utterances.", source)])
@@ -719,18 +725,29 @@ def errors_section(exp_dir: Path, figures_dir: Path, test_set: str = "test_all")
 
 
 def data_size_sentence(rows: Sequence[Mapping]) -> Optional[str]:
-    """The plan's low-resource hypothesis, where one language was trained at several sizes with one rank:
-    the effective rank at each size (adapter_ranks rows)."""
+    """The plan's low-resource hypothesis, where one language was trained at several sizes with one rank, one
+    start (scratch or another language's adapter) and equal optimizer steps (the fewshot study's runs): the
+    effective rank at each size (adapter_ranks rows), and whether the smallest size's is the lower."""
     groups: Dict = {}
     for r in rows:
         if r["train_utterances"]:
-            groups.setdefault((r["lang"], r["rank"]), {})[r["train_utterances"]] = r["effective_rank"]
+            key = (r["lang"], r["rank"], r.get("init_from") or "", r.get("steps") or 0)
+            groups.setdefault(key, {})[r["train_utterances"]] = r["effective_rank"]
     sizes = {key: by_size for key, by_size in groups.items() if len(by_size) > 1}
     if not sizes:
         return None
-    return "Effective rank by training size (the low-resource hypothesis: fewer utterances, lower rank): " + "; ".join(
-        f"{lang} r{rank}: " + ", ".join(f"{n} utts {v:.1f}" for n, v in sorted(by_size.items()))
-        for (lang, rank), by_size in sorted(sizes.items())) + "."
+
+    def said(key, by_size) -> str:
+        lang, rank, start, steps = key
+        (small, low), (large, high) = min(by_size.items()), max(by_size.items())
+        verdict = "lower at the smallest size, as the hypothesis says" if low < high else "not lower at the smallest size"
+        origin = f"{start}'s adapter" if start else "scratch"
+        counted = f", {steps} steps" if steps else ""
+        sizes_said = ", ".join(f"{n} utts {v:.1f}" for n, v in sorted(by_size.items()))
+        return f"{lang} r{rank} from {origin}{counted}: {sizes_said} ({verdict}: {small} utts {low:.1f} vs {large} utts {high:.1f})"
+
+    return ("Effective rank by training size at equal steps (the low-resource hypothesis: fewer utterances, lower "
+            "rank): " + "; ".join(said(key, by_size) for key, by_size in sorted(sizes.items())) + ".")
 
 
 def lexical_section(result: Mapping, figures_dir: Path, source: str) -> Section:

@@ -159,13 +159,21 @@ def test_markdown_tables_read_back_as_written():
     assert first.title == "intro" and second.title == "Out-of-set, %" and second.rows == [["a", "1"]]
 
 
-def test_the_data_size_sentence_compares_one_language_and_rank_across_sizes():
-    rows = [{"lang": "te", "rank": 16, "train_utterances": 400, "effective_rank": 12.8},
-            {"lang": "te", "rank": 16, "train_utterances": 25, "effective_rank": 9.1},
-            {"lang": "te", "rank": 8, "train_utterances": 100, "effective_rank": 6.0},
-            {"lang": "hi", "rank": 16, "train_utterances": 400, "effective_rank": 13.0}]
-    assert gather.data_size_sentence(rows).endswith("te r16: 25 utts 9.1, 400 utts 12.8.")
-    assert gather.data_size_sentence(rows[2:]) is None  # no language trained at two sizes with one rank
+def test_the_data_size_sentence_compares_one_language_rank_start_and_step_count_across_sizes():
+    scratch = {"lang": "te", "rank": 16, "init_from": None, "steps": 100}
+    rows = [dict(scratch, train_utterances=400, effective_rank=12.8),
+            dict(scratch, train_utterances=25, effective_rank=9.1),
+            dict(scratch, train_utterances=100, effective_rank=6.0, rank=8),
+            dict(scratch, train_utterances=400, effective_rank=13.0, lang="hi"),
+            dict(scratch, train_utterances=400, effective_rank=11.0, steps=320),  # the joint run: other steps
+            dict(scratch, train_utterances=25, effective_rank=13.5, init_from="hi"),
+            dict(scratch, train_utterances=400, effective_rank=13.1, init_from="hi")]
+    said = gather.data_size_sentence(rows)
+    assert ("te r16 from scratch, 100 steps: 25 utts 9.1, 400 utts 12.8 (lower at the smallest size, as the "
+            "hypothesis says: 25 utts 9.1 vs 400 utts 12.8)") in said
+    assert "te r16 from hi's adapter, 100 steps: 25 utts 13.5, 400 utts 13.1 (not lower at the smallest size" in said
+    assert "11.0" not in said  # the same size at other steps is another group, alone at its size
+    assert gather.data_size_sentence(rows[2:5]) is None  # no language trained at two sizes with one rank and start
 
 
 def test_over_the_page_budget_the_last_sections_tables_give_way_to_their_figures(tmp_path):

@@ -309,3 +309,21 @@ def test_folded_cer_scores_the_sound_not_the_script(tmp_path):
     assert transfer.folded_cer(decode / "scores.json", "it") == 0
     (tmp_path / "ref").unlink()
     assert transfer.folded_cer(decode / "scores.json", "pa") is None  # texts not on disk
+
+
+def test_the_few_shot_section_reports_pairs_with_transfer_runs_and_names_the_others(hand_made_runs, tmp_path):
+    """hi->te and it->te have transfer runs (it->te one size); hi->pa has none, and it->te's scratch runs (shared
+    with hi->te) must not make it look measured where its transfer runs are missing."""
+    from espnet_ext.analysis import gather
+
+    result = transfer.few_shot_curves(hand_made_runs)
+    section = gather.fewshot_section(result, tmp_path / "figures", "exp/*_n*")
+    said = "\n".join(section.paragraphs)
+    assert "hi->te: transfer gain WER_transfer - WER_scratch (dev, points) N=25: -20.0, N=100: +5.0;" in said
+    assert "from scratch catches up at N=100." in said and "it->te: transfer gain" in said and "hi->pa:" not in said
+    assert said.endswith('Not trained yet: hi->pa (`./run.sh --stage 7 --studies fewshot --fewshot_pairs "hi:pa"`).')
+    hi_te_only = dict(result, pairs={k: v for k, v in result["pairs"].items() if k != "it->te"})
+    hi_te_only["pairs"]["it->te"] = dict(result["pairs"]["it->te"], cer=dict(result["pairs"]["it->te"]["cer"],
+                                                                             transfer=[None] * 3))
+    said = "\n".join(gather.fewshot_section(hi_te_only, tmp_path / "figures", "exp/*_n*").paragraphs)
+    assert "it->te: transfer gain" not in said and 'Not trained yet: hi->pa, it->te' in said and '"hi:pa it:te"' in said
