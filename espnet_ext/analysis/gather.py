@@ -511,16 +511,22 @@ def importance_section(result: Mapping, figures_dir: Path, source: str) -> Secti
     change = result["loss_change"]
     top = {lang: max(blocks, key=lambda u: change[lang][u]) for lang in result["languages"]}
     groups = [g for g in ("encoder", "decoder") if g in result["units"]]
+
+    def sides(values: Mapping, fmt: str) -> str:  # each whole side's change per language
+        return "; ".join(f"{g}: " + ", ".join(f"{lang} {values[lang][g]:{fmt}}" for lang in result["languages"])
+                         for g in groups)
+
+    def rhos(by_lang: Mapping) -> str:
+        return ", ".join(f"{lang} {rho:+.2f}" if rho is not None else f"{lang} n/a" for lang, rho in by_lang.items())
+
     paragraphs = [
         "Teacher-forced dev loss (nats per token) with one block's language adapters switched off, the rest "
         f"routed as in oracle decoding, on {sum(result['utterances'].values())} probe utterances "
         f"({', '.join(f'{k} {v}' for k, v in result['utterances'].items())}). The block that matters most: "
         + ", ".join(f"{lang} {top[lang]} (+{change[lang][top[lang]]:.2f})" for lang in result["languages"]) + ".",
-        "Switching off a whole side: " + "; ".join(
-            f"{g}: " + ", ".join(f"{lang} {change[lang][g]:+.2f}" for lang in result["languages"]) for g in groups) + ".",
+        f"Switching off a whole side: {sides(change, '+.2f')}.",
         "Rank correlation (Spearman, over blocks) of the adapters' update norm with the measured loss change: "
-        + ", ".join(f"{lang} {rho:+.2f}" if rho is not None else f"{lang} n/a" for lang, rho in result["spearman"].items())
-        + "; the weight norm is a weak proxy where it is far from +1.",
+        + rhos(result["spearman"]) + "; the weight norm is a weak proxy where it is far from +1.",
     ]
     figures = [Figure(figures_dir / "layer_importance.png", "Loss change per block and language.", source),
                Figure(figures_dir / "layer_importance_proxy.png", "Update norm against measured loss change.", source)]
@@ -530,15 +536,13 @@ def importance_section(result: Mapping, figures_dir: Path, source: str) -> Secti
         top_cer = {lang: max(blocks, key=lambda u: cer[lang][u]) for lang in result["languages"]}
         paragraphs.append(
             f"Decoded (beam {result['search']['beam_size']}, each language forced), CER with every adapter on: "
-            + ", ".join(f"{lang} {v:.1f}%" for lang, v in result["cer_baseline"].items()) + ". With a whole side "
-            "switched off: " + "; ".join(f"{g}: " + ", ".join(f"{lang} {cer[lang][g]:+.1f}" for lang in result["languages"])
-                                        for g in groups)
-            + " points. The block that costs the most CER when switched off: "
+            + ", ".join(f"{lang} {v:.1f}%" for lang, v in result["cer_baseline"].items())
+            + f". With a whole side switched off: {sides(cer, '+.1f')} points. The block that costs the most CER "
+            "when switched off: "
             + ", ".join(f"{lang} {top_cer[lang]} ({cer[lang][top_cer[lang]]:+.1f})" for lang in result["languages"])
             + ". Rank correlation (Spearman, over blocks) of the teacher-forced loss change with the decoded CER "
-            "change: " + ", ".join(f"{lang} {rho:+.2f}" if rho is not None else f"{lang} n/a"
-                                   for lang, rho in result["spearman_loss_cer"].items())
-            + "; near +1, the one forward per unit ranks the blocks as the searches do.")
+            f"change: {rhos(result['spearman_loss_cer'])}; near +1, the one forward per unit ranks the blocks as the "
+            "searches do.")
         hidden = [(lang, u) for u in result["units"] for lang in result["languages"]
                   if change[lang][u] <= 0 and cer[lang][u] >= 5]
         if hidden:
