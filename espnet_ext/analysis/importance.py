@@ -180,7 +180,8 @@ def teacher_forced_scores(loaded, utterances: Sequence[Utterance], units: Sequen
 def decoded_hypotheses(loaded, utterances: Sequence[Utterance], units: Sequence[Unit], config: SearchConfig,
                        batch_size: int = 8, pad_to_30s: bool = False) -> Dict[Optional[str], Dict[str, str]]:
     """Per unit name (None: every adapter on) and utterance id, its transcript decoded with `config`, its
-    language forced (oracle routing) and the unit switched off. Batches hold one language, as stage 5's do."""
+    language forced (oracle routing) and the unit switched off. Each batch holds one language, so its adapter
+    is merged for the search (stage 5 sorts by language too, but lets a batch straddle two)."""
     backend = make_backend(loaded, pad_to_30s)
     order = sorted(utterances, key=lambda u: (u.lang, -u.duration))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
