@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
 """Where the language changes: frame-level LID on the tap of code-switched sets, against their
-`segments_lang` (local/make_codeswitch.py), for one or more Viterbi switch penalties.
+`segments_lang` (local/make_codeswitch.py), for one or more Viterbi switch penalties and minimum
+segment lengths (every pair of the two lists).
 
 Usage (the default run's bank and head; tune the penalty on dev, report it on test):
     python -m espnet_ext.bin.codeswitch_lid --model whisper_base --adapter_dir exp/whisper_base_all_r16/adapters \\
         --lid_dir exp/whisper_base_all_r16/lid/mlp --data_dir data/dev_cs_inter data/dev_cs_intra data/dev_cs_rapid \\
-        --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 2 4 8 16 32
-    ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test --penalties 8
+        --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 16 24 32 64 --min_segments 0 0.5 1
+    ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test --penalties 24 --min_segments 1
 
-Per set and penalty: switches detected within TOLERANCE_S of a true one (each true switch matched to at
+Per set, penalty and minimum: switches detected within TOLERANCE_S of a true one (each true switch matched to at
 most one predicted, nearest first), the boundary error of the detected ones (median, 90th percentile,
 ms), missed switches, and false switches per minute of audio; segment LID accuracy (a true segment
 counts as right when the language predicted over most of its frames is its own) and frame accuracy.
-Writes `cs_lid.md` / `cs_lid.json`, each set's predicted segments (`<set>/segments_<penalty>.json`, and the
-first penalty's as `<set>/segments.json`, which the recipe's --codeswitch decodes read) and a
+Writes `cs_lid.md` / `cs_lid.json` (keyed `<penalty>_<min>`), each set's predicted segments
+(`<set>/segments_<penalty>_<min>.json`, and the first pair's as `<set>/segments.json`, which the
+recipe's --codeswitch decodes read) and a
 grid PNG per set of the first utterances' posteriors over time, the true (solid) and predicted
 (dashed) boundaries drawn in.
 """
 import argparse
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -32,8 +35,8 @@ from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_data_dir, read_segments_lang, write_segments_json
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lid.segments import (
-    DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, tap_encoder, viterbi_segments,
-    window_posteriors,
+    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, tap_encoder,
+    viterbi_segments, window_posteriors,
 )
 
 log = logging.getLogger("codeswitch_lid")
@@ -123,11 +126,12 @@ def plot_grid(examples: List[Dict], languages: Sequence[str], path: Path, title:
 
 
 def table(results: Dict[str, Dict[str, Dict]]) -> str:
-    rows = ["| set | penalty | switches | detected within 0.5 s | missed | false / min | boundary ms median / p90 | "
-            "segment LID acc | frame acc |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, by_penalty in results.items():
-        for penalty, r in by_penalty.items():
-            rows.append(f"| {name} | {penalty} | {r['switches']} | {100 * r['detected']:.1f}% | {r['missed']} | "
+    rows = ["| set | penalty | min segment s | switches | detected within 0.5 s | missed | false / min | "
+            "boundary ms median / p90 | segment LID acc | frame acc |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, by_setting in results.items():
+        for setting, r in by_setting.items():
+            penalty, min_segment = setting.split("_")
+            rows.append(f"| {name} | {penalty} | {min_segment} | {r['switches']} | {100 * r['detected']:.1f}% | {r['missed']} | "
                         f"{r['false_per_min']:.2f} | {r['boundary_ms_median']:.0f} / {r['boundary_ms_p90']:.0f} | "
                         f"{100 * r['segment_accuracy']:.1f}% | {100 * r['frame_accuracy']:.1f}% |")
     return "\n".join(rows) + "\n"
@@ -143,6 +147,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--penalties", type=float, nargs="+", default=[DEFAULT_SWITCH_PENALTY],
                    help="Viterbi switch penalties (nats) to evaluate; tune on dev")
+    p.add_argument("--min_segments", type=float, nargs="+", default=[DEFAULT_MIN_SEGMENT_S],
+                   help="shortest segments (s) the Viterbi path may hold, each with every penalty; tune on dev")
     p.add_argument("--window", type=float, default=WINDOW_SECONDS, help="seconds of audio per LID window")
     p.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between LID windows")
     p.add_argument("--plots", type=int, default=6, help="utterances drawn per set")
@@ -155,7 +161,10 @@ def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     if min(args.penalties) < 0:
         get_parser().error(f"--penalties {' '.join(f'{p:g}' for p in args.penalties)}: a switch penalty is a cost in "
-                           "nats, 0 or more (64 is the default)")
+                           f"nats, 0 or more ({DEFAULT_SWITCH_PENALTY:g} is the default)")
+    if min(args.min_segments) < 0:
+        get_parser().error(f"--min_segments {' '.join(f'{m:g}' for m in args.min_segments)}: a segment's minimum "
+                           f"length is in seconds, 0 or more ({DEFAULT_MIN_SEGMENT_S:g} is the default)")
     from espnet_ext.bin.decode import load_lid_head
     from espnet_ext.bin.train_lid import tap_layer
     from espnet_ext.models.registry import load_model
@@ -179,20 +188,22 @@ def main(argv=None) -> None:
         frame_truth = {u: language_at(truth[u], len(p)) for u, p in posteriors.items()}
         seconds = sum(u.duration for u in utterances)
         results[data_dir.name], drawn = {}, None
-        for penalty in args.penalties:
-            predicted = {u: to_seconds(viterbi_segments(p, penalty), languages) for u, p in posteriors.items()}
+        for penalty, min_segment in itertools.product(args.penalties, args.min_segments):
+            min_frames = max(1, round(min_segment * FRAMES_PER_SECOND))
+            predicted = {u: to_seconds(viterbi_segments(p, penalty, min_frames), languages) for u, p in posteriors.items()}
             frame_pred = {u: language_at(predicted[u], len(p)) for u, p in posteriors.items()}
-            results[data_dir.name][f"{penalty:g}"] = evaluate_set(truth, predicted, frame_truth, frame_pred, seconds)
-            write_segments_json(args.out_dir / data_dir.name / f"segments_{penalty:g}.json", predicted)
-            if drawn is None:  # the first penalty's segments: the plots' and the recipe's (<set>/segments.json)
+            setting = f"{penalty:g}_{min_segment:g}"
+            results[data_dir.name][setting] = evaluate_set(truth, predicted, frame_truth, frame_pred, seconds)
+            write_segments_json(args.out_dir / data_dir.name / f"segments_{setting}.json", predicted)
+            if drawn is None:  # the first pair's segments: the plots' and the recipe's (<set>/segments.json)
                 drawn = predicted
                 write_segments_json(args.out_dir / data_dir.name / "segments.json", predicted)
-        penalty = args.penalties[0]
+        penalty, min_segment = args.penalties[0], args.min_segments[0]
         examples = [{"utt": u, "posteriors": posteriors[u].numpy(), "truth": truth[u], "predicted": drawn[u]}
                     for u in sorted(posteriors)[: args.plots]]
         plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
                   f"{data_dir.name}: LID posteriors over time ({head.kind} head, {args.window:g} s windows every "
-                  f"{args.hop:g} s, penalty {penalty:g})")
+                  f"{args.hop:g} s, penalty {penalty:g}, segments >= {min_segment:g} s)")
     report = table(results)
     atomic_write_text(args.out_dir / "cs_lid.md", report)
     atomic_write_text(args.out_dir / "cs_lid.json", json.dumps(results, indent=1) + "\n")

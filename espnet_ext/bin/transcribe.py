@@ -19,7 +19,7 @@ from pathlib import Path
 from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.data.audio import AudioError
 from espnet_ext.decode.service import UNKNOWN, FileResult, Transcriber
-from espnet_ext.lid.segments import DEFAULT_SWITCH_PENALTY
+from espnet_ext.lid.segments import DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY
 from espnet_ext.routing.routers import DEFAULT_TAU
 
 
@@ -30,13 +30,16 @@ def add_system_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_path", default=None, help="local weights for models that need them")
     p.add_argument("--switch_penalty", type=float, default=DEFAULT_SWITCH_PENALTY,
                    help="Viterbi penalty per language switch (nats): higher, fewer segments")
+    p.add_argument("--min_segment", type=float, default=DEFAULT_MIN_SEGMENT_S,
+                   help="shortest language segment (s): longer, fewer segments")
     p.add_argument("--min_confidence", type=float, default=DEFAULT_TAU,
                    help=f"segments below this mean top posterior are marked {UNKNOWN!r}")
 
 
 def load_system(args: argparse.Namespace) -> Transcriber:
     """The Transcriber those options name (loaded once)."""
-    return Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_confidence)
+    return Transcriber(args.exp, args.lid_head, args.model_path, args.switch_penalty, args.min_segment,
+                       args.min_confidence)
 
 
 def get_parser() -> argparse.ArgumentParser:

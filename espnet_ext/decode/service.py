@@ -28,7 +28,8 @@ from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
 from espnet_ext.lid.segments import (
-    DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, tap_encoder, viterbi_segments, window_posteriors,
+    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, tap_encoder, viterbi_segments,
+    window_posteriors,
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
 
@@ -75,8 +76,8 @@ class Transcriber:
     """A trained system loaded once: `exp_dir/adapters`, `exp_dir/lid/<head>`, their base model."""
 
     def __init__(self, exp_dir: Path, head: str = "mlp", model_path: Optional[str] = None,
-                 switch_penalty: float = DEFAULT_SWITCH_PENALTY, min_confidence: float = DEFAULT_TAU,
-                 search: Optional[SearchConfig] = None):
+                 switch_penalty: float = DEFAULT_SWITCH_PENALTY, min_segment_s: float = DEFAULT_MIN_SEGMENT_S,
+                 min_confidence: float = DEFAULT_TAU, search: Optional[SearchConfig] = None):
         from espnet_ext.bin.decode import load_adapters, load_lid_head
         from espnet_ext.lora.adapter_files import CONFIG_NAME, read_adapter_config
         from espnet_ext.lora.inject import adapter_names, route_for_tap
@@ -98,6 +99,7 @@ class Transcriber:
         self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
         self.adapters = adapter_names(self.loaded.asr_model)
         self.switch_penalty, self.min_confidence = switch_penalty, min_confidence
+        self.min_frames = max(1, round(min_segment_s * FRAMES_PER_SECOND))
         self.search = search or SearchConfig()
 
     def language_track(self, audio: np.ndarray) -> torch.Tensor:
@@ -113,7 +115,7 @@ class Transcriber:
             track = self.language_track(audio[lo:hi])
             tracks.append(track)
             offset = lo / SAMPLE_RATE
-            for seg in viterbi_segments(track, self.switch_penalty):
+            for seg in viterbi_segments(track, self.switch_penalty, self.min_frames):
                 confidence = float(track[seg.start:seg.end].max(1).values.mean())
                 start = offset + seg.start / FRAMES_PER_SECOND
                 end = min(hi / SAMPLE_RATE, offset + seg.end / FRAMES_PER_SECOND)

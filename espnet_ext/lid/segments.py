@@ -3,9 +3,12 @@
 A head maps a stretch of tap frames to posteriors; run on sliding windows of the audio
 (WINDOW_SECONDS long, every HOP_SECONDS, each encoded alone up to the tap) it gives a posterior
 track, and each tap frame takes the track of the window centred nearest to it. The track is noisy
-at the scale of a window, so it is cut into segments by Viterbi decoding over the languages: the best path maximises the summed log posteriors minus
-`switch_penalty` per change of language (an HMM whose switch probability is exp(-penalty)); a larger
-penalty trades missed switches for fewer false ones and is tuned on a dev code-switched set.
+at the scale of a window, so it is cut into segments by Viterbi decoding over the languages: the best
+path maximises the summed log posteriors minus `switch_penalty` per change of language (an HMM whose
+switch probability is exp(-penalty)), with every segment at least `min_frames` long (a chain of states
+per language). A larger penalty or minimum trades missed switches for fewer false ones; both are tuned
+on the dev code-switched sets. The minimum matters because a window head's confident errors are
+short: one or two wrong 1 s windows outvote a penalty, not a 1 s minimum.
 """
 from dataclasses import dataclass
 from typing import Callable, List, Sequence
@@ -17,7 +20,9 @@ from espnet_ext.data.audio import SAMPLE_RATE
 FRAMES_PER_SECOND = 50  # Whisper's encoder (and the tap) emit one state per 20 ms
 WINDOW_SECONDS = 1.0
 HOP_SECONDS = 0.25
-DEFAULT_SWITCH_PENALTY = 64.0  # nats per switch, chosen on the dev code-switched sets (README: "Code-switched speech")
+# chosen together on the dev code-switched sets (README: "Code-switched speech")
+DEFAULT_SWITCH_PENALTY = 24.0  # nats per switch
+DEFAULT_MIN_SEGMENT_S = 1.0  # seconds, the shortest segment the Viterbi path may hold
 
 
 @dataclass(frozen=True)
@@ -68,23 +73,45 @@ def tap_encoder(loaded, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
     return encode
 
 
-def viterbi_segments(posteriors: torch.Tensor, switch_penalty: float = DEFAULT_SWITCH_PENALTY) -> List[FrameSegment]:
+def duration_transitions(langs: int, min_frames: int, switch_penalty: float) -> torch.Tensor:
+    """Log transition weights `[states, states]` of the segmenting HMM. Each language is a left-to-right
+    chain of `min_frames` states, entered at its first and left (to another language's first, at
+    `-switch_penalty`) only from its last, which may also repeat: so every segment lasts at least
+    `min_frames` frames, and a blip shorter than that cannot become a segment however confident it
+    is. With `min_frames` 1 each language is one state: the plain switch-penalty HMM."""
+    states = langs * min_frames
+    trans = torch.full((states, states), float("-inf"))
+    for lang in range(langs):
+        first, last = lang * min_frames, (lang + 1) * min_frames - 1
+        trans[torch.arange(first, last), torch.arange(first + 1, last + 1)] = 0.0  # along the chain
+        trans[last, last] = 0.0  # stay, once the minimum is reached
+        for other in range(langs):
+            if other != lang:
+                trans[last, other * min_frames] = -switch_penalty
+    return trans
+
+
+def viterbi_segments(posteriors: torch.Tensor, switch_penalty: float = DEFAULT_SWITCH_PENALTY,
+                     min_frames: int = round(DEFAULT_MIN_SEGMENT_S * FRAMES_PER_SECOND)) -> List[FrameSegment]:
     """The most likely language path through `posteriors` `[frames, L]` with `switch_penalty` nats per
-    change of language, as segments in time order (at least one)."""
+    change of language and every segment at least `min_frames` long (all of it if shorter), as
+    segments in time order (at least one)."""
     log_p = posteriors.float().clamp_min(1e-8).log()
     frames, langs = log_p.shape
-    score = log_p[0].clone()
-    back = torch.zeros(frames, langs, dtype=torch.long)
-    stay = torch.eye(langs, dtype=torch.bool)
+    chain = max(1, min(min_frames, frames))
+    trans = duration_transitions(langs, chain, switch_penalty)
+    emit = log_p.repeat_interleave(chain, dim=1)  # a state emits its language's log posterior
+    score = torch.full((langs * chain,), float("-inf"))
+    score[::chain] = emit[0, ::chain]  # a path starts at a language's first state
+    back = torch.zeros(frames, langs * chain, dtype=torch.long)
     for t in range(1, frames):
-        # arrive in language j from i: score[i], less the penalty when i != j
-        moves = score[:, None] - switch_penalty * (~stay).float()
-        best, back[t] = moves.max(0)
-        score = best + log_p[t]
-    path = [int(score.argmax())]
+        best, back[t] = (score[:, None] + trans).max(0)
+        score = best + emit[t]
+    state = (chain - 1) + chain * int(score[chain - 1::chain].argmax())  # and ends at a last state
+    path = [state]
     for t in range(frames - 1, 0, -1):
         path.append(int(back[t, path[-1]]))
-    return runs(path[::-1])
+    return runs([s // chain for s in path[::-1]])
 
 
 def runs(labels: Sequence[int]) -> List[FrameSegment]:

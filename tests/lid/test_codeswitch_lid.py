@@ -45,16 +45,19 @@ def test_cli_writes_the_table_segments_and_the_plot(tmp_path):
     write_segments_lang(cs, {"cs-s1-u": [Seg(0.0, 1.5, "hi"), Seg(1.5, 3.5, "it")]})
     out = tmp_path / "cs_lid"
     codeswitch_lid.main(["--model", "whisper_tiny_random", "--lid_dir", str(tmp_path / "lid" / "linear"),
-                         "--data_dir", str(cs), "--out_dir", str(out), "--penalties", "0", "1000", "--threads", "1"])
+                         "--data_dir", str(cs), "--out_dir", str(out), "--penalties", "0", "1000", "--min_segments", "0", "4", "--threads", "1"])
     results = json.loads((out / "cs_lid.json").read_text())["test_cs_inter"]
-    assert set(results) == {"0", "1000"} and all(r["switches"] == 1 for r in results.values())
-    never = json.loads((out / "test_cs_inter" / "segments_1000.json").read_text())["cs-s1-u"]
-    assert len(never) == 1 and never[0][1] == pytest.approx(wave.size / 16000, abs=0.03)  # no switch at that price
-    assert results["1000"]["missed"] == 1 and results["1000"]["false_per_min"] == 0
-    assert (out / "test_cs_inter.png").stat().st_size > 5000 and "| test_cs_inter | 1000 |" in (out / "cs_lid.md").read_text()
+    assert set(results) == {"0_0", "0_4", "1000_0", "1000_4"} and all(r["switches"] == 1 for r in results.values())
+    for setting in ("1000_0", "0_4"):  # no switch at that price, nor when a segment must outlast the 3.5 s recording
+        never = json.loads((out / "test_cs_inter" / f"segments_{setting}.json").read_text())["cs-s1-u"]
+        assert len(never) == 1 and never[0][1] == pytest.approx(wave.size / 16000, abs=0.03)
+        assert results[setting]["missed"] == 1 and results[setting]["false_per_min"] == 0
+    assert (out / "test_cs_inter.png").stat().st_size > 5000 and "| test_cs_inter | 1000 | 4 |" in (out / "cs_lid.md").read_text()
 
 
-def test_a_negative_switch_penalty_is_refused():
+@pytest.mark.parametrize("option", [["--penalties", "64", "-5"], ["--min_segments", "-1"]])
+def test_a_negative_penalty_or_minimum_is_refused(option, capsys):
     with pytest.raises(SystemExit):
         codeswitch_lid.main(["--model", "whisper_tiny_random", "--lid_dir", "x", "--data_dir", "x", "--out_dir", "x",
-                             "--penalties", "64", "-5"])
+                             *option])
+    assert f"{option[0]} " in capsys.readouterr().err

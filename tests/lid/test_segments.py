@@ -1,4 +1,7 @@
 """Frame-level language posteriors and their Viterbi segmentation."""
+import itertools
+
+import pytest
 import torch
 
 from espnet_ext.lid.segments import FrameSegment, runs, viterbi_segments, window_posteriors
@@ -21,7 +24,7 @@ def noisy_track(labels, langs=5, flip=0.25, seed=0):
 
 
 def test_planted_switch_is_found_within_one_frame():
-    for switch, seed in ((87, 0), (40, 1), (150, 2)):
+    for switch, seed in ((87, 0), (55, 1), (150, 2)):  # both sides over the default 1 s minimum (50 frames)
         labels = [1] * switch + [3] * (200 - switch)
         segments = viterbi_segments(noisy_track(labels, seed=seed))
         assert [s.lang for s in segments] == [1, 3]
@@ -31,7 +34,41 @@ def test_planted_switch_is_found_within_one_frame():
 def test_constant_language_gets_no_switch_and_penalty_zero_follows_the_noise():
     track = noisy_track([2] * 300, seed=3)
     assert viterbi_segments(track) == [FrameSegment(0, 300, 2)]
-    assert len(viterbi_segments(track, switch_penalty=0.0)) > 10  # the argmax path: the penalty is what smooths
+    assert len(viterbi_segments(track, 0.0, min_frames=1)) > 10  # the argmax path: penalty and minimum smooth
+
+
+def brute_force_best(log_p, penalty, min_frames):
+    """The best path's score by trying every label sequence whose runs are all >= min_frames long."""
+    frames, langs = log_p.shape
+    best = float("-inf")
+    for labels in itertools.product(range(langs), repeat=frames):
+        segments = runs(labels)
+        if all(s.end - s.start >= min_frames for s in segments):
+            score = sum(float(log_p[t, lang]) for t, lang in enumerate(labels)) - penalty * (len(segments) - 1)
+            best = max(best, score)
+    return best
+
+
+@pytest.mark.parametrize("penalty,min_frames", [(0.0, 1), (0.7, 1), (0.0, 3), (0.5, 2), (2.0, 4)])
+def test_viterbi_finds_the_best_path_with_every_segment_at_least_min_frames(penalty, min_frames):
+    for seed in range(4):
+        post = torch.softmax(3 * torch.randn(8, 3, generator=torch.Generator().manual_seed(seed)), dim=1)
+        segments = viterbi_segments(post, penalty, min_frames)
+        log_p = post.clamp_min(1e-8).log()
+        score = sum(float(log_p[s.start:s.end, s.lang].sum()) for s in segments) - penalty * (len(segments) - 1)
+        assert all(s.end - s.start >= min_frames for s in segments) and segments[-1].end == 8
+        assert score == pytest.approx(brute_force_best(log_p, penalty, min_frames), abs=1e-4)
+
+
+def test_a_blip_shorter_than_the_minimum_must_pay_for_its_stretch():
+    post = torch.full((120, 3), 0.05)
+    post[:, 0] = 0.9
+    post[50:70] = torch.tensor([0.25, 0.7, 0.05])  # 20 frames (0.4 s) leaning to language 1: +20.6 nats alone
+    assert [s.lang for s in viterbi_segments(post, 8.0, min_frames=1)] == [0, 1, 0]  # beats two penalties (16)
+    assert [s.lang for s in viterbi_segments(post, 8.0, min_frames=20)] == [0, 1, 0]  # as long as the minimum
+    # stretched to 25 frames the blip costs 5 x 2.9 nats of language 0's frames: no longer worth two switches
+    assert viterbi_segments(post, 8.0, min_frames=25) == [FrameSegment(0, 120, 0)]
+    assert viterbi_segments(post[:10], 0.0, min_frames=25) == [FrameSegment(0, 10, 0)]  # shorter than it: one segment
 
 
 def test_runs_are_maximal():

@@ -68,6 +68,7 @@ codeswitch=false       # true: stage 1 builds test_cs_{inter,intra,rapid} (local
                        # (cs_variants), stage 6 scores them against oracle segments (~17 min on 2 CPU cores)
 cs_per_kind=           # code-switched utterances per kind (empty: local/make_codeswitch.py's default, 50)
 switch_penalty=        # Viterbi penalty per language switch (empty: espnet_ext.lid.segments' default)
+min_segment=           # shortest language segment in seconds (empty: espnet_ext.lid.segments' default)
 # Stage 7: what the adapters learned, and the report of every result (exp/report)
 probe_per_language=10  # dev utterances per language the representation analysis (CKA, probes) reads
 analysis_args=         # extra options for espnet_ext.bin.analyze
@@ -359,7 +360,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
             python -m espnet_ext.bin.codeswitch_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}" \
                 --data_dir $(for d in ${sets}; do data_dir_of "${d}"; done) --out_dir "${cs_segments}" \
-                ${switch_penalty:+--penalties "${switch_penalty}"}
+                ${switch_penalty:+--penalties "${switch_penalty}"} ${min_segment:+--min_segments "${min_segment}"}
         touch "${cs_segments}/.done"
     fi
     for dset in ${sets}; do
