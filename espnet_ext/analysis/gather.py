@@ -88,8 +88,12 @@ def change_with_ci(system: Optional[Dict], baseline: Optional[Dict], lang: Optio
     per-utterance errors."""
     if not system or not baseline or "utterances" not in system or "utterances" not in baseline:
         return ""
-    change, low, high = bootstrap_relative_change(*paired_errors(system["utterances"], baseline["utterances"], lang))
-    return f"{100 * change:+.0f}% [{100 * low:+.0f}, {100 * high:+.0f}]"
+    return format_change(bootstrap_relative_change(*paired_errors(system["utterances"], baseline["utterances"], lang)))
+
+
+def format_change(change: Sequence[float]) -> str:
+    """(relative change, CI low, CI high) as fractions -> "-76% [-80, -72]"."""
+    return f"{100 * change[0]:+.0f}% [{100 * change[1]:+.0f}, {100 * change[2]:+.0f}]"
 
 
 def _systems_on(exp_root: Path, test_set: str) -> Dict[str, Path]:
@@ -650,11 +654,22 @@ def fewshot_section(result: Mapping, figures_dir: Path, source: str) -> Optional
     transfer.plot_few_shot(result, figures_dir / "transfer_few_shot")
     paragraphs = []
     for name, pair in measured.items():
-        gains = ", ".join(f"N={n}: {g:+.1f}" for n, g in zip(result["sizes"], pair["gain"]["wer"]) if g is not None)
+        gains = ", ".join(f"N={n}: {g:+.1f}" + (f" ({format_change(r)})" if r else "")
+                          for n, g, r in zip(result["sizes"], pair["gain"]["wer"], pair["relative"]["wer"]) if g is not None)
         catch = pair["catch_up"]["wer"]
-        paragraphs.append(f"{name}: transfer gain WER_transfer - WER_scratch (dev, points) {gains or 'not measured'}; "
+        paragraphs.append(f"{name}: transfer gain WER_transfer - WER_scratch (dev, points; in brackets relative to "
+                          f"scratch, 95% CI) {gains or 'not measured'}; "
                           + (f"from scratch catches up at N={catch}." if catch else "from scratch does not catch up "
                              "within the sizes trained."))
+    for i, n in enumerate(result["sizes"]):  # which pair transfers most, where two or more were measured at N
+        ranked = sorted(((pair["relative"]["wer"][i], name) for name, pair in measured.items()
+                         if pair["relative"]["wer"][i]), key=lambda item: item[0][0])
+        if len(ranked) >= 2:
+            (most, best), (least, worst) = ranked[0], ranked[-1]
+            verdict = ("intervals disjoint" if most[2] < least[1] else "intervals overlap: the difference is not shown")
+            paragraphs.append(f"At N={n}, relative dev WER change from transfer: "
+                              + ", ".join(f"{name} {format_change(r)}" for r, name in ranked)
+                              + f". {best} transfers most and {worst} least (95% {verdict}).")
     paragraphs.append("Each source adapter was trained on its own language alone, so no target data reaches the "
                       "transfer runs through a shared adapter.")
     if untrained:

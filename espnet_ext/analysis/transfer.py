@@ -10,7 +10,9 @@ an oracle decode's per-language scores stand in for a missing `decode_test_<Y>_a
 steps), from scratch or starting from X's adapter (`train_lora --init_adapter_dir <exp>/adapters/<X>`),
 each run an exp dir `<model>_<Y>_r<rank>_<few_shot_tag(N, init)>` with its dev decode
 `decode_dev_<Y>_oracle`. The project plan's metrics: the transfer gain `WER_transfer - WER_scratch` per N
-(negative: starting from X helps) and the smallest N at which scratch catches up (None if it never does).
+(negative: starting from X helps) and the smallest N at which scratch catches up (None if it never does);
+and, so that pairs with different targets compare, the gain relative to scratch with its paired bootstrap
+95% CI over the dev utterances.
 
 Every cell names the scores.json it came from; a cell whose decode dir is missing is None and listed
 under "missing", so a partly run study still reads (and the report says what is absent).
@@ -186,6 +188,23 @@ def _few_shot_runs(results_dir: Path) -> Dict[Tuple[str, int, str], Path]:
     return runs
 
 
+def _relative_gain(scratch_json: Optional[str], transfer_json: Optional[str], lang: str,
+                   metric: str) -> Optional[List[float]]:
+    """[relative change of `lang`'s dev errors from scratch to transfer, 2.5th, 97.5th percentile] as fractions, by a
+    paired bootstrap over the utterances both decodes scored; None where either run or its per-utterance
+    errors is missing."""
+    from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+
+    if scratch_json is None or transfer_json is None:
+        return None
+    scratch, transfer = (json.loads(Path(path).read_text(encoding="utf-8")).get("utterances", {})
+                         for path in (scratch_json, transfer_json))
+    errors, baseline = paired_errors(transfer, scratch, lang, "word" if metric == "wer" else "char")
+    if not len(errors):
+        return None
+    return list(bootstrap_relative_change(errors, baseline))
+
+
 def _catch_up(sizes: Sequence[int], scratch: Sequence[Optional[float]],
               transfer: Sequence[Optional[float]]) -> Optional[int]:
     """The smallest N at which scratch is as good as transfer (both measured); None if it never is."""
@@ -212,6 +231,7 @@ def few_shot_curves(results_dir: Path, pairs: Optional[Sequence[Tuple[str, str]]
     plan's pairs (PLAN_PAIRS) and every other pair with a transfer run. Returns {"sizes": [N, ...],
     "pairs": {"X->Y": {"source": X, "target": Y, "wer"/"cer": {"scratch": [per N], "transfer": [per N]},
     "gain": {"wer"/"cer": [transfer - scratch per N]}, "catch_up": {"wer"/"cer": N or None},
+    "relative": {"wer"/"cer": [[change vs scratch, CI low, CI high] (fractions) per N]},
     "sources": {"scratch"/"transfer": [scores.json per N]}}}, "missing": [["X->Y", "scratch"|"transfer", N]]};
     None wherever a run or its decode is missing."""
     runs = _few_shot_runs(results_dir)
@@ -225,7 +245,7 @@ def few_shot_curves(results_dir: Path, pairs: Optional[Sequence[Tuple[str, str]]
         curves = {"scratch": _curve(runs, target, SCRATCH, sizes), "transfer": _curve(runs, target, source, sizes)}
         result["missing"] += [[name, label, n] for label, (paths, _) in curves.items()
                               for n, path in zip(sizes, paths) if path is None]
-        entry = {"source": source, "target": target, "gain": {}, "catch_up": {},
+        entry = {"source": source, "target": target, "gain": {}, "catch_up": {}, "relative": {},
                  "sources": {label: paths for label, (paths, _) in curves.items()}}
         for metric in METRICS:
             scratch, transfer = curves["scratch"][1][metric], curves["transfer"][1][metric]
@@ -233,6 +253,8 @@ def few_shot_curves(results_dir: Path, pairs: Optional[Sequence[Tuple[str, str]]
             entry["gain"][metric] = [t - s if s is not None and t is not None else None
                                      for s, t in zip(scratch, transfer)]
             entry["catch_up"][metric] = _catch_up(sizes, scratch, transfer)
+            entry["relative"][metric] = [_relative_gain(s, t, target, metric)
+                                         for s, t in zip(entry["sources"]["scratch"], entry["sources"]["transfer"])]
         result["pairs"][name] = entry
     return result
 

@@ -202,11 +202,13 @@ def test_init_adapter_dir_refuses_another_rank_or_several_languages(source_bank,
 
 # --- readers of hand-made scores.json, subsets, figures --------------------------------------------------
 
-def write_scores(decode_dir: Path, rates) -> None:
-    """A scores.json as espnet_ext.bin.score writes it, reduced to what the readers use."""
+def write_scores(decode_dir: Path, rates, word_errors=()) -> None:
+    """A scores.json as espnet_ext.bin.score writes it, reduced to what the readers use; `word_errors`: per
+    utterance (te), as its "utterances" map holds them."""
     decode_dir.mkdir(parents=True)
     scores = {lang: {"wer": {"rate": wer}, "cer": {"rate": cer}} for lang, (wer, cer) in rates.items()}
-    (decode_dir / "scores.json").write_text(json.dumps({"scores": scores}))
+    utterances = {f"te-u{k}": {"lang": "te", "word_errors": e, "char_errors": 2 * e} for k, e in enumerate(word_errors)}
+    (decode_dir / "scores.json").write_text(json.dumps({"scores": scores, "utterances": utterances}))
 
 
 @pytest.fixture
@@ -240,18 +242,19 @@ def test_zero_shot_matrix_reads_the_cells_and_marks_the_missing(hand_made_matrix
 
 @pytest.fixture
 def hand_made_runs(tmp_path):
-    def run(name, rates=None):
+    def run(name, rates=None, word_errors=()):
         (tmp_path / name).mkdir()
         if rates:
-            write_scores(tmp_path / name / "decode_dev_te_oracle", {"te": rates})
+            write_scores(tmp_path / name / "decode_dev_te_oracle", {"te": rates}, word_errors)
 
-    run("whisper_base_te_r16_n25_scratch", (80.0, 40.0))
+    # per-utterance errors at N=25 only: from hi halves every utterance's errors, from it takes a quarter off
+    run("whisper_base_te_r16_n25_scratch", (80.0, 40.0), [4, 8, 4, 8])
     run("whisper_base_te_r16_n100_scratch", (50.0, 20.0))
     run("whisper_base_te_r16_n400_scratch", (30.0, 10.0))
-    run("whisper_base_te_r16_n25_from_hi", (60.0, 25.0))
+    run("whisper_base_te_r16_n25_from_hi", (60.0, 25.0), [2, 4, 2, 4])
     run("whisper_base_te_r16_n100_from_hi", (55.0, 22.0))
     run("whisper_base_te_r16_n400_from_hi")  # trained, not decoded yet
-    run("whisper_base_te_r16_n25_from_it", (70.0, 30.0))
+    run("whisper_base_te_r16_n25_from_it", (70.0, 30.0), [3, 6, 3, 6])
     run("whisper_base_all_r16")  # not a few-shot run
     return tmp_path
 
@@ -264,6 +267,9 @@ def test_few_shot_curves_gain_and_catch_up(hand_made_runs):
     assert hi_te["cer"] == {"scratch": [40.0, 20.0, 10.0], "transfer": [25.0, 22.0, None]}
     assert hi_te["gain"]["wer"] == [-20.0, 5.0, None] and hi_te["gain"]["cer"] == [-15.0, 2.0, None]
     assert hi_te["catch_up"] == {"wer": 100, "cer": 100}
+    # every resample of the utterances gives the same ratio, so the interval is the point
+    assert hi_te["relative"]["wer"][0] == pytest.approx([-0.5, -0.5, -0.5]) and hi_te["relative"]["wer"][1:] == [None, None]
+    assert result["pairs"]["it->te"]["relative"]["cer"][0] == pytest.approx([-0.25] * 3)
     assert hi_te["sources"]["transfer"][0] == str(
         hand_made_runs / "whisper_base_te_r16_n25_from_hi" / "decode_dev_te_oracle" / "scores.json")
     it_te = result["pairs"]["it->te"]
@@ -319,7 +325,13 @@ def test_the_few_shot_section_reports_pairs_with_transfer_runs_and_names_the_oth
     result = transfer.few_shot_curves(hand_made_runs)
     section = gather.fewshot_section(result, tmp_path / "figures", "exp/*_n*")
     said = "\n".join(section.paragraphs)
-    assert "hi->te: transfer gain WER_transfer - WER_scratch (dev, points) N=25: -20.0, N=100: +5.0;" in said
+    assert ("hi->te: transfer gain WER_transfer - WER_scratch (dev, points; in brackets relative to scratch, 95% CI) "
+            "N=25: -20.0 (-50% [-50, -50]), N=100: +5.0;") in said
+    assert ("At N=25, relative dev WER change from transfer: hi->te -50% [-50, -50], it->te -25% [-25, -25]. hi->te "
+            "transfers most and it->te least (95% intervals disjoint).") in said and "At N=100" not in said
+    result["pairs"]["it->te"]["relative"]["wer"][0] = [-0.4, -0.6, -0.3]  # its interval reaches past hi->te's -50%
+    said = "\n".join(gather.fewshot_section(result, tmp_path / "figures", "exp/*_n*").paragraphs)
+    assert "hi->te transfers most and it->te least (95% intervals overlap: the difference is not shown)." in said
     assert "from scratch catches up at N=100." in said and "it->te: transfer gain" in said and "hi->pa:" not in said
     assert said.endswith('Not trained yet: hi->pa (`./run.sh --stage 7 --studies fewshot --fewshot_pairs "hi:pa"`).')
     hi_te_only = dict(result, pairs={k: v for k, v in result["pairs"].items() if k != "it->te"})
