@@ -35,8 +35,8 @@ from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_data_dir, read_segments_lang, write_segments_json
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, tap_encoder,
-    viterbi_segments, window_posteriors,
+    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, frames_in,
+    tap_encoder, viterbi_segments, window_posteriors,
 )
 
 log = logging.getLogger("codeswitch_lid")
@@ -131,7 +131,8 @@ def table(results: Dict[str, Dict[str, Dict]]) -> str:
     for name, by_setting in results.items():
         for setting, r in by_setting.items():
             penalty, min_segment = setting.split("_")
-            rows.append(f"| {name} | {penalty} | {min_segment} | {r['switches']} | {100 * r['detected']:.1f}% | {r['missed']} | "
+            rows.append(f"| {name} | {penalty} | {min_segment} | {r['switches']} | {100 * r['detected']:.1f}% | "
+                        f"{r['missed']} | "
                         f"{r['false_per_min']:.2f} | {r['boundary_ms_median']:.0f} / {r['boundary_ms_p90']:.0f} | "
                         f"{100 * r['segment_accuracy']:.1f}% | {100 * r['frame_accuracy']:.1f}% |")
     return "\n".join(rows) + "\n"
@@ -189,8 +190,8 @@ def main(argv=None) -> None:
         seconds = sum(u.duration for u in utterances)
         results[data_dir.name], drawn = {}, None
         for penalty, min_segment in itertools.product(args.penalties, args.min_segments):
-            min_frames = max(1, round(min_segment * FRAMES_PER_SECOND))
-            predicted = {u: to_seconds(viterbi_segments(p, penalty, min_frames), languages) for u, p in posteriors.items()}
+            predicted = {u: to_seconds(viterbi_segments(p, penalty, frames_in(min_segment)), languages)
+                         for u, p in posteriors.items()}
             frame_pred = {u: language_at(predicted[u], len(p)) for u, p in posteriors.items()}
             setting = f"{penalty:g}_{min_segment:g}"
             results[data_dir.name][setting] = evaluate_set(truth, predicted, frame_truth, frame_pred, seconds)

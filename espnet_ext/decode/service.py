@@ -28,7 +28,7 @@ from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, tap_encoder, viterbi_segments,
+    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frames_in, tap_encoder, viterbi_segments,
     window_posteriors,
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
@@ -99,7 +99,7 @@ class Transcriber:
         self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
         self.adapters = adapter_names(self.loaded.asr_model)
         self.switch_penalty, self.min_confidence = switch_penalty, min_confidence
-        self.min_frames = max(1, round(min_segment_s * FRAMES_PER_SECOND))
+        self.min_frames = frames_in(min_segment_s)
         self.search = search or SearchConfig()
 
     def language_track(self, audio: np.ndarray) -> torch.Tensor:

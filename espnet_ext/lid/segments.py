@@ -94,14 +94,19 @@ def duration_transitions(langs: int, min_frames: int, switch_penalty: float) -> 
     return trans
 
 
+def frames_in(seconds: float) -> int:
+    """The tap frames in `seconds`, at least one: a minimum segment length as viterbi_segments takes it."""
+    return max(1, round(seconds * FRAMES_PER_SECOND))
+
+
 def viterbi_segments(posteriors: torch.Tensor, switch_penalty: float = DEFAULT_SWITCH_PENALTY,
-                     min_frames: int = round(DEFAULT_MIN_SEGMENT_S * FRAMES_PER_SECOND)) -> List[FrameSegment]:
+                     min_frames: int = frames_in(DEFAULT_MIN_SEGMENT_S)) -> List[FrameSegment]:
     """The most likely language path through `posteriors` `[frames, L]` with `switch_penalty` nats per
     change of language and every segment at least `min_frames` long (all of it if shorter), as
     segments in time order (at least one)."""
     log_p = posteriors.float().clamp_min(1e-8).log()
     frames, langs = log_p.shape
-    chain = max(1, min(min_frames, frames))
+    chain = max(1, min(min_frames, frames))  # a recording shorter than the minimum is one segment
     trans = duration_transitions(langs, chain, switch_penalty)
     emit = log_p.repeat_interleave(chain, dim=1)  # a state emits its language's log posterior
     score = torch.full((langs * chain,), float("-inf"))
