@@ -13,6 +13,7 @@ Per set, penalty and minimum: switches detected within TOLERANCE_S of a true one
 most one predicted, nearest first), the boundary error of the detected ones (median, 90th percentile,
 ms), missed switches, and false switches per minute of audio; segment LID accuracy (a true segment
 counts as right when the language predicted over most of its frames is its own) and frame accuracy.
+Each predicted switch is first moved to the quietest moment within --pause_reach of it.
 Writes `cs_lid.md` / `cs_lid.json` (keyed `<penalty>_<min>`), each set's predicted segments
 (`<set>/segments_<penalty>_<min>.json`, and the first pair's as `<set>/segments.json`, which the
 recipe's --codeswitch decodes read) and a
@@ -35,8 +36,8 @@ from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_data_dir, read_segments_lang, write_segments_json
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, frames_in,
-    tap_encoder, viterbi_segments, window_posteriors,
+    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, PAUSE_REACH_SECONDS, WINDOW_SECONDS,
+    frames_in, snap_to_pauses, tap_encoder, viterbi_segments, window_posteriors,
 )
 
 log = logging.getLogger("codeswitch_lid")
@@ -150,6 +151,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Viterbi switch penalties (nats) to evaluate; tune on dev")
     p.add_argument("--min_segments", type=float, nargs="+", default=[DEFAULT_MIN_SEGMENT_S],
                    help="shortest segments (s) the Viterbi path may hold, each with every penalty; tune on dev")
+    p.add_argument("--pause_reach", type=float, default=PAUSE_REACH_SECONDS,
+                   help="move each switch to the quietest moment within this many seconds of it (0: leave it)")
     p.add_argument("--window", type=float, default=WINDOW_SECONDS, help="seconds of audio per LID window")
     p.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between LID windows")
     p.add_argument("--plots", type=int, default=6, help="utterances drawn per set")
@@ -183,14 +186,15 @@ def main(argv=None) -> None:
     for data_dir in args.data_dir:
         truth = truth_by_set[data_dir.name]
         utterances = read_data_dir(data_dir)
-        posteriors = {u.utt_id: window_posteriors(encode, head, torch.from_numpy(utterance_audio(u)), args.window,
-                                                  args.hop)
-                      for u in tqdm(utterances, desc=f"LID over time {data_dir.name}", unit="utt")}
+        audio = {u.utt_id: torch.from_numpy(utterance_audio(u)) for u in utterances}
+        posteriors = {u: window_posteriors(encode, head, wave, args.window, args.hop)
+                      for u, wave in tqdm(audio.items(), desc=f"LID over time {data_dir.name}", unit="utt")}
         frame_truth = {u: language_at(truth[u], len(p)) for u, p in posteriors.items()}
         seconds = sum(u.duration for u in utterances)
         results[data_dir.name], drawn = {}, None
         for penalty, min_segment in itertools.product(args.penalties, args.min_segments):
-            predicted = {u: to_seconds(viterbi_segments(p, penalty, frames_in(min_segment)), languages)
+            predicted = {u: to_seconds(snap_to_pauses(viterbi_segments(p, penalty, frames_in(min_segment)),
+                                                      audio[u].numpy(), args.pause_reach), languages)
                          for u, p in posteriors.items()}
             frame_pred = {u: language_at(predicted[u], len(p)) for u, p in posteriors.items()}
             setting = f"{penalty:g}_{min_segment:g}"

@@ -199,14 +199,19 @@ def utterance_audio(utt: "Utterance") -> np.ndarray:
     return wave
 
 
+def quietest_point(audio: np.ndarray, lo: int, hi: int, width: int) -> int:
+    """The centre sample of the `width` samples of `audio[lo:hi]` with the least energy (`lo:hi` at
+    least `width` long)."""
+    energy = np.concatenate([[0.0], np.cumsum(audio[lo:hi].astype(np.float64) ** 2)])
+    return lo + int(np.argmin(energy[width:] - energy[:-width])) + width // 2
+
+
 def cut_points(audio: np.ndarray, max_seconds: float) -> List[int]:
     """Sample indices where a recording longer than `max_seconds` is cut: each at the quietest 100 ms
     of the last WINDOW_SEARCH_S seconds before the window's limit."""
     limit, hop, cuts, start = int(max_seconds * SAMPLE_RATE), SAMPLE_RATE // 10, [], 0
     while len(audio) - start > limit:
         lo = start + max(hop, limit - int(WINDOW_SEARCH_S * SAMPLE_RATE))
-        frames = [(float(np.mean(audio[i:i + hop] ** 2)), i) for i in range(lo, start + limit - hop + 1, hop)]
-        quietest = min(frames)[1] + hop // 2
-        cuts.append(quietest)
-        start = quietest
+        start = quietest_point(audio, lo, start + limit, hop)
+        cuts.append(start)
     return cuts

@@ -28,8 +28,8 @@ from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frames_in, tap_encoder, viterbi_segments,
-    window_posteriors,
+    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frames_in, snap_to_pauses, tap_encoder,
+    viterbi_segments, window_posteriors,
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
 
@@ -115,7 +115,8 @@ class Transcriber:
             track = self.language_track(audio[lo:hi])
             tracks.append(track)
             offset = lo / SAMPLE_RATE
-            for seg in viterbi_segments(track, self.switch_penalty, self.min_frames):
+            path = viterbi_segments(track, self.switch_penalty, self.min_frames)
+            for seg in snap_to_pauses(path, audio[lo:hi]):
                 confidence = float(track[seg.start:seg.end].max(1).values.mean())
                 start = offset + seg.start / FRAMES_PER_SECOND
                 end = min(hi / SAMPLE_RATE, offset + seg.end / FRAMES_PER_SECOND)

@@ -1,10 +1,11 @@
 """Frame-level language posteriors and their Viterbi segmentation."""
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
-from espnet_ext.lid.segments import FrameSegment, runs, viterbi_segments, window_posteriors
+from espnet_ext.lid.segments import FrameSegment, runs, snap_to_pauses, viterbi_segments, window_posteriors
 
 
 def noisy_track(labels, langs=5, flip=0.25, seed=0):
@@ -69,6 +70,19 @@ def test_a_blip_shorter_than_the_minimum_must_pay_for_its_stretch():
     # stretched to 25 frames the blip costs 5 x 2.9 nats of language 0's frames: no longer worth two switches
     assert viterbi_segments(post, 8.0, min_frames=25) == [FrameSegment(0, 120, 0)]
     assert viterbi_segments(post[:10], 0.0, min_frames=25) == [FrameSegment(0, 10, 0)]  # shorter than it: one segment
+
+
+def test_switches_move_to_the_quietest_moment_within_reach():
+    audio = np.random.default_rng(0).normal(0, 0.1, 5 * 16000).astype(np.float32)
+    audio[int(2.3 * 16000):int(2.4 * 16000)] = 0.0  # a 100 ms pause 0.3 s after the predicted switch
+    audio[int(4.5 * 16000):int(4.6 * 16000)] = 0.0  # another, out of the switch's reach
+    segments = [FrameSegment(0, 100, 0), FrameSegment(100, 250, 1)]
+    snapped = snap_to_pauses(segments, audio, reach_s=0.4, pause_s=0.05)
+    assert snapped[0].end == snapped[1].start and 2.3 <= snapped[1].start / 50 <= 2.4  # inside the pause
+    assert (snapped[0].start, snapped[1].end) == (0, 250) and [s.lang for s in snapped] == [0, 1]
+    assert snap_to_pauses(segments, audio, reach_s=0.0) == segments  # no reach: left where the track put it
+    short = [FrameSegment(0, 100, 0), FrameSegment(100, 101, 1), FrameSegment(101, 250, 0)]
+    assert all(s.end > s.start for s in snap_to_pauses(short, audio))  # every segment keeps a frame
 
 
 def test_runs_are_maximal():
