@@ -28,7 +28,8 @@ DEFAULT_SWITCH_PENALTY = 64.0  # nats per switch, on the dev code-switched sets
 # the same false rate but raised inter-sentential WER with predicted segments by 12% [4, 22]
 DEFAULT_MIN_SEGMENT_S = 0.0
 # a switch moves to the quietest PAUSE_SECONDS within PAUSE_REACH_SECONDS (set before measuring, not tuned):
-# predicted-segment WER -11% [-19, -5] inter-sentential, -9% intra, -8% rapid on the default run's test sets
+# predicted-segment WER -10% [-18, -3] inter-sentential, -12% [-22, -2] intra, -12% [-21, +1] rapid on the
+# default run's test sets (README: "Code-switched speech")
 PAUSE_REACH_SECONDS = 0.4
 PAUSE_SECONDS = 0.05
 
