@@ -208,7 +208,8 @@ def main(argv=None) -> None:
                     for u in sorted(posteriors)[: args.plots]]
         plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
                   f"{data_dir.name}: LID posteriors over time ({head.kind} head, {args.window:g} s windows every "
-                  f"{args.hop:g} s, penalty {penalty:g}, segments >= {min_segment:g} s)")
+                  f"{args.hop:g} s, penalty {penalty:g}" + (f", segments >= {min_segment:g} s" if min_segment else "")
+                  + (f", switches moved to pauses within {args.pause_reach:g} s" if args.pause_reach else "") + ")")
     report = table(results)
     atomic_write_text(args.out_dir / "cs_lid.md", report)
     atomic_write_text(args.out_dir / "cs_lid.json", json.dumps(results, indent=1) + "\n")
