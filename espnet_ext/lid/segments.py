@@ -20,6 +20,7 @@ import torch
 from espnet_ext.data.audio import SAMPLE_RATE, quietest_point
 
 FRAMES_PER_SECOND = 50  # Whisper's encoder (and the tap) emit one state per 20 ms
+SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
 WINDOW_SECONDS = 1.0
 HOP_SECONDS = 0.25
 # README: "Code-switched speech" for how each was chosen
@@ -52,8 +53,7 @@ def window_posteriors(encode: Callable[[torch.Tensor], torch.Tensor], head, audi
     the window whose centre is nearest. Encoding windows alone matters: the encoder attends over its
     whole input, so the states of one pass over a code-switched recording carry both languages in
     every frame (measured on the dev code-switched sets: switches detected 34-67% -> see the README)."""
-    samples_per_frame = SAMPLE_RATE // FRAMES_PER_SECOND
-    frames = max(1, len(audio) // samples_per_frame)
+    frames = max(1, len(audio) // SAMPLES_PER_FRAME)
     width, hop = round(window_s * SAMPLE_RATE), round(hop_s * SAMPLE_RATE)
     starts = list(range(0, max(1, len(audio) - width + 1), hop))
     if len(audio) > width and starts[-1] != len(audio) - width:
@@ -64,7 +64,7 @@ def window_posteriors(encode: Callable[[torch.Tensor], torch.Tensor], head, audi
         states = encode(torch.stack(chunks[i:i + batch]))
         track.append(head(states, torch.full((states.size(0),), states.size(1))))
     track = torch.cat(track)
-    centres = (torch.tensor(starts, dtype=torch.float32) + min(width, len(audio)) / 2) / samples_per_frame
+    centres = (torch.tensor(starts, dtype=torch.float32) + min(width, len(audio)) / 2) / SAMPLES_PER_FRAME
     nearest = (torch.arange(frames, dtype=torch.float32)[:, None] + 0.5 - centres[None]).abs().argmin(1)
     return track[nearest]
 
@@ -134,14 +134,13 @@ def snap_to_pauses(segments: Sequence[FrameSegment], audio: np.ndarray, reach_s:
     `reach_s` of it (each segment kept at least one frame long). The track places a switch only to
     within a window's hop, often inside a word; a cut inside a word costs both sides their edge words,
     while speakers mostly pause where they change language."""
-    samples_per_frame = SAMPLE_RATE // FRAMES_PER_SECOND
     width, reach = max(1, round(pause_s * SAMPLE_RATE)), round(reach_s * SAMPLE_RATE)
     snapped = list(segments)
     for i in range(1, len(snapped)):
-        switch = snapped[i].start * samples_per_frame
+        switch = snapped[i].start * SAMPLES_PER_FRAME
         lo, hi = max(0, switch - reach), min(len(audio), switch + reach)
         if hi - lo > width:
-            frame = round(quietest_point(audio, lo, hi, width) / samples_per_frame)
+            frame = round(quietest_point(audio, lo, hi, width) / SAMPLES_PER_FRAME)
             frame = min(max(frame, snapped[i - 1].start + 1), snapped[i].end - 1)
             snapped[i - 1] = FrameSegment(snapped[i - 1].start, frame, snapped[i - 1].lang)
             snapped[i] = FrameSegment(frame, snapped[i].end, snapped[i].lang)
