@@ -5,8 +5,9 @@ Usage (the default run's bank; the tap layer is the bank layout's):
     python -m espnet_ext.bin.train_lid --model whisper_base --adapter_dir exp/whisper_base_all_r16/adapters \
         --train_dir data/train_all data/train_en --dev_dir data/dev_all data/dev_en \
         --test_dir data/test_all data/test_en --oos_dir data/test_oos \
-        --out_dir exp/whisper_base_all_r16/lid --heads mlp
-    ... --heads all        # the five heads (linear mlp cnn bilstm asp) and their comparison
+        --out_dir exp/whisper_base_all_r16/lid
+    ... (the default: --heads asp --members 3, three asp heads from seeds 0, 1, 2, posteriors averaged)
+    ... --heads all --members 1   # the five heads (linear mlp cnn bilstm asp), one seed each, compared
 
 Each split may join several data dirs (the adapters' languages and the LID-only English class); the
 classes are the languages found in train, in the language table's order. `--oos_dir` holds clips of
@@ -37,7 +38,7 @@ from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES
 from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, channels, label_indices, random_crops, speed
-from espnet_ext.lid.heads import HEADS, make_head
+from espnet_ext.lid.heads import DEFAULT_HEAD, DEFAULT_MEMBERS, HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
 from espnet_ext.lid.train import (
     SHORT_SECONDS, TAU_PRECISION, HeadTraining, dev_tau, evaluate, evaluate_out_of_set, fit_head, lid_only_thresholds,
@@ -64,7 +65,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--feats_dir", type=Path, help="the tap frames' cache (default: <out_dir>/feats); share it only "
                    "between heads on the same --adapter_dir")
-    p.add_argument("--heads", default="mlp", help=f"comma-separated heads of {','.join(HEADS)}, or all")
+    p.add_argument("--heads", default=DEFAULT_HEAD, help=f"comma-separated heads of {','.join(HEADS)}, or all")
     p.add_argument("--epochs", type=int, default=HeadTraining.epochs)
     p.add_argument("--batch_size", type=int, default=HeadTraining.batch_size)
     p.add_argument("--lr", type=float, default=HeadTraining.lr)
@@ -90,6 +91,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "degraded test sets)")
     p.add_argument("--train_fraction", type=float, default=1.0,
                    help="train on this share of the training utterances (the low-data condition)")
+    p.add_argument("--members", type=int, default=DEFAULT_MEMBERS,
+                   help="train each head this many times, from --seed, --seed + 1, ..., and save them as one head "
+                        "averaging their posteriors (a seed ensemble)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return p
@@ -125,7 +129,9 @@ def _row(kind: str, report: Dict, crops: List[str]) -> str:
     per_lang = " / ".join(f"{100 * v['accuracy']:.1f}" for v in test["per_language"].values())
     short = test[f"under_{SHORT_SECONDS:g}s"]
     crop_cells = "".join(f" {100 * report['eval'][c]['accuracy']:.1f} |" if c in report["eval"] else " |" for c in crops)
-    return (f"| {kind} | {report['parameters'] / 1e3:.0f}k | {100 * report['eval']['train']['accuracy']:.1f} | "
+    members = report.get("members", 1)
+    name = kind if members == 1 else f"{kind} x{members}"
+    return (f"| {name} | {report['parameters'] / 1e3:.0f}k | {100 * report['eval']['train']['accuracy']:.1f} | "
             f"{100 * report['eval']['dev']['accuracy']:.1f} | {100 * test['accuracy']:.1f} | {per_lang} | "
             f"{100 * short['accuracy']:.1f} (n={short['n']}) |{crop_cells} {test['ece']:.3f} | "
             f"{report['train_seconds']:.0f} |")
@@ -174,6 +180,8 @@ def write_comparison(out_dir: Path) -> str:
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     heads = _head_names(args.heads)
+    if args.members < 1:
+        raise SystemExit(f"train_lid.py: --members {args.members}; give 1 (one head) or more (a seed ensemble)")
     dirs = {split: getattr(args, f"{split}_dir") for split in SPLITS}
     if args.oos_dir is not None:
         dirs["out_of_set"] = [args.oos_dir]
@@ -231,13 +239,14 @@ def main(argv=None) -> None:
                           seed=args.seed)
     width = train.frames[0].shape[1]
     for kind in heads:
-        head = make_head(kind, layer, languages, width)
+        head = make_head(kind, layer, languages, width, members=args.members)
         start = time.time()
         history = fit_head(head, train, features["dev"], config)
         seconds = time.time() - start
         head_dir = args.out_dir / kind
         posteriors = {split: predict(head, features[split]) for split in evaluated}
-        report = {"languages": languages, "layer": layer, "parameters": sum(p.numel() for p in head.parameters()),
+        report = {"languages": languages, "layer": layer, "members": args.members,
+                  "parameters": sum(p.numel() for p in head.parameters()),
                   "train_seconds": seconds, "train_utterances": len(train.utt_ids), "history": history,
                   "eval": {split: evaluate(posteriors[split], features[split], languages) for split in evaluated}}
         report["lid_only_min"] = lid_only_thresholds(posteriors["dev"], features["dev"].langs, languages,

@@ -27,6 +27,7 @@ from espnet_ext.data.audio import SAMPLE_RATE, cut_points, read_audio, resample,
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
+from espnet_ext.lid.heads import DEFAULT_HEAD
 from espnet_ext.lid.segments import (
     DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frames_in, snap_to_pauses, tap_encoder,
     viterbi_segments, window_posteriors,
@@ -75,7 +76,7 @@ def load_user_audio(path) -> np.ndarray:
 class Transcriber:
     """A trained system loaded once: `exp_dir/adapters`, `exp_dir/lid/<head>`, their base model."""
 
-    def __init__(self, exp_dir: Path, head: str = "mlp", model_path: Optional[str] = None,
+    def __init__(self, exp_dir: Path, head: str = DEFAULT_HEAD, model_path: Optional[str] = None,
                  switch_penalty: float = DEFAULT_SWITCH_PENALTY, min_segment_s: float = DEFAULT_MIN_SEGMENT_S,
                  min_confidence: float = DEFAULT_TAU, search: Optional[SearchConfig] = None):
         from espnet_ext.bin.decode import load_adapters, load_lid_head

@@ -12,6 +12,11 @@ dimensions, and between a bare tap and one under a shared adapter).
 - `asp`: attentive statistics pooling (a learned attention over frames gives a weighted mean and
   standard deviation, as ECAPA-TDNN pools), then 256 hidden units.
 
+Any kind can be a seed ensemble (`members` > 1, `SeedEnsemble`): that many heads of the kind, each
+trained from its own seed, their posteriors averaged. The decision between Hindi and Punjabi moves
+with the voices a head happens to fit (one seed errs on the dev voices' Hindi, another on the test
+voices' Punjabi); averaging seeds steadies it (README, "Language ID and routing").
+
 A head is saved like an adapter: `lid_config.json` (kind, its hyperparameters, layer, languages, the
 base it was trained on and the adapters under the tap) + `lid_model.safetensors`.
 """
@@ -178,11 +183,37 @@ class ASPHead(LIDHead):
 
 
 HEADS: Dict[str, Type[LIDHead]] = {cls.kind: cls for cls in (LinearHead, MLPHead, CNNHead, BiLSTMHead, ASPHead)}
+# The head the recipe trains and routes with, and its seed ensemble's size: chosen on dev accuracy
+# (README, "Language ID and routing": asp over mlp, three seeds over one).
+DEFAULT_HEAD, DEFAULT_MEMBERS = "asp", 3
 
 
-def make_head(kind: str, layer: int, languages: Sequence[str], width: int, **hyper) -> LIDHead:
+class SeedEnsemble(LIDHead):
+    """Heads of one kind trained from different seeds (`espnet_ext.lid.train.fit_head` gives member i
+    the seed + i), read as one head: its posteriors are the members' mean. It keeps the members' kind,
+    so tables and directories name it as the kind it averages; the config records `members`."""
+
+    def __init__(self, members: Sequence[LIDHead]):
+        first = members[0]
+        super().__init__(first.layer, first.languages, first.width)
+        self.kind = first.kind
+        self.members = nn.ModuleList(members)
+
+    def hyper(self):
+        return {**self.members[0].hyper(), "members": len(self.members)}
+
+    def logits(self, hidden, lengths):
+        """The log of the members' mean posteriors (a softmax of it gives that mean back)."""
+        posteriors = torch.stack([torch.softmax(m.logits(hidden, lengths), dim=-1) for m in self.members])
+        return posteriors.mean(0).clamp_min(1e-12).log()
+
+
+def make_head(kind: str, layer: int, languages: Sequence[str], width: int, members: int = 1, **hyper) -> LIDHead:
+    """A fresh head of `kind`; with `members` > 1, a `SeedEnsemble` of that many."""
     if kind not in HEADS:
         raise ValueError(f"unknown LID head {kind!r}; the heads are {', '.join(HEADS)}")
+    if members > 1:
+        return SeedEnsemble([HEADS[kind](layer, languages, width, **hyper) for _ in range(members)])
     return HEADS[kind](layer, languages, width, **hyper)
 
 

@@ -16,7 +16,7 @@ alone, so the training set also holds stretches of the training audio encoded al
 evaluation are real short utterances, encoded alone.
 """
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from espnet_ext.lid.features import FrameFeatures, label_indices
-from espnet_ext.lid.heads import LIDHead
+from espnet_ext.lid.heads import LIDHead, SeedEnsemble
 
 log = logging.getLogger(__name__)
 SHORT_SECONDS = 2.0  # the evaluation's "short utterance" bound (the project plan's hard case)
@@ -93,7 +93,11 @@ def predict(head: LIDHead, features: FrameFeatures, batch_size: int = 64) -> np.
 
 def fit_head(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
     """Train `head` from a fresh initialisation drawn from `config.seed` (module docstring); it ends
-    holding its best-dev-accuracy epoch. Per-epoch history."""
+    holding its best-dev-accuracy epoch. Per-epoch history. A `SeedEnsemble`'s member i is trained
+    alone from seed + i (its history rows carry `member`)."""
+    if isinstance(head, SeedEnsemble):
+        return [{**row, "member": i} for i, member in enumerate(head.members)
+                for row in fit_head(member, train, dev, replace(config, seed=config.seed + i))]
     torch.manual_seed(config.seed)
     for module in head.modules():
         if module is not head and hasattr(module, "reset_parameters"):

@@ -17,10 +17,11 @@ import soundfile as sf
 
 from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.lid.heads import DEFAULT_HEAD
 
 RECIPE = Path(os.environ.get("ESPNET_LORA_RECIPE", Path(__file__).resolve().parents[2] / "egs2/multilingual_lora/asr1"))
 EXP = RECIPE / "exp" / "whisper_base_all_r16"
-TRAINED = (EXP / "adapters" / "hi" / "adapter_config.json").is_file() and (EXP / "lid" / "mlp" / "lid_config.json").is_file()
+TRAINED = (EXP / "adapters" / "hi" / "adapter_config.json").is_file() and (EXP / "lid" / DEFAULT_HEAD / "lid_config.json").is_file()
 
 
 @pytest.mark.slow

@@ -101,3 +101,21 @@ def test_dev_tau_is_the_lowest_confidence_above_which_dev_is_right_often_enough(
     assert dev_tau(posteriors, truth, languages, precision=0.75) == 0.61  # 0.7 and up: 4 of 5 right
     assert dev_tau(posteriors, truth, languages, precision=0.6) == 0.0  # 4 of 6 right overall
     assert dev_tau(posteriors[:1], ["pa"], languages, precision=0.9) == 1.0  # never right enough: always hedge
+
+
+def test_a_seed_ensemble_is_its_members_trained_alone_from_seed_plus_i_and_averages_them(tmp_path):
+    train, dev, x, lengths = toy(60, 0), toy(20, 1), torch.randn(3, 30, 16), torch.tensor([30, 20, 10])
+    ensemble = make_head("mlp", 3, LANGS, 16, members=3)
+    history = fit_head(ensemble, train, dev, FAST)
+    assert [row["member"] for row in history] == [0] * 6 + [1] * 6 + [2] * 6
+    for i, member in enumerate(ensemble.members):
+        alone = make_head("mlp", 3, LANGS, 16)
+        fit_head(alone, train, dev, HeadTraining(**{**vars(FAST), "seed": FAST.seed + i}))
+        torch.testing.assert_close(member(x, lengths), alone(x, lengths))
+    members = torch.stack([m(x, lengths) for m in ensemble.members])
+    assert not torch.allclose(members[0], members[1])  # different seeds, different heads
+    torch.testing.assert_close(ensemble(x, lengths), members.mean(0))
+    ensemble.save(tmp_path / "mlp", {"base_model": "whisper_tiny_random", "base_fingerprint": "abc"})
+    loaded = load_head(tmp_path / "mlp", "whisper_tiny_random", "abc")
+    assert loaded.kind == "mlp" and len(loaded.members) == 3
+    torch.testing.assert_close(loaded(x, lengths), ensemble(x, lengths))

@@ -50,14 +50,15 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
         assert "WER" in summary and "CER" in summary
         scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))["scores"]
         assert all(scores[lang]["utterances"] == 2 and scores[lang]["wer"]["ref_tokens"] > 0 for lang in LANGS)
-    head = json.loads((lora_exp / "lid" / "mlp" / "lid_config.json").read_text(encoding="utf-8"))
+    head = json.loads((lora_exp / "lid" / "asp" / "lid_config.json").read_text(encoding="utf-8"))
     # stage 4: the adapters' languages and the LID-only English class (stage 1 wrote train_en, kept out of
     # train_all); the out-of-set clips' routing reported beside the heads
-    assert head["kind"] == "mlp" and head["layer"] == 3 and head["languages"] == list(LANGS) + ["en"]
+    assert head["kind"] == "asp" and head["layer"] == 3 and head["languages"] == list(LANGS) + ["en"]
+    assert head["hyper"]["members"] == 3  # the default head: three seeds' asp heads, averaged
     train_langs = {line.split()[1] for line in (tmp_path / "data" / "train_all" / "utt2lang").read_text().splitlines()}
     assert train_langs == set(LANGS) and (tmp_path / "data" / "train_en" / "utt2lang").is_file()
     heads_md = (lora_exp / "lid" / "heads.md").read_text(encoding="utf-8")
-    assert "| mlp |" in heads_md and "Out-of-set clips routed confidently" in heads_md and "mr (n=1)" in heads_md
+    assert "| asp x3 |" in heads_md and "Out-of-set clips routed confidently" in heads_md and "mr (n=1)" in heads_md
     routed = json.loads((lora_exp / "decode_test_all_hard" / "lid.json").read_text(encoding="utf-8"))
     assert all("LID head on encoder layer 3, router hard, inside the pass" in d["source"] for d in routed.values())
     dev_scores = json.loads((lora_exp / "decode_dev_all_oracle" / "scores.json").read_text(encoding="utf-8"))

@@ -47,8 +47,10 @@ train_args=            # extra options for espnet_ext.bin.train_lora (any ESPnet
 tag=                   # optional suffix of the experiment name
 train_set=             # training data dir (a name under data/ or a path); empty: train_<lang>
 # Stage 4: LID heads on the bank's tap (<train_exp>/lid/<head>)
-lid_head=mlp           # the head the LID routings decode with: linear|mlp|cnn|bilstm|asp
+lid_head=asp           # the head the LID routings decode with: linear|mlp|cnn|bilstm|asp
 lid_heads=             # heads to train (comma-separated, or all: the five and their comparison); empty: lid_head
+lid_members=3          # seeds per head, posteriors averaged (1: a single head; "--lid_heads all --lid_members 1"
+                       # compares the five heads in a third of the time)
 lid_args=              # extra options for espnet_ext.bin.train_lid
 # Stage 5: decoding
 routings=              # empty: "none oracle hard" ("none oracle" with --finetune full or one --lang)
@@ -327,15 +329,16 @@ fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     heads=${lid_heads:-${lid_head}}
-    marker=${train_exp}/lid/.done_${heads//,/_}
+    marker=${train_exp}/lid/.done_${heads//,/_}_x${lid_members}
     if [ "${finetune}" = full ] || [ "${lang}" != all ]; then
         log "stage 4: nothing to route (--finetune ${finetune}, --lang ${lang}): no LID head to train"
     elif done_or_force "${marker}"; then
         log "stage 4: LID heads ${heads} already trained (${marker}); --force true to redo"
     else
-        log "stage 4: LID heads ${heads} on the tap of ${train_exp}/adapters -> ${train_exp}/lid (log: ${train_exp}/lid/log/train_lid.log)"
+        log "stage 4: LID heads ${heads} (x${lid_members} seeds) on the tap of ${train_exp}/adapters -> ${train_exp}/lid (log: ${train_exp}/lid/log/train_lid.log)"
         oos=$(data_dir_of test_oos)  # out-of-set languages (stage 1 of the tts corpus): their routing is reported
-        train_lid_into "${train_exp}/lid" $([ -d "${oos}" ] && echo --oos_dir "${oos}") --heads "${heads}"
+        train_lid_into "${train_exp}/lid" $([ -d "${oos}" ] && echo --oos_dir "${oos}") --heads "${heads}" \
+            --members "${lid_members}"
         touch "${marker}"
         log "stage 4: LID heads (${train_exp}/lid/heads.md):"
         cat "${train_exp}/lid/heads.md"
