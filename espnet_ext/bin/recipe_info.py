@@ -7,6 +7,7 @@
     python -m espnet_ext.bin.recipe_info threads --nj 2       # CPUs per job here (in a Slurm job: of its allocation)
     python -m espnet_ext.bin.recipe_info routings --routings "none oracle hard"   # checked; "all" expanded
     python -m espnet_ext.bin.recipe_info routing_source --routing soft            # -> lid_head
+    python -m espnet_ext.bin.recipe_info lid_routings     # -> "hard soft threshold hierarchical": they read the head
 """
 import argparse
 import os
@@ -58,6 +59,13 @@ def routing_source(name: str) -> str:
     return ROUTINGS[routings(name)].source
 
 
+def lid_routings() -> str:
+    """The routings whose decisions come from the LID head (a decode made with them depends on the head)."""
+    from espnet_ext.routing.routers import ROUTINGS
+
+    return " ".join(name for name, routing in ROUTINGS.items() if routing.source == "lid_head")
+
+
 @exits_on_user_error
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,10 +76,12 @@ def main(argv=None) -> None:
     sub.add_parser("threads").add_argument("--nj", type=int, required=True)
     sub.add_parser("routings").add_argument("--routings", required=True)
     sub.add_parser("routing_source").add_argument("--routing", required=True)
+    sub.add_parser("lid_routings")
     args = p.parse_args(argv)
     answer = {"langs": lambda: langs(args.lang), "lid_only_langs": lid_only_langs,
               "corpus_langs": lambda: corpus_langs(args.lang), "threads": lambda: threads(args.nj),
-              "routings": lambda: routings(args.routings), "routing_source": lambda: routing_source(args.routing)}
+              "routings": lambda: routings(args.routings), "routing_source": lambda: routing_source(args.routing),
+              "lid_routings": lid_routings}
     try:
         print(answer[args.question]())
     except ValueError as e:

@@ -95,8 +95,16 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     rerun = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stop_stage", "5")
     assert rerun.returncode == 0
     assert "already prepared" in rerun.stdout and "already trained" in rerun.stdout
-    assert "LID heads mlp already trained" in rerun.stdout
+    assert "LID heads asp already trained" in rerun.stdout
     assert rerun.stdout.count("already decoded") == 4  # 3 test dirs + the dev dir
+    # another head: stage 4 trains it; the decode it routes is redone, the ones it does not route are kept
+    other = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--stage", "4", "--stop_stage", "5",
+                       "--lid_head", "mlp", "--lid_members", "1")
+    assert other.returncode == 0, other.stdout[-3000:] + other.stderr[-3000:]
+    assert "decode_test_all_hard was decoded with another LID head or other segments" in other.stdout
+    assert other.stdout.count("already decoded") == 3  # none, oracle, dev
+    redone = json.loads((lora_exp / "decode_test_all_hard" / "lid.json").read_text(encoding="utf-8"))
+    assert redone != routed
 
 
 @pytest.mark.slow
