@@ -51,9 +51,10 @@ def test_train_lid_writes_each_head_its_report_and_the_comparison(tmp_path):
                     "--epochs", "3", "--crop", "0.2", "0.5", "--crop_eval", "0.3", "0.5", "--speed_perturb", "1.1", "--alone_crops", "2",
                     "--alone_crop_seconds", "0.2", "0.4", "--threads", "1"])
     table = (out / "heads.md").read_text()
-    assert table.count("\n| linear |") == 1 and table.count("\n| asp |") == 1 and "| mlp |" not in table
+    # by default each head is a seed ensemble of three
+    assert table.count("\n| linear x3 |") == 1 and table.count("\n| asp x3 |") == 1 and "| mlp" not in table
     report = json.loads((out / "asp/eval.json").read_text())
-    assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
+    assert [(h["member"], h["epoch"]) for h in report["history"]] == [(m, e) for m in range(3) for e in (1, 2, 3)]
     assert report["train_utterances"] == 32  # 8 + the same 8 at speed 1.1 + two copies of 8 stretches
     first, second = ({u: float(d) for u, d in zip(*[iter((out / f"feats/train_crops_0.2-0.4s_{c}/utt2dur").read_text().split())] * 2)}
                      for c in (1, 2))
@@ -69,6 +70,7 @@ def test_train_lid_writes_each_head_its_report_and_the_comparison(tmp_path):
     assert all(0.29 <= float(d) <= 0.5 for d in crops)  # each test utterance cut to a 0.3-0.5 s crop
     head = load_head(out / "asp", "whisper_tiny_random", load_model("whisper_tiny_random").fingerprint)
     assert head.kind == "asp" and head.layer == 1 and set(head.languages) == {"hi", "pa", "te", "it"}
+    assert len(head.members) == 3
 
 
 def test_train_lid_names_a_bad_head_and_a_missing_layer(tmp_path):
@@ -79,6 +81,8 @@ def test_train_lid_names_a_bad_head_and_a_missing_layer(tmp_path):
         train_lid.main(base + ["--layer", "1", "--heads", "transformer"])
     with pytest.raises(SystemExit, match="give --adapter_dir .* or --layer"):
         train_lid.main(base)
+    with pytest.raises(SystemExit, match="--members 0; give 1"):
+        train_lid.main(base + ["--layer", "1", "--members", "0"])
 
 
 def test_train_lid_joins_a_lid_only_class_and_reports_out_of_set_languages(tmp_path):
@@ -127,5 +131,5 @@ def test_train_lid_adds_a_channel_copy_of_the_training_set_and_reports_each_eval
     with pytest.raises(SystemExit, match="unknown|condition"):
         train_lid.main(args[:-7] + ["--channels", "underwater"])
     other = tmp_path / "lid_e2"  # another head on the same bank, reading the first one's frames
-    train_lid.main(args[:10] + ["--out_dir", str(other), "--feats_dir", str(out / "feats")] + args[12:] + ["--epochs", "2"])
+    train_lid.main(args[:10] + ["--out_dir", str(other), "--feats_dir", str(out / "feats")] + args[12:] + ["--epochs", "2", "--members", "1"])
     assert not (other / "feats").exists() and len(json.loads((other / "linear/eval.json").read_text())["history"]) == 2
