@@ -19,7 +19,7 @@ a warm-up, for one bank (an exp dir's adapters) and one LID head on its tap:
 Usage (after stages 3 and 4 of the default run):
     E=egs2/multilingual_lora/asr1/exp
     .venv/bin/python bench/routing_latency.py --data_root egs2/multilingual_lora/asr1/data --per_lang 4 \
-        --exp_dir $E/whisper_base_all_r16 --lid_dir $E/whisper_base_all_r16/lid/mlp
+        --exp_dir $E/whisper_base_all_r16 --lid_dir $E/whisper_base_all_r16/lid/asp
 """
 import argparse
 from pathlib import Path
