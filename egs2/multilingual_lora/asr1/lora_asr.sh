@@ -378,15 +378,16 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         done
     done
     sets=$(cs_sets)
-    head_sum=$(cksum 2>/dev/null < "${train_exp}/lid/${lid_head}/lid_model.safetensors" || true)
-    if [ -n "${sets}" ] && ! { done_or_force "${cs_segments}/.done" && [ "$(cat "${cs_segments}/.done")" = "${head_sum}" ]; }; then
+    # what the segments were found with: another head, penalty or minimum finds them again
+    cs_inputs="$(cksum 2>/dev/null < "${train_exp}/lid/${lid_head}/lid_model.safetensors" || true) ${switch_penalty} ${min_segment}"
+    if [ -n "${sets}" ] && ! { done_or_force "${cs_segments}/.done" && [ "$(cat "${cs_segments}/.done")" = "${cs_inputs}" ]; }; then
         log "stage 5: language segments of ${sets//$'\n'/ } (LID head ${lid_head}) -> ${cs_segments}"
         ${train_cmd} --num-threads "${threads_alone}" "${cs_segments}/log/codeswitch_lid.log" \
             python -m espnet_ext.bin.codeswitch_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}" \
                 --data_dir $(for d in ${sets}; do data_dir_of "${d}"; done) --out_dir "${cs_segments}" \
                 ${switch_penalty:+--penalties "${switch_penalty}"} ${min_segment:+--min_segments "${min_segment}"}
-        echo "${head_sum}" > "${cs_segments}/.done"  # the head it was found with: another head finds them again
+        echo "${cs_inputs}" > "${cs_segments}/.done"
     fi
     for dset in ${sets}; do
         for variant in ${cs_variants}; do cs_decode "${dset}" "${variant}"; done
