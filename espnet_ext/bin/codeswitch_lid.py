@@ -6,8 +6,8 @@ segment lengths (every pair of the two lists).
 Usage (the default run's bank and head; tune the penalty on dev, report it on test):
     python -m espnet_ext.bin.codeswitch_lid --model whisper_base --adapter_dir exp/whisper_base_all_r16/adapters \\
         --lid_dir exp/whisper_base_all_r16/lid/asp --data_dir data/dev_cs_inter data/dev_cs_intra data/dev_cs_rapid \\
-        --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 16 24 32 64 --min_segments 0 0.5 1
-    ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test --penalties 64 --min_segments 0
+        --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 32 64 96 128 192 --min_segments 0 0.5 1
+    ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test --penalties 96 --min_segments 0
 
 Per set, penalty and minimum: switches detected within TOLERANCE_S of a true one (each true switch matched to at
 most one predicted, nearest first), the boundary error of the detected ones (median, 90th percentile,

@@ -27,7 +27,7 @@ def noisy_track(labels, langs=5, flip=0.25, seed=0):
 def test_planted_switch_is_found_within_one_frame():
     for switch, seed in ((87, 0), (40, 1), (150, 2)):
         labels = [1] * switch + [3] * (200 - switch)
-        segments = viterbi_segments(noisy_track(labels, seed=seed))
+        segments = viterbi_segments(noisy_track(labels, seed=seed), switch_penalty=64.0)  # 40 noisy frames pay 64 nats
         assert [s.lang for s in segments] == [1, 3]
         assert abs(segments[0].end - switch) <= 1 and segments[1].end == 200
 
