@@ -362,9 +362,11 @@ def lid_section(exp_dir: Path) -> Optional[Section]:
         name, head = max(summary.items(), key=lambda item: item[1]["eval"]["test"]["accuracy"])
         test = head["eval"]["test"]
         worst = min(test["per_language"], key=lambda lang: test["per_language"][lang]["accuracy"])
-        message = (f"Best head {name}: {100 * test['accuracy']:.1f}% of test utterances right; weakest on {worst} "
-                   f"({100 * test['per_language'][worst]['accuracy']:.0f}%) and on clips under 2 s "
-                   f"({100 * test['under_2s']['accuracy']:.0f}%, n={test['under_2s']['n']})")
+        members = head.get("members", 1)
+        shown = name if members == 1 else f"{name} x{members}"
+        message = (f"Best head {shown}: {100 * test['accuracy']:.1f}% of test utterances right; its weakest language "
+                   f"{worst} ({100 * test['per_language'][worst]['accuracy']:.0f}%), clips under 2 s "
+                   f"{100 * test['under_2s']['accuracy']:.0f}% (n={test['under_2s']['n']})")
     return Section("Language ID on the tap", message, [],
                    markdown_tables(heads.read_text(encoding="utf-8"), f"{heads} (stage 4)", "LID heads"), figures)
 

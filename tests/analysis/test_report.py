@@ -208,3 +208,20 @@ def test_robustness_section_draws_every_condition_and_names_each_systems_worst(t
             f"({rate[f'test_all_{worst}']:.1f}%).") in section.paragraphs
     assert [f.png.name for f in section.figures] == ["robustness_test_all.png"]
     assert (figures / "robustness_test_all.png").stat().st_size > 10_000
+
+
+def test_lid_headline_names_the_best_head_with_its_seeds_and_its_weakest_language(tmp_path):
+    lid = tmp_path / "lid"
+    lid.mkdir()
+    (lid / "heads.md").write_text("| head | test acc |\n|---|---:|\n| mlp | 96.4 |\n| asp x3 | 99.2 |\n")
+
+    def report(accuracy, per_language, members):
+        return {"members": members, "eval": {"test": {
+            "accuracy": accuracy, "under_2s": {"accuracy": 1.0, "n": 22},
+            "per_language": {lang: {"accuracy": a, "n": 100} for lang, a in per_language.items()}}}}
+
+    (lid / "heads.json").write_text(json.dumps({"mlp": report(0.964, {"hi": 0.98, "pa": 0.84}, 1),
+                                                "asp": report(0.992, {"hi": 0.97, "pa": 0.98}, 3)}))
+    message = gather.lid_section(tmp_path).message
+    assert message.startswith("Best head asp x3: 99.2% of test utterances right; its weakest language hi (97%)")
+    assert "clips under 2 s 100% (n=22)" in message
