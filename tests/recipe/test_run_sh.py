@@ -14,6 +14,8 @@ import yaml
 
 from train_helpers import TINY_CONFIG, make_corpus
 
+from espnet_ext.lid.heads import DEFAULT_HEAD
+
 LANGS = ("hi", "pa", "te", "it")
 RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "multilingual_lora" / "asr1"
 
@@ -223,7 +225,7 @@ def test_stage_7_reports_every_result_and_the_seeds_and_robustness_studies(tmp_p
                       "2", "--importance_per_language", "1", "--lexical_per_language", "2",
                       "--robustness_per_language", "1", "--robustness_conditions", "tel",
                       "--robustness_config", str(tmp_path / "channels.yaml"), "--robustness_epochs", "1",
-                      "--robustness_lid_epochs", "2", "--lid_args", "--alone_crops 0")
+                      "--robustness_lid_epochs", "2", "--lid_members", "1", "--lid_args", "--alone_crops 0")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp"
     sets = ("test_q", "test_q_tel")
@@ -234,7 +236,7 @@ def test_stage_7_reports_every_result_and_the_seeds_and_robustness_studies(tmp_p
     augment = yaml.safe_load((exp / "whisper_tiny_random_all_r16_channels_e1" / "config.yaml").read_text())
     assert augment["augment_conf"]["channels"] == ["tel", "snr10"] and augment["max_epoch"] == 1
     for variant in ("clean", "channels"):
-        report = json.loads((exp / f"whisper_tiny_random_all_r16/lid_{variant}_e2/mlp/eval.json").read_text())
+        report = json.loads((exp / f"whisper_tiny_random_all_r16/lid_{variant}_e2/{DEFAULT_HEAD}/eval.json").read_text())
         assert set(sets) <= set(report["eval"]) and len(report["history"]) == 2
         assert report["train_utterances"] == (16 if variant == "channels" else 8)
     runs = ["whisper_tiny_random_all_r16", "whisper_tiny_random_all_r16_seed1", "whisper_tiny_random_all_r16_seed2"]
