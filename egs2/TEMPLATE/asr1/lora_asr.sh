@@ -146,6 +146,7 @@ case ${finetune} in  # the trained system's exp dir, default config and exported
           exported=full_model ;;
     *) log "unknown --finetune ${finetune} (lora|full)"; exit 1 ;;
 esac
+lid_routings=$(python -m espnet_ext.bin.recipe_info lid_routings)  # the routings that read the LID head
 for routing in ${routings}; do
     source_of=$(python -m espnet_ext.bin.recipe_info routing_source --routing "${routing}")
     if [ "${finetune}" = full ] && [ "${source_of}" != none ] && [ "${source_of}" != utt2lang ]; then
@@ -196,6 +197,17 @@ decode_dir_of() {  # data set, routing -> decode dir
 data_dir_of() {  # a name under data/ or a path
     if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
 }
+decode_inputs() {  # routing[, decode.py options]: checksums of the files a decode reads beyond its options (the
+                   # LID head of a routing that reads one, a segments file), kept in <decode dir>/.inputs: a decode
+                   # made with another head (stage 4 retrained, or --lid_head changed) is redone, not reused
+    local routing=$1
+    shift
+    case " ${lid_routings} " in *" ${routing} "*) cksum < "${train_exp}/lid/${lid_head}/lid_model.safetensors" ;; esac
+    while [ $# -gt 1 ]; do
+        if [ "$1" = --segments ] && [ "$2" != oracle ]; then cksum < "$2"; fi
+        shift
+    done
+}
 decode_set() {  # data dir, decode dir, routing[, decode.py options]: nj parallel jobs, then their merge (skipped when done)
     local data=$1 dir=$2 routing=$3 config=${lora_decode_config} language=${decode_language} extra=("${@:4}")
     local system=(--routing "${routing}" --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}")
@@ -204,12 +216,21 @@ decode_set() {  # data dir, decode dir, routing[, decode.py options]: nj paralle
         system=(--routing none --finetuned_dir "${train_exp}/full_model")
         language=oracle
     fi
-    if done_or_force "${dir}/.done"; then
+    local inputs previous
+    inputs=$(decode_inputs "${routing}" ${extra[@]+"${extra[@]}"})
+    previous=$(cat "${dir}/.inputs" 2>/dev/null || true)
+    if done_or_force "${dir}/.done" && [ "${inputs}" = "${previous}" ]; then
         log "${dir} already decoded; --force true to redo"
         return
     fi
+    if [ "${inputs}" != "${previous}" ] && [ -d "${dir}" ]; then
+        log "${dir} was decoded with another LID head or other segments; decoding it again"
+    fi
     log "decoding ${data} with ${model} (routing ${routing}) -> ${dir}"
-    if [ "${force}" = true ]; then rm -rf "${dir}"/split*; fi  # else a rerun keeps the jobs that finished
+    if [ "${force}" = true ] || [ "${inputs}" != "${previous}" ]; then  # else a rerun keeps the jobs that finished
+        rm -rf "${dir}"/split* "${dir}/.done"
+    fi
+    mkdir -p "${dir}" && echo "${inputs}" > "${dir}/.inputs"
     ${decode_cmd} --num-threads "${threads_per_job}" JOB=1:"${nj}" "${dir}/log/decode.JOB.log" \
         python -m espnet_ext.bin.decode --model "${model}" ${model_path:+--model_path "${model_path}"} \
             --data_dir "${data}" --out_dir "${dir}" --job JOB --nj "${nj}" \
@@ -357,14 +378,16 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         done
     done
     sets=$(cs_sets)
-    if [ -n "${sets}" ] && ! done_or_force "${cs_segments}/.done"; then
+    # what the segments were found with: another head, penalty or minimum finds them again
+    cs_inputs="$(cksum 2>/dev/null < "${train_exp}/lid/${lid_head}/lid_model.safetensors" || true) ${switch_penalty} ${min_segment}"
+    if [ -n "${sets}" ] && ! { done_or_force "${cs_segments}/.done" && [ "$(cat "${cs_segments}/.done")" = "${cs_inputs}" ]; }; then
         log "stage 5: language segments of ${sets//$'\n'/ } (LID head ${lid_head}) -> ${cs_segments}"
         ${train_cmd} --num-threads "${threads_alone}" "${cs_segments}/log/codeswitch_lid.log" \
             python -m espnet_ext.bin.codeswitch_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
                 --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}" \
                 --data_dir $(for d in ${sets}; do data_dir_of "${d}"; done) --out_dir "${cs_segments}" \
                 ${switch_penalty:+--penalties "${switch_penalty}"} ${min_segment:+--min_segments "${min_segment}"}
-        touch "${cs_segments}/.done"
+        echo "${cs_inputs}" > "${cs_segments}/.done"
     fi
     for dset in ${sets}; do
         for variant in ${cs_variants}; do cs_decode "${dset}" "${variant}"; done
@@ -458,7 +481,7 @@ run_study() {
                             out=${train_exp}/lid_${variant}_e${epochs}
                             [ -f "${out}/.done" ] && continue
                             log "study robustness: LID head ${lid_head}, ${variant}, ${epochs} epochs -> ${out} (log: ${out}/log/train_lid.log)"
-                            train_lid_into "${out}" --eval_dir ${evals} --heads "${lid_head}" --epochs "${epochs}" \
+                            train_lid_into "${out}" --eval_dir ${evals} --heads "${lid_head}" --members "${lid_members}" --epochs "${epochs}" \
                                 --feats_dir "${train_exp}/lid/feats" $([ "${variant}" = clean ] || echo --channels ${robustness_lid_channels})
                             touch "${out}/.done"
                         done
