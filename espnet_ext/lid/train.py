@@ -52,10 +52,13 @@ def pad_frames(frames: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor
 
 
 def set_statistics(head: LIDHead, train: FrameFeatures) -> None:
-    """The head's standardisation: mean and deviation of every training frame, per dimension."""
+    """The head's standardisation: mean and deviation of every training frame, per dimension (a
+    `SeedEnsemble`'s members share it: computed once, it is the slowest step of a short training)."""
     frames = np.concatenate(train.frames)
-    head.mean.copy_(torch.from_numpy(frames.mean(0)))
-    head.std.copy_(torch.from_numpy(frames.std(0)).clamp_min(1e-5))
+    mean, std = torch.from_numpy(frames.mean(0)), torch.from_numpy(frames.std(0)).clamp_min(1e-5)
+    for module in getattr(head, "members", [head]):  # (an ensemble standardises in its members)
+        module.mean.copy_(mean)
+        module.std.copy_(std)
 
 
 def epoch_order(langs: Sequence[str], balanced: bool, rng: np.random.Generator) -> np.ndarray:
@@ -95,15 +98,20 @@ def fit_head(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
     """Train `head` from a fresh initialisation drawn from `config.seed` (module docstring); it ends
     holding its best-dev-accuracy epoch. Per-epoch history. A `SeedEnsemble`'s member i is trained
     alone from seed + i (its history rows carry `member`)."""
+    set_statistics(head, train)
     if isinstance(head, SeedEnsemble):
         return [{**row, "member": i} for i, member in enumerate(head.members)
-                for row in fit_head(member, train, dev, replace(config, seed=config.seed + i))]
+                for row in _fit_one(member, train, dev, replace(config, seed=config.seed + i))]
+    return _fit_one(head, train, dev, config)
+
+
+def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
+    """fit_head for one head whose standardisation is set."""
     torch.manual_seed(config.seed)
     for module in head.modules():
         if module is not head and hasattr(module, "reset_parameters"):
             module.reset_parameters()
     rng = np.random.default_rng(config.seed)
-    set_statistics(head, train)
     labels = label_indices(train.langs, head.languages)
     dev_labels = label_indices(dev.langs, head.languages)
     optimizer = torch.optim.Adam([p for p in head.parameters() if p.requires_grad], lr=config.lr,
