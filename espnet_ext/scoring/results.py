@@ -18,7 +18,8 @@ Six kinds of table:
   bootstrap 95% confidence interval (utterances resampled, both systems paired), the share of
   utterances routed to their true language, decode milliseconds per utterance (the decode jobs'
   own time over their utterances, one thread each), and, where the set has a `hard` decode, WER on
-  the utterances the LID head was unsure of (top posterior below 0.9 there), where routers differ.
+  the utterances the LID head was unsure of (top posterior below 0.9 there), where routers differ, with
+  each router's relative change against hard routing on them (paired bootstrap 95% CI).
 - Domain shift: per trained system and test set of one source corpus (a mixed run's
   `test_<lang>_<corpus>`, tagged by `utt2src`), WER / CER and whether that corpus is in the system's
   training data (in-domain) or not (cross-domain).
@@ -198,11 +199,23 @@ def _subset_wer(scores: Dict, utts: List[str]) -> str:
     return f"{100 * errors / max(1, words):.2f}"
 
 
+def _subset_change(scores: Dict, hard: Optional[Dict], utts: List[str]) -> str:
+    """The relative WER change against hard routing over the utterances `utts`, with its paired bootstrap
+    95% interval (the plan's "soft beats hard on uncertain cases" read off with its noise); "" without them."""
+    per_utt, base = scores.get("utterances", {}), (hard or {}).get("utterances", {})
+    if not utts or not all(u in per_utt and u in base for u in utts):
+        return ""
+    change, low, high = bootstrap_relative_change([per_utt[u]["word_errors"] for u in utts],
+                                                  [base[u]["word_errors"] for u in utts])
+    return f"{100 * change:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str],
                   uncertain: Optional[List[str]]) -> List[List[str]]:
     rows = []
+    loaded = {name: json.loads((decode_dir / "scores.json").read_text(encoding="utf-8")) for name, decode_dir in systems}
     for name, decode_dir in systems:
-        scores = json.loads((decode_dir / "scores.json").read_text(encoding="utf-8"))
+        scores = loaded[name]
         cells = [name]
         for lang in langs + ["all"]:
             s = scores["scores"].get(lang)
@@ -219,7 +232,7 @@ def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str
         accuracy, ms = _routing_accuracy(decode_dir, scores), decode_ms_per_utt(decode_dir)
         cells += ["" if accuracy is None else f"{100 * accuracy:.1f}", "" if ms is None else f"{ms:.0f}"]
         if uncertain is not None:
-            cells.append(_subset_wer(scores, uncertain))
+            cells += [_subset_wer(scores, uncertain), "" if name == "hard" else _subset_change(scores, loaded.get("hard"), uncertain)]
         rows.append(cells)
     return rows
 
@@ -246,7 +259,7 @@ def routing_tables(exp_dir: Path) -> List[Table]:
         columns += ["routed to true lang %", "ms/utt"]
         uncertain = _uncertain_utterances(oracle_dir.parent, test_set)
         if uncertain is not None:
-            columns.append(f"WER where LID top posterior < {UNCERTAIN} (n={len(uncertain)})")
+            columns += [f"WER where LID top posterior < {UNCERTAIN} (n={len(uncertain)})", "there, WER vs hard"]
         tables.append(Table(f"Routing: {oracle_dir.parent.name} on {test_set}", columns,
                             _routing_rows(oracle, systems, langs, uncertain), [False] + [True] * (len(columns) - 1),
                             f"{oracle_dir.parent}/decode_{test_set}_*/{{scores.json,lid.json,log/decode.*.log}}"))

@@ -77,15 +77,18 @@ def test_routing_table_compares_each_routing_with_oracle(tmp_path):
     truth = {"u1": "hi", "u2": "hi", "u3": "te", "u4": "te"}
     write_routed(exp / "decode_test_all_oracle", {"u1": 2, "u2": 2, "u3": 1, "u4": 1}, truth, 2.0)
     write_routed(exp / "decode_test_all_hard", {"u1": 2, "u2": 4, "u3": 1, "u4": 1}, {**truth, "u2": "pa"}, 2.4)
+    write_routed(exp / "decode_test_all_soft", {"u1": 2, "u2": 3, "u3": 1, "u4": 1}, {**truth, "u2": "pa"}, 2.4)
     out = show_results(str(tmp_path / "exp"))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     start = lines.index("## Routing: whisper_base_all_r16 on test_all")
-    header, _, oracle, hard = lines[start + 2 : start + 6]
+    header, _, oracle, hard, soft = lines[start + 2 : start + 7]
     assert header.startswith("| routing | hi WER / CER | hi WER vs oracle |")
-    assert header.endswith("| ms/utt | WER where LID top posterior < 0.9 (n=1) |")
-    assert oracle.startswith("| oracle |") and oracle.endswith("| 100.0 | 500 | 20.00 |")
-    assert hard.startswith("| hard |") and hard.endswith("| 75.0 | 600 | 40.00 |")
+    assert header.endswith("| ms/utt | WER where LID top posterior < 0.9 (n=1) | there, WER vs hard |")
+    # on the one unsure utterance u2: oracle 2, hard 4, soft 3 errors
+    assert oracle.startswith("| oracle |") and oracle.endswith("| 100.0 | 500 | 20.00 | -50.0% [-50.0, -50.0] |")
+    assert hard.startswith("| hard |") and hard.endswith("| 75.0 | 600 | 40.00 |  |")
+    assert soft.startswith("| soft |") and soft.endswith("| 30.00 | -25.0% [-25.0, -25.0] |")
     assert "| +50.0% [" in hard  # hi: 6 errors against oracle's 4
     assert "| +0.0% [+0.0, +0.0] |" in hard  # te: identical
 
