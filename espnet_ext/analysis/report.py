@@ -109,14 +109,25 @@ def _table_slide(plt, section: Section, table: Table):
     drawn = ax.table(cellText=rows or [[""] * len(table.columns)], colLabels=["\n".join(textwrap.wrap(c, 14))
                      for c in table.columns], loc="upper center", cellLoc="center")
     drawn.auto_set_font_size(False)
-    drawn.set_fontsize(7 if len(table.columns) > 10 else 9)
     drawn.auto_set_column_width(list(range(len(table.columns))))
     drawn.scale(1, 1.5)
+    _fit_width(fig, ax, drawn, 7 if len(table.columns) > 10 else 9)
     more = [f"first {SLIDE_TABLE_ROWS} of {len(table.rows)} rows"] if len(table.rows) > SLIDE_TABLE_ROWS else []
     more += [f"{len(section.tables) - 1} more table(s) in the HTML report"] if len(section.tables) > 1 else []
     fig.text(0.03, 0.02, f"{table.title}{' (' + '; '.join(more) + ')' if more else ''}. Source: {table.source}"[:230],
              fontsize=7, color="#666")
     return fig
+
+
+def _fit_width(fig, ax, drawn, size: float, smallest: float = 4.0) -> None:
+    """The largest font from `size` down (half-points, to `smallest`) at which the table, its columns sized
+    to their text, fits the page's width: a routing table has 15 columns, which at 7 pt ran off both edges
+    of the slide (the PDF is vector, so a small font still reads zoomed in; the HTML has the full table)."""
+    renderer = fig.canvas.get_renderer()
+    drawn.set_fontsize(size)
+    while size > smallest and drawn.get_window_extent(renderer).width > ax.get_window_extent(renderer).width:
+        size -= 0.5
+        drawn.set_fontsize(size)
 
 
 def _figures_slide(plt, section: Section):

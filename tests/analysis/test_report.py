@@ -225,3 +225,26 @@ def test_lid_headline_names_the_best_head_with_its_seeds_and_its_weakest_languag
     message = gather.lid_section(tmp_path).message
     assert message.startswith("Best head asp x3: 99.2% of test utterances right; its weakest language hi (97%)")
     assert "clips under 2 s 100% (n=22)" in message
+
+
+def test_a_wide_table_slide_stays_on_the_page():
+    """A routing table's 15 columns of WERs and bootstrap intervals ran off both edges of the slide at 7 pt."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from espnet_ext.analysis.report import _table_slide
+
+    langs = ["hi", "pa", "te", "it", "all"]
+    columns = (["routing"] + [c for lang in langs for c in (f"{lang} WER / CER", f"{lang} WER vs oracle")]
+               + ["routed to true lang %", "ms/utt", "WER where LID top posterior < 0.9 (n=22)", "there, WER vs hard"])
+    rows = [[name] + ["102.65 / 85.91", "+360.6% [+290.9, +447.4]"] * 5 + ["100.0", "1313", "107.14", "+94.1% [+54.2, +153.1]"]
+            for name in ("none (zero-shot)", "oracle", "hard", "soft", "threshold")]
+    table = Table("Routing: whisper_base_all_r16 on test_all", columns, rows)
+    fig = _table_slide(plt, Section("Routing", "wide", tables=[table]), table)
+    renderer = fig.canvas.get_renderer()
+    drawn = fig.axes[0].tables[0]
+    extent, page = drawn.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= extent.x0 and extent.x1 <= page.x1
+    assert drawn.get_celld()[0, 0].get_text().get_fontsize() < 7  # it had to shrink
+    plt.close(fig)
