@@ -15,7 +15,7 @@ from espnet_ext.analysis.plotting import language_color, pyplot, save_figure
 from espnet_ext.analysis.report import Figure, Section
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.routing.routers import ROUTINGS
-from espnet_ext.scoring.compare import bootstrap_relative_change, paired_errors
+from espnet_ext.scoring.compare import bootstrap_relative_change, format_change, paired_errors
 from espnet_ext.scoring.report import read_kaldi_map
 from espnet_ext.scoring.results import (
     CLEAN, Table, condition_sort_key, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb,
@@ -89,11 +89,6 @@ def change_with_ci(system: Optional[Dict], baseline: Optional[Dict], lang: Optio
     if not system or not baseline or "utterances" not in system or "utterances" not in baseline:
         return ""
     return format_change(bootstrap_relative_change(*paired_errors(system["utterances"], baseline["utterances"], lang)))
-
-
-def format_change(change: Sequence[float]) -> str:
-    """(relative change, CI low, CI high) as fractions -> "-76% [-80, -72]"."""
-    return f"{100 * change[0]:+.0f}% [{100 * change[1]:+.0f}, {100 * change[2]:+.0f}]"
 
 
 def _systems_on(exp_root: Path, test_set: str) -> Dict[str, Path]:

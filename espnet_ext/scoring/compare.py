@@ -2,7 +2,7 @@
 ICASSP 2004, assess small WER differences: of one system's error rate, and of the relative WER change
 between two systems on the same utterances (paired: both systems on the same resample). Both systems
 share the reference tokens, so the relative change of the error rate is that of the error counts."""
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Collection, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,9 +36,15 @@ def bootstrap_rate(errors: Sequence[int], tokens: Sequence[int], resamples: int 
 
 
 def paired_errors(utterances: Mapping[str, Mapping], baseline: Mapping[str, Mapping], lang: Optional[str],
-                  unit: str = "word") -> Tuple[np.ndarray, np.ndarray]:
-    """Both systems' errors on the utterances both scored (those of `lang`, or all), from two scores.json
-    "utterances" maps; `unit` word or char."""
-    ids = sorted(u for u in utterances.keys() & baseline.keys() if lang is None or utterances[u]["lang"] == lang)
+                  unit: str = "word", among: Optional[Collection[str]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Both systems' errors on the utterances both scored (those of `lang`, or all; only those `among`
+    where given), from two scores.json "utterances" maps; `unit` word or char."""
+    ids = sorted(u for u in utterances.keys() & baseline.keys()
+                 if (lang is None or utterances[u]["lang"] == lang) and (among is None or u in among))
     key = f"{unit}_errors"
     return np.array([utterances[u][key] for u in ids]), np.array([baseline[u][key] for u in ids])
+
+
+def format_change(change: Sequence[float], digits: int = 0) -> str:
+    """(relative change, CI low, CI high) as fractions -> "-76% [-80, -72]" (`digits` after the point)."""
+    return "{:+.{d}f}% [{:+.{d}f}, {:+.{d}f}]".format(*(100 * x for x in change), d=digits)

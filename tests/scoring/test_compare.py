@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from espnet_ext.scoring.compare import bootstrap_rate, bootstrap_relative_change, paired_errors
+from espnet_ext.scoring.compare import bootstrap_rate, bootstrap_relative_change, format_change, paired_errors
 
 
 def test_identical_systems_change_nothing_and_the_interval_is_a_point():
@@ -26,6 +26,12 @@ def test_paired_errors_take_common_utterances_of_a_language():
     errors, base = paired_errors(a, b, "hi")
     assert errors.tolist() == [3] and base.tolist() == [2]
     assert paired_errors(a, b, None)[0].tolist() == [3, 1]
+    assert paired_errors(a, b, None, among={"u2", "u3"})[0].tolist() == [1]  # u3 only one system scored
+
+
+def test_a_change_reads_as_percent_with_its_interval():
+    assert format_change((-0.7612, -0.8049, -0.7151)) == "-76% [-80, -72]"
+    assert format_change((0.1149, 0.0641, 0.1703), 1) == "+11.5% [+6.4, +17.0]"
 
 
 def test_rate_interval_brackets_the_pooled_rate_and_shrinks_with_more_utterances():

@@ -197,12 +197,15 @@ decode_dir_of() {  # data set, routing -> decode dir
 data_dir_of() {  # a name under data/ or a path
     if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
 }
+lid_head_sum() {  # the LID head's checksum (nothing when it is missing: the decode or segmenter reading it says so)
+    cksum 2>/dev/null < "${train_exp}/lid/${lid_head}/lid_model.safetensors" || true
+}
 decode_inputs() {  # routing[, decode.py options]: checksums of the files a decode reads beyond its options (the
                    # LID head of a routing that reads one, a segments file), kept in <decode dir>/.inputs: a decode
                    # made with another head (stage 4 retrained, or --lid_head changed) is redone, not reused
     local routing=$1
     shift
-    case " ${lid_routings} " in *" ${routing} "*) cksum < "${train_exp}/lid/${lid_head}/lid_model.safetensors" ;; esac
+    case " ${lid_routings} " in *" ${routing} "*) lid_head_sum ;; esac
     while [ $# -gt 1 ]; do
         if [ "$1" = --segments ] && [ "$2" != oracle ]; then cksum < "$2"; fi
         shift
@@ -379,7 +382,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     done
     sets=$(cs_sets)
     # what the segments were found with: another head, penalty or minimum finds them again
-    cs_inputs="$(cksum 2>/dev/null < "${train_exp}/lid/${lid_head}/lid_model.safetensors" || true) ${switch_penalty} ${min_segment}"
+    cs_inputs="$(lid_head_sum) ${switch_penalty} ${min_segment}"
     if [ -n "${sets}" ] && ! { done_or_force "${cs_segments}/.done" && [ "$(cat "${cs_segments}/.done")" = "${cs_inputs}" ]; }; then
         log "stage 5: language segments of ${sets//$'\n'/ } (LID head ${lid_head}) -> ${cs_segments}"
         ${train_cmd} --num-threads "${threads_alone}" "${cs_segments}/log/codeswitch_lid.log" \
