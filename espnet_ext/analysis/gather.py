@@ -743,7 +743,8 @@ def errors_section(exp_dir: Path, figures_dir: Path, test_set: str = "test_all")
 def data_size_sentence(rows: Sequence[Mapping]) -> Optional[str]:
     """The plan's low-resource hypothesis, where one language was trained at several sizes with one rank, one
     start (scratch or another language's adapter) and equal optimizer steps (the fewshot study's runs): the
-    effective rank at each size (adapter_ranks rows), and whether the smallest size's is the lower."""
+    effective rank at each size (adapter_ranks rows), and whether the smallest size's is the lower, read at
+    the precision printed (a difference the sentence cannot show is called level)."""
     groups: Dict = {}
     for r in rows:
         if r["train_utterances"]:
@@ -755,12 +756,13 @@ def data_size_sentence(rows: Sequence[Mapping]) -> Optional[str]:
 
     def said(key, by_size) -> str:
         lang, rank, start, steps = key
-        (small, low), (large, high) = min(by_size.items()), max(by_size.items())
-        verdict = "lower at the smallest size, as the hypothesis says" if low < high else "not lower at the smallest size"
+        low, high = (round(by_size[n], 1) for n in (min(by_size), max(by_size)))
+        verdict = ("lower at the smallest size, as the hypothesis says" if low < high else
+                   "level" if low == high else "higher at the smallest size")
         origin = f"{start}'s adapter" if start else "scratch"
         counted = f", {steps} steps" if steps else ""
         sizes_said = ", ".join(f"{n} utts {v:.1f}" for n, v in sorted(by_size.items()))
-        return f"{lang} r{rank} from {origin}{counted}: {sizes_said} ({verdict}: {small} utts {low:.1f} vs {large} utts {high:.1f})"
+        return f"{lang} r{rank} from {origin}{counted}: {sizes_said} ({verdict})"
 
     return ("Effective rank by training size at equal steps (the low-resource hypothesis: fewer utterances, lower "
             "rank): " + "; ".join(said(key, by_size) for key, by_size in sorted(sizes.items())) + ".")
