@@ -163,10 +163,13 @@ def _disk_mb(paths: Sequence[Path]) -> float:
     return sum(p.stat().st_size for p in paths) / 1e6
 
 
-def efficiency_table(exp_root: Path, base_parameters: Optional[int], test_set: str = "test_all") -> Optional[Table]:
+def efficiency_table(exp_root: Path, base_parameters: Optional[int], reference: Path,
+                     test_set: str = "test_all") -> Optional[Table]:
     """Per system decoded with oracle routing on `test_set` (and the zero-shot base): trainable parameters (per
-    language and in all, % of the base), size on disk, decode ms per utterance, WER / CER."""
+    language and in all, % of the base), size on disk, decode ms per utterance, WER / CER, and the WER change
+    against the `reference` exp (the default training) with its paired bootstrap 95% CI."""
     rows = []
+    reference_scores = _scores(reference / f"decode_{test_set}_oracle")
     for name, decode_dir in _systems_on(exp_root, test_set).items():
         if name.split()[-1] not in ("oracle", "base"):
             continue
@@ -194,13 +197,14 @@ def efficiency_table(exp_root: Path, base_parameters: Optional[int], test_set: s
         train_mb = peak_memory_mb(train_log.read_text(encoding="utf-8")) if train_log.is_file() else None
         rows.append([system, f"{per_lang / 1e6:.2f}", f"{trainable / 1e6:.2f}", share, f"{on_disk:.1f}",
                      _number(train_mb, "{:.0f}"), _number(decode_mb, "{:.0f}"), _number(ms, "{:.0f}"),
-                     f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}"])
+                     f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}",
+                     "" if exp == reference else change_with_ci(_scores(decode_dir), reference_scores, None)])
     if not rows:
         return None
     return Table(f"Efficiency on {test_set}", ["system", "trainable M per language", "trainable M in all",
                                                "% of base", "on disk MB", "training peak MB", "decode peak MB",
-                                               "decode ms/utt", "WER", "CER"],
-                 rows, [False] + [True] * 9,
+                                               "decode ms/utt", "WER", "CER", f"WER vs {reference.name}"],
+                 rows, [False] + [True] * 10,
                  f"{exp_root}/*/adapters/*/adapter_model.safetensors, full_model/, decode_{test_set}_*/scores.json and "
                  "log/decode.*.log (one thread per job)")
 
@@ -388,8 +392,11 @@ def efficiency_figure(table: Table, stem: Path) -> Optional[List[Path]]:
     return save_figure(fig, stem)
 
 
-def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_dir: Path) -> Optional[Section]:
-    table = efficiency_table(exp_root, base_parameters)
+def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_dir: Path,
+                       exp_dir: Path) -> Optional[Section]:
+    """Cost and WER of every system on test_all, each against the default training `exp_dir` (the ranks
+    study's other ranks among them), with the default's reruns under other seeds as the yardstick."""
+    table = efficiency_table(exp_root, base_parameters, exp_dir)
     if table is None:
         return None
     message = "Trainable parameters, size on disk and decode time of each system"
@@ -397,14 +404,20 @@ def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_d
     if lora:
         message = (f"{lora[0][0]} trains {lora[0][3]}% of the base's weights for all its languages together "
                    f"({lora[0][4]} MB on disk)")
+    compared = [f"{row[0]} {row[-1]}" for row in table.rows if "LoRA" in row[0] and row[-1]]
+    paragraphs = ["Peak memory is the process's peak resident memory as train_lora and each decode job log it (blank "
+                  "for logs written before they did); decode time is the jobs' own time over their utterances, one "
+                  "thread per job."]
+    if compared:
+        paragraphs.append(f"Test WER against the default training {exp_dir.name} (paired bootstrap 95% CI over "
+                          "utterances): " + "; ".join(compared) + "."
+                          + (" Its reruns under other seeds (_seed<N>) show how far a training moves by chance "
+                             "alone." if any("_seed" in c for c in compared) else ""))
     figures = []
     if efficiency_figure(table, figures_dir / "wer_vs_parameters"):
         figures.append(Figure(figures_dir / "wer_vs_parameters.png", "Test WER against trainable parameters.",
                               table.source))
-    return Section("Efficiency", message, ["Peak memory is the process's peak resident memory as train_lora and each "
-                                           "decode job log it (blank for logs written before they did); decode time "
-                                           "is the jobs' own time over their utterances, one thread per job."],
-                   [table], figures)
+    return Section("Efficiency", message, paragraphs, [table], figures)
 
 
 def seed_runs(exp_root: Path, exp_dir: Path) -> List[Path]:

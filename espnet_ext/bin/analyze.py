@@ -212,7 +212,7 @@ def build_sections(args, figures: Path) -> List[Section]:
         gather.ranks_section(args.exp_root, figures),
         _representations(args, loaded, figures),
         *studies.values(),
-        gather.efficiency_section(args.exp_root, base_parameters, figures),
+        gather.efficiency_section(args.exp_root, base_parameters, figures, args.exp_dir),
         gather.not_in_report([UNRUN[name] for name, section in studies.items() if section is None]),
     ]
     return [section for section in sections if section is not None]

@@ -63,7 +63,7 @@ def report(exp_root, tmp_path_factory):
     weights.plot_spectra(result, figures / "weight_spectra")
     sections = gather.results_sections(exp_root, exp_dir, figures)
     sections.append(gather.weight_section(result, figures, "weights.json"))
-    sections.append(gather.efficiency_section(exp_root, 10_000_000, figures))
+    sections.append(gather.efficiency_section(exp_root, 10_000_000, figures, exp_dir))
     sections.append(gather.not_in_report(["Layer importance: `./run.sh --stage 7 --studies layers`."]))
     write_report("Test report", "subtitle", sections, report_dir)
     return report_dir, sections
@@ -119,8 +119,8 @@ def test_html_tables_equal_the_scores_json_they_came_from(exp_root, report):
     efficiency = tables["Efficiency on test_all"]
     oracle = json.loads((decode_dirs["oracle"] / "scores.json").read_text())["scores"]["all"]
     lora_row = next(row for row in efficiency[1:] if "LoRA r4" in row[0])
-    assert lora_row[-2:] == [f"{oracle['wer']['rate']:.2f}", f"{oracle['cer']['rate']:.2f}"]
     columns = efficiency[0]
+    assert [lora_row[columns.index(c)] for c in ("WER", "CER")] == [f"{oracle['wer']['rate']:.2f}", f"{oracle['cer']['rate']:.2f}"]
     assert lora_row[columns.index("decode peak MB")] == "812" and lora_row[columns.index("decode ms/utt")] == "500"
     assert lora_row[columns.index("training peak MB")] == ""  # no train.log in this exp
 
@@ -249,3 +249,23 @@ def test_a_wide_table_slide_stays_on_the_page():
     assert page.x0 <= extent.x0 and extent.x1 <= page.x1
     assert drawn.get_celld()[0, 0].get_text().get_fontsize() < 7  # it had to shrink
     plt.close(fig)
+
+
+def test_every_system_reads_against_the_default_training_with_its_interval(tmp_path):
+    """The ranks study's other ranks and the seeds' reruns, each against the default: the change and its CI from
+    the two scores.json, blank for the default itself, and the seeds named as the chance yardstick."""
+    default, other, seed = (tmp_path / name for name in ("tiny_all_r4", "tiny_all_r8", "tiny_all_r4_seed1"))
+    for i, exp in enumerate((default, other, seed)):
+        write_decode(exp / "decode_test_all_oracle", "test_all", 10 + i)
+        save_bank(random_bank(scale=1.0), exp / "adapters")
+    section = gather.efficiency_section(tmp_path, 10_000_000, tmp_path / "figures", default)
+    table = section.tables[0]
+    change = table.columns.index("WER vs tiny_all_r4")
+    rows = {row[0].split()[0]: row for row in table.rows}
+    assert rows["tiny_all_r4"][change] == ""
+    scores = {name: json.loads((tmp_path / name / "decode_test_all_oracle/scores.json").read_text())
+              for name in ("tiny_all_r4", "tiny_all_r8")}
+    expected = gather.change_with_ci(scores["tiny_all_r8"], scores["tiny_all_r4"], None)
+    assert rows["tiny_all_r8"][change] == expected and expected.endswith("]")
+    said = " ".join(section.paragraphs)
+    assert f"tiny_all_r8 (LoRA r4) {expected}" in said and "by chance alone" in said
