@@ -195,10 +195,10 @@ def efficiency_table(exp_root: Path, base_parameters: Optional[int], reference: 
         ms, decode_mb = decode_ms_per_utt(decode_dir), decode_peak_memory_mb(decode_dir)
         train_log = exp / "log" / "train.log"
         train_mb = peak_memory_mb(train_log.read_text(encoding="utf-8")) if train_log.is_file() else None
+        versus = "" if exp.resolve() == reference.resolve() else change_with_ci(_scores(decode_dir), reference_scores, None)
         rows.append([system, f"{per_lang / 1e6:.2f}", f"{trainable / 1e6:.2f}", share, f"{on_disk:.1f}",
                      _number(train_mb, "{:.0f}"), _number(decode_mb, "{:.0f}"), _number(ms, "{:.0f}"),
-                     f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}",
-                     "" if exp == reference else change_with_ci(_scores(decode_dir), reference_scores, None)])
+                     f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}", versus])
     if not rows:
         return None
     return Table(f"Efficiency on {test_set}", ["system", "trainable M per language", "trainable M in all",

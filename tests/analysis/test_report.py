@@ -251,14 +251,15 @@ def test_a_wide_table_slide_stays_on_the_page():
     plt.close(fig)
 
 
-def test_every_system_reads_against_the_default_training_with_its_interval(tmp_path):
+def test_every_system_reads_against_the_default_training_with_its_interval(tmp_path, monkeypatch):
     """The ranks study's other ranks and the seeds' reruns, each against the default: the change and its CI from
     the two scores.json, blank for the default itself, and the seeds named as the chance yardstick."""
     default, other, seed = (tmp_path / name for name in ("tiny_all_r4", "tiny_all_r8", "tiny_all_r4_seed1"))
     for i, exp in enumerate((default, other, seed)):
         write_decode(exp / "decode_test_all_oracle", "test_all", 10 + i)
         save_bank(random_bank(scale=1.0), exp / "adapters")
-    section = gather.efficiency_section(tmp_path, 10_000_000, tmp_path / "figures", default)
+    monkeypatch.chdir(tmp_path)  # the default named relative to here, as `analyze --exp_dir exp/...` names it
+    section = gather.efficiency_section(tmp_path, 10_000_000, tmp_path / "figures", Path(default.name))
     table = section.tables[0]
     change = table.columns.index("WER vs tiny_all_r4")
     rows = {row[0].split()[0]: row for row in table.rows}
