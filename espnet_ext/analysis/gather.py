@@ -5,6 +5,7 @@ numbers read from them. A piece whose files are absent is left out and listed un
 """
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -15,7 +16,7 @@ from espnet_ext.analysis.plotting import language_color, pyplot, save_figure
 from espnet_ext.analysis.report import Figure, Section
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.routing.routers import ROUTINGS
-from espnet_ext.scoring.compare import bootstrap_relative_change, format_change, paired_errors
+from espnet_ext.scoring.compare import bootstrap_relative_change, format_change, paired_change, paired_errors
 from espnet_ext.scoring.report import read_kaldi_map
 from espnet_ext.scoring.results import (
     CLEAN, Table, condition_sort_key, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb,
@@ -88,7 +89,7 @@ def change_with_ci(system: Optional[Dict], baseline: Optional[Dict], lang: Optio
     per-utterance errors."""
     if not system or not baseline or "utterances" not in system or "utterances" not in baseline:
         return ""
-    return format_change(bootstrap_relative_change(*paired_errors(system["utterances"], baseline["utterances"], lang)))
+    return paired_change(system["utterances"], baseline["utterances"], lang)
 
 
 def _systems_on(exp_root: Path, test_set: str) -> Dict[str, Path]:
@@ -163,44 +164,70 @@ def _disk_mb(paths: Sequence[Path]) -> float:
     return sum(p.stat().st_size for p in paths) / 1e6
 
 
-def efficiency_table(exp_root: Path, base_parameters: Optional[int], reference: Path,
-                     test_set: str = "test_all") -> Optional[Table]:
-    """Per system decoded with oracle routing on `test_set` (and the zero-shot base): trainable parameters (per
-    language and in all, % of the base), size on disk, decode ms per utterance, WER / CER, and the WER change
-    against the `reference` exp (the default training) with its paired bootstrap 95% CI."""
-    rows = []
-    reference_scores = _scores(reference / f"decode_{test_set}_oracle")
-    for name, decode_dir in _systems_on(exp_root, test_set).items():
-        if name.split()[-1] not in ("oracle", "base"):
-            continue
-        exp = decode_dir.parent
-        adapters = sorted(exp.glob("adapters/*/adapter_model.safetensors"))
-        full = exp / "full_model" / "model_config.json"
-        if adapters:
-            from espnet_ext.lora.adapter_files import read_adapter_weights
+@dataclass
+class SystemCost:
+    """One system of the efficiency table: its exp, what it trains ("lora", "full" or "base" for the zero-shot
+    base), its cost, and the scores.json of its oracle decode (the bare base's own decode)."""
 
-            bank = {p.parent.name: read_adapter_weights(p.parent) for p in adapters}
-            counts = {name: adapter.parameter_count() for name, adapter in bank.items()}
-            per_lang = next(v for k, v in counts.items() if k != "shared")
-            rank = next(iter(bank.values())).config["rank"]
-            trainable, system = sum(counts.values()), f"{exp.name} (LoRA r{rank})"
-            on_disk = _disk_mb(adapters)
-        elif full.is_file():
-            per_lang = trainable = json.loads(full.read_text(encoding="utf-8"))["parameters"]
-            system, on_disk = f"{exp.name} (full fine-tuning)", _disk_mb(sorted((exp / "full_model").glob("*.safetensors")))
-        else:
-            per_lang, trainable, system, on_disk = 0, 0, "zero-shot base", 0.0
-        share = f"{100 * trainable / base_parameters:.1f}" if base_parameters else ""
-        s = _scores(decode_dir)["scores"]["all"]
-        ms, decode_mb = decode_ms_per_utt(decode_dir), decode_peak_memory_mb(decode_dir)
-        train_log = exp / "log" / "train.log"
-        train_mb = peak_memory_mb(train_log.read_text(encoding="utf-8")) if train_log.is_file() else None
-        versus = "" if exp.resolve() == reference.resolve() else change_with_ci(_scores(decode_dir), reference_scores, None)
-        rows.append([system, f"{per_lang / 1e6:.2f}", f"{trainable / 1e6:.2f}", share, f"{on_disk:.1f}",
-                     _number(train_mb, "{:.0f}"), _number(decode_mb, "{:.0f}"), _number(ms, "{:.0f}"),
-                     f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}", versus])
-    if not rows:
+    exp: Path
+    kind: str
+    label: str
+    per_language: int
+    trainable: int
+    on_disk_mb: float
+    train_mb: Optional[float]
+    decode_mb: Optional[float]
+    ms: Optional[float]
+    scores: Dict
+
+
+def _system_cost(decode_dir: Path) -> SystemCost:
+    exp = decode_dir.parent
+    adapters = sorted(exp.glob("adapters/*/adapter_model.safetensors"))
+    full = exp / "full_model" / "model_config.json"
+    if adapters:
+        from espnet_ext.lora.adapter_files import read_adapter_weights
+
+        bank = {p.parent.name: read_adapter_weights(p.parent) for p in adapters}
+        counts = {name: adapter.parameter_count() for name, adapter in bank.items()}
+        per_lang = next(v for k, v in counts.items() if k != "shared")
+        rank = next(iter(bank.values())).config["rank"]
+        kind, label, trainable, on_disk = "lora", f"{exp.name} (LoRA r{rank})", sum(counts.values()), _disk_mb(adapters)
+    elif full.is_file():
+        kind, label = "full", f"{exp.name} (full fine-tuning)"
+        per_lang = trainable = json.loads(full.read_text(encoding="utf-8"))["parameters"]
+        on_disk = _disk_mb(sorted((exp / "full_model").glob("*.safetensors")))
+    else:
+        kind, label, per_lang, trainable, on_disk = "base", "zero-shot base", 0, 0, 0.0
+    train_log = exp / "log" / "train.log"
+    return SystemCost(exp, kind, label, per_lang, trainable, on_disk,
+                      peak_memory_mb(train_log.read_text(encoding="utf-8")) if train_log.is_file() else None,
+                      decode_peak_memory_mb(decode_dir), decode_ms_per_utt(decode_dir), _scores(decode_dir))
+
+
+def system_costs(exp_root: Path, test_set: str = "test_all") -> List[SystemCost]:
+    """The zero-shot base and every exp decoded with oracle routing on `test_set`, with their costs."""
+    zeroshot = sorted(exp_root.glob(f"*_zeroshot/decode_{test_set}_none"))[-1:]
+    trained = sorted(exp_root.glob(f"*/decode_{test_set}_oracle"))
+    return [_system_cost(d) for d in zeroshot + trained if (d / "scores.json").is_file()]
+
+
+def efficiency_table(systems: Sequence[SystemCost], base_parameters: Optional[int], reference: Path,
+                     exp_root: Path, test_set: str = "test_all") -> Optional[Table]:
+    """Per system: trainable parameters (per language and in all, % of the base), size on disk, peak memory,
+    decode ms per utterance, WER / CER, and the WER change against the `reference` exp (the default
+    training) with its paired bootstrap 95% CI."""
+    if not systems:
         return None
+    reference_scores = _scores(reference / f"decode_{test_set}_oracle")
+    rows = []
+    for system in systems:
+        share = f"{100 * system.trainable / base_parameters:.1f}" if base_parameters else ""
+        s = system.scores["scores"]["all"]
+        versus = "" if system.exp.resolve() == reference.resolve() else change_with_ci(system.scores, reference_scores, None)
+        rows.append([system.label, f"{system.per_language / 1e6:.2f}", f"{system.trainable / 1e6:.2f}", share,
+                     f"{system.on_disk_mb:.1f}", _number(system.train_mb, "{:.0f}"), _number(system.decode_mb, "{:.0f}"),
+                     _number(system.ms, "{:.0f}"), f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}", versus])
     return Table(f"Efficiency on {test_set}", ["system", "trainable M per language", "trainable M in all",
                                                "% of base", "on disk MB", "training peak MB", "decode peak MB",
                                                "decode ms/utt", "WER", "CER", f"WER vs {reference.name}"],
@@ -370,20 +397,19 @@ def lid_section(exp_dir: Path) -> Optional[Section]:
                    markdown_tables(heads.read_text(encoding="utf-8"), f"{heads} (stage 4)", "LID heads"), figures)
 
 
-def efficiency_figure(table: Table, stem: Path) -> Optional[List[Path]]:
-    """Test WER against trainable parameters (log scale), one point per system of the efficiency table."""
-    column = table.columns.index("WER")
-    points = [(float(row[2]) * 1e6, float(row[column]), row[0]) for row in table.rows if float(row[2]) > 0]
-    if not points:
+def efficiency_figure(systems: Sequence[SystemCost], stem: Path) -> Optional[List[Path]]:
+    """Test WER against trainable parameters (log scale), one point per trained system, the bare base a line."""
+    trained = [s for s in systems if s.trainable > 0]
+    if not trained:
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for params, wer, name in points:
-        ax.scatter(params, wer)
-        ax.annotate(name, (params, wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    base = [float(row[column]) for row in table.rows if row[0] == "zero-shot base"]
-    if base:
-        ax.axhline(base[0], color="black", ls="--", lw=0.8, label="zero-shot base")
+    for system in trained:
+        wer = system.scores["scores"]["all"]["wer"]["rate"]
+        ax.scatter(system.trainable, wer)
+        ax.annotate(system.label, (system.trainable, wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    for base in (s for s in systems if s.kind == "base"):
+        ax.axhline(base.scores["scores"]["all"]["wer"]["rate"], color="black", ls="--", lw=0.8, label=base.label)
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (all languages together)")
@@ -396,25 +422,28 @@ def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_d
                        exp_dir: Path) -> Optional[Section]:
     """Cost and WER of every system on test_all, each against the default training `exp_dir` (the ranks
     study's other ranks among them), with the default's reruns under other seeds as the yardstick."""
-    table = efficiency_table(exp_root, base_parameters, exp_dir)
+    systems = system_costs(exp_root)
+    table = efficiency_table(systems, base_parameters, exp_dir, exp_root)
     if table is None:
         return None
+    versus = {system.exp: row[-1] for system, row in zip(systems, table.rows)}
+    lora = [s for s in systems if s.kind == "lora"]
     message = "Trainable parameters, size on disk and decode time of each system"
-    lora = [row for row in table.rows if "LoRA" in row[0] and row[3]]
-    if lora:
-        message = (f"{lora[0][0]} trains {lora[0][3]}% of the base's weights for all its languages together "
-                   f"({lora[0][4]} MB on disk)")
-    compared = [f"{row[0]} {row[-1]}" for row in table.rows if "LoRA" in row[0] and row[-1]]
+    if lora and base_parameters:
+        message = (f"{lora[0].label} trains {100 * lora[0].trainable / base_parameters:.1f}% of the base's weights "
+                   f"for all its languages together ({lora[0].on_disk_mb:.1f} MB on disk)")
+    compared = [s for s in lora if versus[s.exp]]
     paragraphs = ["Peak memory is the process's peak resident memory as train_lora and each decode job log it (blank "
                   "for logs written before they did); decode time is the jobs' own time over their utterances, one "
                   "thread per job."]
     if compared:
+        seeds = {r.resolve() for r in seed_runs(exp_root, exp_dir)} - {exp_dir.resolve()}
         paragraphs.append(f"Test WER against the default training {exp_dir.name} (paired bootstrap 95% CI over "
-                          "utterances): " + "; ".join(compared) + "."
+                          "utterances): " + "; ".join(f"{s.label} {versus[s.exp]}" for s in compared) + "."
                           + (" Its reruns under other seeds (_seed<N>) show how far a training moves by chance "
-                             "alone." if any("_seed" in c for c in compared) else ""))
+                             "alone." if any(s.exp.resolve() in seeds for s in compared) else ""))
     figures = []
-    if efficiency_figure(table, figures_dir / "wer_vs_parameters"):
+    if efficiency_figure(systems, figures_dir / "wer_vs_parameters"):
         figures.append(Figure(figures_dir / "wer_vs_parameters.png", "Test WER against trainable parameters.",
                               table.source))
     return Section("Efficiency", message, paragraphs, [table], figures)

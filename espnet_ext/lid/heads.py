@@ -197,6 +197,7 @@ class SeedEnsemble(LIDHead):
         first = members[0]
         super().__init__(first.layer, first.languages, first.width)
         self.kind = first.kind
+        del self.mean, self.std  # each member standardises its own input
         self.members = nn.ModuleList(members)
 
     def hyper(self):
@@ -232,7 +233,10 @@ def load_head(head_dir: PathLike, base_name: str, base_fingerprint: str) -> LIDH
         raise LIDFileError(f"LID head {head_dir} was trained on {config['base_model']} (fingerprint "
                            f"{config['base_fingerprint']}), not {base_name} ({base_fingerprint}); retrain it")
     head = make_head(config["kind"], config["layer"], config["languages"], config["width"], **config["hyper"])
-    head.load_state_dict(read_safetensors(head_dir / WEIGHTS_NAME, CONFIG_NAME, LIDFileError, "retrain it"))
+    weights = read_safetensors(head_dir / WEIGHTS_NAME, CONFIG_NAME, LIDFileError, "retrain it")
+    if isinstance(head, SeedEnsemble):  # ensembles saved before 7 Dec 2026 also hold an unused mean and std
+        weights = {k: v for k, v in weights.items() if k not in ("mean", "std")}
+    head.load_state_dict(weights)
     head.lid_only_min = dict(config.get("lid_only_min", {}))  # the routers' threshold per LID-only class
     head.tau = config.get("tau")  # heads saved before dev-set tau have none
     return head.eval()

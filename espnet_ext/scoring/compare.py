@@ -48,3 +48,11 @@ def paired_errors(utterances: Mapping[str, Mapping], baseline: Mapping[str, Mapp
 def format_change(change: Sequence[float], digits: int = 0) -> str:
     """(relative change, CI low, CI high) as fractions -> "-76% [-80, -72]" (`digits` after the point)."""
     return "{:+.{d}f}% [{:+.{d}f}, {:+.{d}f}]".format(*(100 * x for x in change), d=digits)
+
+
+def paired_change(utterances: Mapping[str, Mapping], baseline: Mapping[str, Mapping], lang: Optional[str] = None,
+                  among: Optional[Collection[str]] = None, digits: int = 0) -> str:
+    """"+11.5% [+6.4, +17.0]": the relative WER change of one system against a baseline (two scores.json
+    "utterances" maps) on the utterances both scored (of `lang`, or all; only those `among` where given),
+    with its paired bootstrap 95% interval: the one way every table states a comparison."""
+    return format_change(bootstrap_relative_change(*paired_errors(utterances, baseline, lang, among=among)), digits)

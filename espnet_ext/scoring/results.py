@@ -44,7 +44,7 @@ from espnet_ext.data.kaldi import read_entries
 from espnet_ext.errors import UserError
 from espnet_ext.languages import LANGUAGES
 from espnet_ext.routing.routers import DEFAULT_TAU as UNCERTAIN, ROUTINGS
-from espnet_ext.scoring.compare import bootstrap_rate, bootstrap_relative_change, format_change, paired_errors
+from espnet_ext.scoring.compare import bootstrap_rate, paired_change
 from espnet_ext.scoring.report import format_rate
 
 
@@ -205,7 +205,7 @@ def _subset_change(scores: Dict, hard: Optional[Dict], utts: List[str]) -> str:
     per_utt, base = scores.get("utterances", {}), (hard or {}).get("utterances", {})
     if not utts or not all(u in per_utt and u in base for u in utts):
         return ""
-    return format_change(bootstrap_relative_change(*paired_errors(per_utt, base, None, among=set(utts))), 1)
+    return paired_change(per_utt, base, among=set(utts), digits=1)
 
 
 def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str],
@@ -224,8 +224,8 @@ def _routing_rows(oracle: Dict, systems: List[Tuple[str, Path]], langs: List[str
             if name == "oracle" or "utterances" not in scores or "utterances" not in oracle:
                 cells.append("")
                 continue
-            cells.append(format_change(bootstrap_relative_change(
-                *paired_errors(scores["utterances"], oracle["utterances"], None if lang == "all" else lang)), 1))
+            cells.append(paired_change(scores["utterances"], oracle["utterances"], None if lang == "all" else lang,
+                                       digits=1))
         accuracy, ms = _routing_accuracy(decode_dir, scores), decode_ms_per_utt(decode_dir)
         cells += ["" if accuracy is None else f"{100 * accuracy:.1f}", "" if ms is None else f"{ms:.0f}"]
         if uncertain is not None:
@@ -407,7 +407,7 @@ def robustness_table(exp_dir: Path, clean: str, by_condition: Dict[str, Dict[str
             if reference is None or name in (reference, ZERO_SHOT) or base is None or not utterances:
                 cells.append("")
             else:
-                cells.append(format_change(bootstrap_relative_change(*paired_errors(utterances, base["utterances"], None)), 1))
+                cells.append(paired_change(utterances, base["utterances"], digits=1))
             rows.append(cells)
     columns = (["condition", "system"] + [f"{lang} WER [95% CI] / CER" for lang in langs + ["all"]]
                + [f"all WER vs {reference or 'reference'}"])

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from espnet_ext.lid.features import FrameFeatures
-from espnet_ext.lid.heads import HEADS, LIDFileError, load_head, make_head
+from espnet_ext.lid.heads import HEADS, WEIGHTS_NAME, LIDFileError, load_head, make_head
 from espnet_ext.lid.train import (
     HeadTraining, crop, dev_tau, epoch_order, evaluate, expected_calibration_error, fit_head, predict,
 )
@@ -119,3 +120,8 @@ def test_a_seed_ensemble_is_its_members_trained_alone_from_seed_plus_i_and_avera
     loaded = load_head(tmp_path / "mlp", "whisper_tiny_random", "abc")
     assert loaded.kind == "mlp" and len(loaded.members) == 3
     torch.testing.assert_close(loaded(x, lengths), ensemble(x, lengths))
+    weights = load_file(tmp_path / "mlp" / WEIGHTS_NAME)
+    assert "mean" not in weights and "members.2.mean" in weights  # each member standardises, the ensemble not
+    save_file({**weights, "mean": torch.zeros(16), "std": torch.ones(16)}, tmp_path / "mlp" / WEIGHTS_NAME)
+    torch.testing.assert_close(load_head(tmp_path / "mlp", "whisper_tiny_random", "abc")(x, lengths),
+                               ensemble(x, lengths))  # a file saved before 7 Dec 2026, with the unused pair

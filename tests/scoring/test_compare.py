@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from espnet_ext.scoring.compare import bootstrap_rate, bootstrap_relative_change, format_change, paired_errors
+from espnet_ext.scoring.compare import bootstrap_rate, bootstrap_relative_change, format_change, paired_change, paired_errors
 
 
 def test_identical_systems_change_nothing_and_the_interval_is_a_point():
@@ -44,3 +44,11 @@ def test_rate_interval_brackets_the_pooled_rate_and_shrinks_with_more_utterances
     assert high_small - low_small > 3 * (high - low)
     assert bootstrap_rate([2, 4], [10, 20]) == (0.2, 0.2, 0.2)  # every utterance at 20%: no spread
     assert np.isnan(bootstrap_rate([0], [0])[0])
+
+
+def test_a_paired_change_is_the_formatted_bootstrap_of_the_paired_errors():
+    a = {"u1": {"lang": "hi", "word_errors": 3}, "u2": {"lang": "te", "word_errors": 1}, "u3": {"lang": "hi", "word_errors": 1}}
+    b = {"u1": {"lang": "hi", "word_errors": 2}, "u2": {"lang": "te", "word_errors": 2}, "u3": {"lang": "hi", "word_errors": 2}}
+    assert paired_change(a, b, "hi", digits=1).startswith("+0.0% [")  # 4 errors against 4
+    assert paired_change(a, b).startswith("-17% [")  # 5 against 6
+    assert paired_change(a, b, among={"u2"}) == "-50% [-50, -50]"  # one utterance: every resample the same
