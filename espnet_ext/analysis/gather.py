@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,8 +19,8 @@ from espnet_ext.routing.routers import ROUTINGS
 from espnet_ext.scoring.compare import bootstrap_relative_change, format_change, paired_change, paired_errors
 from espnet_ext.scoring.report import read_kaldi_map
 from espnet_ext.scoring.results import (
-    CLEAN, Table, condition_sort_key, decode_ms_per_utt, decode_peak_memory_mb, experiments_table, peak_memory_mb,
-    robustness_decodes, robustness_systems, robustness_table, routing_tables, wer_with_ci,
+    CLEAN, Table, condition_sort_key, decode_base_model, decode_ms_per_utt, decode_peak_memory_mb, experiments_table,
+    peak_memory_mb, robustness_decodes, robustness_systems, robustness_table, routing_tables, wer_with_ci,
 )
 
 _TRAIN_LINE = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: .*?\bloss=([\d.]+)")
@@ -172,6 +172,7 @@ class SystemCost:
     exp: Path
     kind: str
     label: str
+    rank: Optional[int]
     per_language: int
     trainable: int
     on_disk_mb: float
@@ -179,6 +180,22 @@ class SystemCost:
     decode_mb: Optional[float]
     ms: Optional[float]
     scores: Dict
+    model: Optional[str]  # the base model and its size, as the decode logs name them (None in older logs)
+    base_parameters: Optional[int]
+
+    @property
+    def wer(self) -> float:
+        return self.scores["scores"]["all"]["wer"]["rate"]
+
+    @property
+    def series(self) -> str:
+        """What it is apart from the base model: "zero-shot", "LoRA r16", "full fine-tuning"."""
+        return {"base": "zero-shot", "full": "full fine-tuning"}.get(self.kind, f"LoRA r{self.rank}")
+
+    def is_default_of_its_model(self) -> bool:
+        """Trained (or decoded) by the recipe's defaults on its model: no tag, no seed, every language."""
+        suffix = {"base": "zeroshot", "full": "all_full"}.get(self.kind, f"all_r{self.rank}")
+        return self.model is not None and self.exp.name == f"{self.model}_{suffix}"
 
 
 def _system_cost(decode_dir: Path) -> SystemCost:
@@ -194,35 +211,43 @@ def _system_cost(decode_dir: Path) -> SystemCost:
         rank = next(iter(bank.values())).config["rank"]
         kind, label, trainable, on_disk = "lora", f"{exp.name} (LoRA r{rank})", sum(counts.values()), _disk_mb(adapters)
     elif full.is_file():
-        kind, label = "full", f"{exp.name} (full fine-tuning)"
+        kind, label, rank = "full", f"{exp.name} (full fine-tuning)", None
         per_lang = trainable = json.loads(full.read_text(encoding="utf-8"))["parameters"]
         on_disk = _disk_mb(sorted((exp / "full_model").glob("*.safetensors")))
     else:
-        kind, label, per_lang, trainable, on_disk = "base", "zero-shot base", 0, 0, 0.0
+        kind, label, rank, per_lang, trainable, on_disk = "base", "zero-shot base", None, 0, 0, 0.0
     train_log = exp / "log" / "train.log"
-    return SystemCost(exp, kind, label, per_lang, trainable, on_disk,
+    model, base_parameters = decode_base_model(decode_dir) or (None, None)
+    return SystemCost(exp, kind, label, rank, per_lang, trainable, on_disk,
                       peak_memory_mb(train_log.read_text(encoding="utf-8")) if train_log.is_file() else None,
-                      decode_peak_memory_mb(decode_dir), decode_ms_per_utt(decode_dir), _scores(decode_dir))
+                      decode_peak_memory_mb(decode_dir), decode_ms_per_utt(decode_dir), _scores(decode_dir),
+                      model, base_parameters)
 
 
 def system_costs(exp_root: Path, test_set: str = "test_all") -> List[SystemCost]:
-    """The zero-shot base and every exp decoded with oracle routing on `test_set`, with their costs."""
-    zeroshot = sorted(exp_root.glob(f"*_zeroshot/decode_{test_set}_none"))[-1:]
+    """The zero-shot base of every model and every exp decoded with oracle routing on `test_set`, with their
+    costs."""
+    zeroshot = sorted(exp_root.glob(f"*_zeroshot/decode_{test_set}_none"))
     trained = sorted(exp_root.glob(f"*/decode_{test_set}_oracle"))
-    return [_system_cost(d) for d in zeroshot + trained if (d / "scores.json").is_file()]
+    systems = [_system_cost(d) for d in zeroshot + trained if (d / "scores.json").is_file()]
+    if sum(s.kind == "base" for s in systems) > 1:  # one bare base per model: name each
+        for s in systems:
+            s.label = s.exp.name if s.kind == "base" else s.label
+    return systems
 
 
 def efficiency_table(systems: Sequence[SystemCost], base_parameters: Optional[int], reference: Path,
                      exp_root: Path, test_set: str = "test_all") -> Optional[Table]:
-    """Per system: trainable parameters (per language and in all, % of the base), size on disk, peak memory,
-    decode ms per utterance, WER / CER, and the WER change against the `reference` exp (the default
-    training) with its paired bootstrap 95% CI."""
+    """Per system: trainable parameters (per language and in all, % of its base: as its decode logged the base's
+    size, else `base_parameters`), size on disk, peak memory, decode ms per utterance, WER / CER, and the WER
+    change against the `reference` exp (the default training) with its paired bootstrap 95% CI."""
     if not systems:
         return None
     reference_scores = _scores(reference / f"decode_{test_set}_oracle")
     rows = []
     for system in systems:
-        share = f"{100 * system.trainable / base_parameters:.1f}" if base_parameters else ""
+        base = system.base_parameters or base_parameters
+        share = f"{100 * system.trainable / base:.1f}" if base else ""
         s = system.scores["scores"]["all"]
         versus = "" if system.exp.resolve() == reference.resolve() else change_with_ci(system.scores, reference_scores, None)
         rows.append([system.label, f"{system.per_language / 1e6:.2f}", f"{system.trainable / 1e6:.2f}", share,
@@ -405,16 +430,46 @@ def efficiency_figure(systems: Sequence[SystemCost], stem: Path) -> Optional[Lis
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for system in trained:
-        wer = system.scores["scores"]["all"]["wer"]["rate"]
-        ax.scatter(system.trainable, wer)
-        ax.annotate(system.label, (system.trainable, wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.scatter(system.trainable, system.wer)
+        ax.annotate(system.label, (system.trainable, system.wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
     for base in (s for s in systems if s.kind == "base"):
-        ax.axhline(base.scores["scores"]["all"]["wer"]["rate"], color="black", ls="--", lw=0.8, label=base.label)
+        ax.axhline(base.wer, color="black", ls="--", lw=0.8, label=base.label)
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (all languages together)")
     ax.set_ylabel("test WER (%)")
     ax.set_title("WER against trainable parameters", fontsize=10)
+    return save_figure(fig, stem)
+
+
+def by_model_size(systems: Sequence[SystemCost]) -> Dict[str, List[Tuple[int, str, float]]]:
+    """Per series (zero-shot, each LoRA rank, full fine-tuning), (base parameters, model, test WER) of each
+    model's default system, smallest model first; {} unless more than one model size was decoded."""
+    chosen = [s for s in systems if s.base_parameters and s.is_default_of_its_model()]
+    if len({s.base_parameters for s in chosen}) < 2:
+        return {}
+    series: Dict[str, List[Tuple[int, str, float]]] = {}
+    for s in sorted(chosen, key=lambda s: (s.base_parameters, s.model)):
+        series.setdefault(s.series, []).append((s.base_parameters, s.model, s.wer))
+    return series
+
+
+def model_size_figure(series: Mapping[str, Sequence[Tuple[int, str, float]]], stem: Path) -> Optional[List[Path]]:
+    """Test WER against the base model's size (log scale), one line per series, each point a model."""
+    if not series:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, points in series.items():
+        ax.plot([p[0] for p in points], [p[2] for p in points], "o-", label=name)
+    sizes = sorted({(p[0], p[1]) for points in series.values() for p in points})
+    ax.set_xscale("log")
+    ax.set_xticks([size for size, _ in sizes], [f"{model}\n{size / 1e6:.0f}M" for size, model in sizes], fontsize=7)
+    ax.minorticks_off()
+    ax.set_xlabel("base model (parameters)")
+    ax.set_ylabel("test WER (%)")
+    ax.set_title("WER against model size", fontsize=10)
+    ax.legend(fontsize=8)
     return save_figure(fig, stem)
 
 
@@ -429,8 +484,9 @@ def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_d
     versus = {system.exp: row[-1] for system, row in zip(systems, table.rows)}
     lora = [s for s in systems if s.kind == "lora"]
     message = "Trainable parameters, size on disk and decode time of each system"
-    if lora and base_parameters:
-        message = (f"{lora[0].label} trains {100 * lora[0].trainable / base_parameters:.1f}% of the base's weights "
+    base = lora[0].base_parameters or base_parameters if lora else None
+    if base:
+        message = (f"{lora[0].label} trains {100 * lora[0].trainable / base:.1f}% of the base's weights "
                    f"for all its languages together ({lora[0].on_disk_mb:.1f} MB on disk)")
     compared = [s for s in lora if versus[s.exp]]
     paragraphs = ["Peak memory is the process's peak resident memory as train_lora and each decode job log it (blank "
@@ -446,6 +502,14 @@ def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_d
     if efficiency_figure(systems, figures_dir / "wer_vs_parameters"):
         figures.append(Figure(figures_dir / "wer_vs_parameters.png", "Test WER against trainable parameters.",
                               table.source))
+    sizes = by_model_size(systems)
+    if model_size_figure(sizes, figures_dir / "wer_vs_model_size"):
+        paragraphs.append("Test WER against model size, each model's default systems (<model>_zeroshot, "
+                          "<model>_all_r<rank>, <model>_all_full): " + "; ".join(
+                              f"{name}: " + ", ".join(f"{model} {wer:.2f}" for _, model, wer in points)
+                              for name, points in sizes.items()) + ".")
+        figures.append(Figure(figures_dir / "wer_vs_model_size.png", "Test WER against the base model's size.",
+                              f"{table.source}; the base's size from each decode's log"))
     return Section("Efficiency", message, paragraphs, [table], figures)
 
 

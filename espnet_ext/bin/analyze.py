@@ -25,6 +25,7 @@ from espnet_ext.analysis.report import Section, write_report
 from espnet_ext.bin.cli import exits_on_user_error, start_cli, str2bool
 from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text
+from espnet_ext.lora.inject import parameter_counts
 
 log = logging.getLogger("analyze")
 
@@ -191,7 +192,7 @@ def build_sections(args, figures: Path) -> List[Section]:
 
     weight_result = _weight_space(args, figures)
     loaded, configs = _loaded_model(args)
-    base_parameters = sum(p.numel() for n, p in loaded.asr_model.named_parameters() if "lora_" not in n)
+    base_parameters = parameter_counts(loaded.asr_model)["base"]
     matrix = _zero_shot(args)
     studies = {
         "seeds": gather.seeds_section(args.exp_root, args.exp_dir, weight_result),

@@ -35,6 +35,7 @@ from espnet_ext.decode.int8 import PARTS as INT8_PARTS
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import JOB_DONE, DecodeOptions, decode_data_dir, merge_jobs
 from espnet_ext.fileio import atomic_write_text
+from espnet_ext.lora.inject import parameter_counts
 from espnet_ext.routing.routers import DEFAULT_TAU, ROUTINGS, make_router
 
 log = logging.getLogger("decode")
@@ -231,7 +232,8 @@ def main(argv=None) -> None:
     router = make_router(args.routing, args.temperature, args.tau, args.top_k, args.min_confidence,
                          lid.lid_only_min if lid is not None else None)
     model.asr_model.eval()
-    log.info("loaded %s in %.1f s", args.model, time.time() - start)
+    log.info("loaded %s (%d base parameters) in %.1f s", args.model, parameter_counts(model.asr_model)["base"],
+             time.time() - start)
     options = DecodeOptions(
         search=SearchConfig(beam_size=args.beam_size, max_tokens=args.max_tokens),
         batch_size=args.batch_size,

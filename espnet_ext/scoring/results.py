@@ -161,6 +161,13 @@ def decode_ms_per_utt(decode_dir: Path) -> Optional[float]:
     return 1000 * seconds / utts if utts else None
 
 
+def decode_base_model(decode_dir: Path) -> Optional[Tuple[str, int]]:
+    """(model name, base parameters) as the decode jobs log them ("loaded M (N base parameters)"); None for
+    logs written before they did."""
+    found = re.search(r"loaded (\S+) \((\d+) base parameters\)", _decode_logs(decode_dir))
+    return (found.group(1), int(found.group(2))) if found else None
+
+
 def peak_memory_mb(log_text: str) -> Optional[float]:
     """The largest "peak memory X MB" a log reports (decode jobs, train_lora); None for logs from before it."""
     found = [float(m) for m in re.findall(r"peak memory ([\d.]+) MB", log_text)]

@@ -14,6 +14,7 @@ from decode_helpers import headless_chromium, needs_chromium  # noqa: E402
 
 from espnet_ext.analysis import gather, weights
 from espnet_ext.analysis.report import MAX_SLIDES, Section, slide_count, slide_plan, write_report
+from espnet_ext.lora.adapter_files import read_adapter_weights
 from espnet_ext.scoring.results import Table
 
 
@@ -179,7 +180,6 @@ def test_the_data_size_sentence_compares_one_language_rank_start_and_step_count_
 
 def test_over_the_page_budget_the_last_sections_tables_give_way_to_their_figures(tmp_path):
     from espnet_ext.analysis.report import Figure
-    from espnet_ext.scoring.results import Table
 
     table = Table("t", ["a"], [["1"]])
     figure = Figure(tmp_path / "f.png", "caption", "source")
@@ -270,3 +270,38 @@ def test_every_system_reads_against_the_default_training_with_its_interval(tmp_p
     assert rows["tiny_all_r8"][change] == expected and expected.endswith("]")
     said = " ".join(section.paragraphs)
     assert f"tiny_all_r8 (LoRA r4) {expected}" in said and "by chance alone" in said
+
+
+def test_wer_against_model_size_draws_each_models_default_systems_once_two_sizes_were_decoded(tmp_path):
+    """Two models (sizes as their decodes log them): the zero-shot and rank-4 lines, each point a model's
+    default system with the WER of its scores.json; a tagged rerun stays out; "% of base" divides by each
+    system's own base. One size decoded: no figure."""
+    sizes = {"tiny_a": 1_000_000, "tiny_b": 4_000_000}
+    names = ["tiny_a_zeroshot", "tiny_a_all_r4", "tiny_a_all_r4_aug", "tiny_b_zeroshot", "tiny_b_all_r4"]
+    for i, name in enumerate(names):
+        model = name[:6]
+        decode_dir = tmp_path / name / ("decode_test_all_none" if name.endswith("zeroshot") else "decode_test_all_oracle")
+        write_decode(decode_dir, "test_all", 20 + i)
+        with (decode_dir / "log/decode.1.log").open("a") as log:
+            log.write(f"x decode INFO loaded {model} ({sizes[model]} base parameters) in 1.0 s\n")
+        if not name.endswith("zeroshot"):
+            save_bank(random_bank(scale=1.0), tmp_path / name / "adapters")
+    wer = {name: json.loads(next((tmp_path / name).glob("decode_*/scores.json")).read_text())["scores"]["all"]["wer"]["rate"]
+           for name in names}
+    figures = tmp_path / "figures"
+    section = gather.efficiency_section(tmp_path, None, figures, tmp_path / "tiny_a_all_r4")
+    assert (figures / "wer_vs_model_size.png").is_file()
+    said = " ".join(section.paragraphs)
+    assert (f"zero-shot: tiny_a {wer['tiny_a_zeroshot']:.2f}, tiny_b {wer['tiny_b_zeroshot']:.2f}; "
+            f"LoRA r4: tiny_a {wer['tiny_a_all_r4']:.2f}, tiny_b {wer['tiny_b_all_r4']:.2f}.") in said
+    table = section.tables[0]
+    rows = {row[0].split()[0]: row for row in table.rows}
+    share = table.columns.index("% of base")
+    trainable = sum(read_adapter_weights(d).parameter_count() for d in (tmp_path / "tiny_a_all_r4/adapters").iterdir())
+    assert float(rows["tiny_a_all_r4"][share]) == pytest.approx(100 * trainable / 1e6, abs=0.06)
+    assert float(rows["tiny_b_all_r4"][share]) == pytest.approx(100 * trainable / 4e6, abs=0.06)
+    for name in ("tiny_b_zeroshot", "tiny_b_all_r4"):
+        (tmp_path / name).rename(tmp_path / f"old_{name}")
+    alone = gather.efficiency_section(tmp_path, None, tmp_path / "figures_one", tmp_path / "tiny_a_all_r4")
+    assert not (tmp_path / "figures_one" / "wer_vs_model_size.png").exists()
+    assert all("model size" not in f.caption for f in alone.figures)
