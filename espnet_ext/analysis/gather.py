@@ -5,7 +5,7 @@ numbers read from them. A piece whose files are absent is left out and listed un
 """
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -231,28 +231,34 @@ def system_costs(exp_root: Path, test_set: str = "test_all") -> List[SystemCost]
     trained = sorted(exp_root.glob(f"*/decode_{test_set}_oracle"))
     systems = [_system_cost(d) for d in zeroshot + trained if (d / "scores.json").is_file()]
     if sum(s.kind == "base" for s in systems) > 1:  # one bare base per model: name each
-        for s in systems:
-            s.label = s.exp.name if s.kind == "base" else s.label
+        systems = [replace(s, label=s.exp.name) if s.kind == "base" else s for s in systems]
     return systems
 
 
+def changes_against(systems: Sequence[SystemCost], reference: Path, test_set: str = "test_all") -> Dict[Path, str]:
+    """Per system other than `reference` (an exp dir), its WER change against the reference's oracle decode of
+    `test_set` with the paired bootstrap 95% CI."""
+    reference_scores = _scores(reference / f"decode_{test_set}_oracle")
+    return {s.exp: change_with_ci(s.scores, reference_scores, None) for s in systems
+            if s.exp.resolve() != reference.resolve()}
+
+
 def efficiency_table(systems: Sequence[SystemCost], base_parameters: Optional[int], reference: Path,
-                     exp_root: Path, test_set: str = "test_all") -> Optional[Table]:
+                     versus: Mapping[Path, str], exp_root: Path, test_set: str = "test_all") -> Optional[Table]:
     """Per system: trainable parameters (per language and in all, % of its base: as its decode logged the base's
-    size, else `base_parameters`), size on disk, peak memory, decode ms per utterance, WER / CER, and the WER
-    change against the `reference` exp (the default training) with its paired bootstrap 95% CI."""
+    size, else `base_parameters`), size on disk, peak memory, decode ms per utterance, WER / CER, and `versus`
+    (`changes_against` the `reference` exp, the default training)."""
     if not systems:
         return None
-    reference_scores = _scores(reference / f"decode_{test_set}_oracle")
     rows = []
     for system in systems:
         base = system.base_parameters or base_parameters
         share = f"{100 * system.trainable / base:.1f}" if base else ""
         s = system.scores["scores"]["all"]
-        versus = "" if system.exp.resolve() == reference.resolve() else change_with_ci(system.scores, reference_scores, None)
         rows.append([system.label, f"{system.per_language / 1e6:.2f}", f"{system.trainable / 1e6:.2f}", share,
                      f"{system.on_disk_mb:.1f}", _number(system.train_mb, "{:.0f}"), _number(system.decode_mb, "{:.0f}"),
-                     _number(system.ms, "{:.0f}"), f"{s['wer']['rate']:.2f}", f"{s['cer']['rate']:.2f}", versus])
+                     _number(system.ms, "{:.0f}"), f"{system.wer:.2f}", f"{s['cer']['rate']:.2f}",
+                     versus.get(system.exp, "")])
     return Table(f"Efficiency on {test_set}", ["system", "trainable M per language", "trainable M in all",
                                                "% of base", "on disk MB", "training peak MB", "decode peak MB",
                                                "decode ms/utt", "WER", "CER", f"WER vs {reference.name}"],
@@ -434,6 +440,7 @@ def efficiency_figure(systems: Sequence[SystemCost], stem: Path) -> Optional[Lis
         ax.annotate(system.label, (system.trainable, system.wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
     for base in (s for s in systems if s.kind == "base"):
         ax.axhline(base.wer, color="black", ls="--", lw=0.8, label=base.label)
+    if any(s.kind == "base" for s in systems):
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (all languages together)")
@@ -478,17 +485,17 @@ def efficiency_section(exp_root: Path, base_parameters: Optional[int], figures_d
     """Cost and WER of every system on test_all, each against the default training `exp_dir` (the ranks
     study's other ranks among them), with the default's reruns under other seeds as the yardstick."""
     systems = system_costs(exp_root)
-    table = efficiency_table(systems, base_parameters, exp_dir, exp_root)
+    versus = changes_against(systems, exp_dir)
+    table = efficiency_table(systems, base_parameters, exp_dir, versus, exp_root)
     if table is None:
         return None
-    versus = {system.exp: row[-1] for system, row in zip(systems, table.rows)}
     lora = [s for s in systems if s.kind == "lora"]
     message = "Trainable parameters, size on disk and decode time of each system"
     base = lora[0].base_parameters or base_parameters if lora else None
     if base:
         message = (f"{lora[0].label} trains {100 * lora[0].trainable / base:.1f}% of the base's weights "
                    f"for all its languages together ({lora[0].on_disk_mb:.1f} MB on disk)")
-    compared = [s for s in lora if versus[s.exp]]
+    compared = [s for s in lora if versus.get(s.exp)]
     paragraphs = ["Peak memory is the process's peak resident memory as train_lora and each decode job log it (blank "
                   "for logs written before they did); decode time is the jobs' own time over their utterances, one "
                   "thread per job."]

@@ -132,8 +132,10 @@ def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_3
     clips encoded alone; `speed`: LID training augmentation)."""
     utterances = sorted(read_data_dir(data_dir), key=lambda u: -u.duration)
     audios = [utterance_audio(u) for u in utterances]
-    if transform is not None:
+    if transform is not None:  # (in duration order: the transform's random draws do not depend on batching)
         audios = [transform(a) for a in audios]
+        order = sorted(range(len(audios)), key=lambda i: -len(audios[i]))  # a batch pads to its own length
+        utterances, audios = [utterances[i] for i in order], [audios[i] for i in order]
     device = next(loaded.asr_model.parameters()).device
     frames: List[np.ndarray] = []
     for start in tqdm(range(0, len(audios), batch_size), desc=f"LID frames {Path(data_dir).name}", unit="batch"):

@@ -7,6 +7,10 @@ equally often (balanced sampling, whatever the corpus's shares), each utterance 
 in every head but the linear one, and the epoch kept is the one with the best dev accuracy (other
 voices than training's), never a test number.
 
+An epoch's crops are batched by length (sorted, cut into batches, the batches shuffled): with mixed
+lengths, 55% of the frames a batch computed on were padding, and the three seeds of the default head
+took more than stage 4's 5-minute budget (README, "Language ID and routing").
+
 Crops are cut from the frames of the whole utterance's pass, not re-encoded: self-attention below the
 tap has seen the whole utterance, so a crop is easier than the same seconds encoded alone. Short
 utterances and the 1 s windows of the language-over-time track (espnet_ext.lid.segments) are encoded
@@ -74,6 +78,15 @@ def epoch_order(langs: Sequence[str], balanced: bool, rng: np.random.Generator) 
     return np.array([groups[g][rng.integers(0, len(groups[g]))] for g in picks])
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """Positions 0..len(lengths)-1 in batches of similar length (sorted by length, ties in random order,
+    cut into `batch_size` runs), the batches in random order: each batch pads to little more than its
+    own length."""
+    order = np.lexsort((rng.permutation(len(lengths)), np.asarray(lengths)))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def crop(frames: np.ndarray, duration: float, seconds: Tuple[float, float], rng: np.random.Generator) -> np.ndarray:
     """A random crop of `seconds[0]..seconds[1]` (uniform) of an utterance's frames; shorter ones whole."""
     per_second = len(frames) / max(duration, 1e-6)
@@ -87,11 +100,13 @@ def crop(frames: np.ndarray, duration: float, seconds: Tuple[float, float], rng:
 @torch.no_grad()
 def predict(head: LIDHead, features: FrameFeatures, batch_size: int = 64) -> np.ndarray:
     """Posteriors `[utterances, languages]` of whole utterances, in `features` order."""
-    parts = []
-    for start in range(0, len(features.frames), batch_size):
-        hidden, lengths = pad_frames(features.frames[start : start + batch_size])
-        parts.append(head(hidden, lengths).numpy())
-    return np.concatenate(parts)
+    order = np.argsort([len(f) for f in features.frames], kind="stable")  # similar lengths share a batch
+    posteriors = np.zeros((len(order), len(head.languages)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        hidden, lengths = pad_frames([features.frames[i] for i in index])
+        posteriors[index] = head(hidden, lengths).numpy()
+    return posteriors
 
 
 def fit_head(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
@@ -120,12 +135,11 @@ def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"LID head {head.kind}", unit="epoch"):
         head.train()
         order, losses = epoch_order(train.langs, config.balanced, rng), []
-        for start in range(0, len(order), config.batch_size):
-            index = order[start : start + config.batch_size]
-            frames = [train.frames[i] if config.crop is None else
-                      crop(train.frames[i], train.durations[i], config.crop, rng) for i in index]
-            hidden, lengths = pad_frames(frames)
-            loss = nn.functional.cross_entropy(head.logits(hidden, lengths), torch.from_numpy(labels[index]))
+        crops = [train.frames[i] if config.crop is None else
+                 crop(train.frames[i], train.durations[i], config.crop, rng) for i in order]
+        for batch in length_batches([len(c) for c in crops], config.batch_size, rng):
+            hidden, lengths = pad_frames([crops[j] for j in batch])
+            loss = nn.functional.cross_entropy(head.logits(hidden, lengths), torch.from_numpy(labels[order[batch]]))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

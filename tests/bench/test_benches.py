@@ -98,3 +98,29 @@ def test_the_gpu_training_script_dry_run_runs_the_grid_and_reads_the_trainers_th
     (row,) = [r for r in table_rows(done.stdout) if r[0] == "fp32"]
     assert row[1] == "4"  # 2 epochs of 2 steps, summed from the two epochs' lines
     assert float(row[2]) > 0 and row[4] == "1.00x" and row[5] == "nan"  # no GPU memory on the CPU
+
+
+def test_lid_training_times_the_same_crops_in_drawn_order_and_in_length_batches(tmp_path, capsys):
+    """On a tap-frame cache as stage 4 writes it (Kaldi compressed matrices, utt2lang, utt2dur): both rows,
+    and batches by length compute on far fewer padded frames than the same crops in drawn order."""
+    import kaldiio
+    import numpy as np
+
+    import lid_training
+
+    rng = np.random.default_rng(0)
+    for name in ("train_all", "train_all_crops_0.5-2s_1"):
+        cache = tmp_path / name
+        cache.mkdir()
+        frames = {f"{name}-{i}": rng.normal(size=(int(rng.integers(25, 250)), 8)).astype(np.float32) for i in range(96)}
+        kaldiio.save_ark(str(cache / "feats.ark"), frames, scp=str(cache / "feats.scp"), compression_method=2)
+        (cache / "utt2lang").write_text("".join(f"{u} {('hi', 'pa', 'te', 'it')[i % 4]}\n" for i, u in enumerate(frames)))
+        (cache / "utt2dur").write_text("".join(f"{u} {len(m) / 50:.3f}\n" for u, m in frames.items()))
+    lid_training.main(["--feats_dir", str(tmp_path), "--repeats", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    padding = {name: float(share) for name, share in re.findall(r"(drawn order|length batches): .* ([0-9.]+)% of the", out)}
+    assert "192 crops of 192 training items" in out and set(padding) == {"drawn order", "length batches"}
+    assert padding["length batches"] < 20 < 40 < padding["drawn order"]
+    assert re.search(r"drawn order / length batches: [0-9.]+x", out)
+    with pytest.raises(SystemExit, match="no train\\*/feats.scp under"):
+        lid_training.main(["--feats_dir", str(tmp_path / "nothing")])

@@ -7,7 +7,8 @@ from safetensors.torch import load_file, save_file
 from espnet_ext.lid.features import FrameFeatures
 from espnet_ext.lid.heads import HEADS, WEIGHTS_NAME, LIDFileError, load_head, make_head
 from espnet_ext.lid.train import (
-    HeadTraining, crop, dev_tau, epoch_order, evaluate, expected_calibration_error, fit_head, predict,
+    HeadTraining, crop, dev_tau, epoch_order, evaluate, expected_calibration_error, fit_head, length_batches,
+    predict,
 )
 
 LANGS = ("hi", "pa", "te", "it")
@@ -60,6 +61,26 @@ def test_balanced_epochs_draw_languages_equally_whatever_their_shares():
     share_te = np.mean([langs[i] == "te" for i in order])
     assert len(order) == 1000 and 0.45 < share_te < 0.55
     assert sorted(epoch_order(langs, False, np.random.default_rng(0))) == list(range(1000))
+
+
+def test_length_batches_hold_every_item_once_and_pad_little():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(25, 250, 1000)  # 0.5-5 s of 50 frames per second
+    batches = length_batches(lengths, 32, rng)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    assert [len(b) for b in batches].count(32) == 31 and sum(len(b) < 32 for b in batches) == 1
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    mixed = sum(32 * lengths[i : i + 32].max() for i in range(0, 1000, 32))  # the same items in drawn order
+    assert padded < 1.05 * lengths.sum() < 0.7 * mixed
+    starts = [int(lengths[b].min()) for b in batches]
+    assert starts != sorted(starts)  # batches in random order, not shortest first
+
+
+@pytest.mark.parametrize("kind", ["asp", "cnn"])
+def test_predict_gives_each_utterance_what_it_gets_alone_whatever_its_batch(kind):
+    head, feats = make_head(kind, 3, LANGS, 16).eval(), toy(70, 5)
+    alone = np.stack([head(torch.from_numpy(f)[None], torch.tensor([len(f)]))[0].numpy() for f in feats.frames])
+    np.testing.assert_allclose(predict(head, feats, batch_size=16), alone, atol=1e-5)
 
 
 def test_crops_stay_inside_the_utterance_and_within_the_asked_seconds():
