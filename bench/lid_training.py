@@ -17,16 +17,13 @@ Usage (after stage 4 of the default run, which caches the tap frames):
 """
 import argparse
 from pathlib import Path
-from typing import List
-
 import numpy as np
 import torch
-from torch import nn
 
 from common import median_seconds
 from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices
 from espnet_ext.lid.heads import HEADS, make_head
-from espnet_ext.lid.train import HeadTraining, crop, epoch_order, length_batches, pad_frames, set_statistics
+from espnet_ext.lid.train import HeadTraining, crop, epoch_order, length_batches, set_statistics, train_batches
 from espnet_ext.languages import LANGUAGES
 
 
@@ -38,16 +35,6 @@ def training_frames(feats_dir: Path) -> FrameFeatures:
                          "(./run.sh --stage 4 --stop_stage 4), or give its --feats_dir")
     parts = [cached_tap_frames(None, d, 0, d) for d in caches]  # cached: no model is needed to read them
     return sum(parts[1:], parts[0])
-
-
-def epoch(head, crops: List[np.ndarray], labels: np.ndarray, batches: List[np.ndarray], optimizer) -> None:
-    head.train()
-    for batch in batches:
-        hidden, lengths = pad_frames([crops[j] for j in batch])
-        loss = nn.functional.cross_entropy(head.logits(hidden, lengths), torch.from_numpy(labels[batch]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
 
 def main(argv=None) -> None:
@@ -76,7 +63,9 @@ def main(argv=None) -> None:
         head = make_head(args.head, 0, languages, train.frames[0].shape[1])
         set_statistics(head, train)
         optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        seconds[name] = median_seconds(lambda: epoch(head, crops, labels, batches, optimizer), args.repeats)
+        head.train()
+        seconds[name] = median_seconds(lambda: train_batches(head, crops, labels, batches, optimizer),
+                                       args.repeats)
         computed = sum(len(b) * lengths[b].max() for b in batches)
         print(f"{name:>15}: {seconds[name]:6.2f} s per epoch, {100 * (1 - lengths.sum() / computed):4.1f}% of the "
               f"frames computed are padding")

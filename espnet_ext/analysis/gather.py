@@ -438,9 +438,10 @@ def efficiency_figure(systems: Sequence[SystemCost], stem: Path) -> Optional[Lis
     for system in trained:
         ax.scatter(system.trainable, system.wer)
         ax.annotate(system.label, (system.trainable, system.wer), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    for base in (s for s in systems if s.kind == "base"):
+    bases = [s for s in systems if s.kind == "base"]
+    for base in bases:
         ax.axhline(base.wer, color="black", ls="--", lw=0.8, label=base.label)
-    if any(s.kind == "base" for s in systems):
+    if bases:
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (all languages together)")

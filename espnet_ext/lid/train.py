@@ -109,6 +109,20 @@ def predict(head: LIDHead, features: FrameFeatures, batch_size: int = 64) -> np.
     return posteriors
 
 
+def train_batches(head: LIDHead, crops: Sequence[np.ndarray], labels: np.ndarray, batches: Sequence[np.ndarray],
+                  optimizer: torch.optim.Optimizer) -> List[float]:
+    """One optimizer step per batch (positions into `crops` and `labels`); each batch's loss."""
+    losses = []
+    for batch in batches:
+        hidden, lengths = pad_frames([crops[j] for j in batch])
+        loss = nn.functional.cross_entropy(head.logits(hidden, lengths), torch.from_numpy(labels[batch]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 def fit_head(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
     """Train `head` from a fresh initialisation drawn from `config.seed` (module docstring); it ends
     holding its best-dev-accuracy epoch. Per-epoch history. A `SeedEnsemble`'s member i is trained
@@ -134,16 +148,11 @@ def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
     history, best, best_state = [], -1.0, None
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"LID head {head.kind}", unit="epoch"):
         head.train()
-        order, losses = epoch_order(train.langs, config.balanced, rng), []
+        order = epoch_order(train.langs, config.balanced, rng)
         crops = [train.frames[i] if config.crop is None else
                  crop(train.frames[i], train.durations[i], config.crop, rng) for i in order]
-        for batch in length_batches([len(c) for c in crops], config.batch_size, rng):
-            hidden, lengths = pad_frames([crops[j] for j in batch])
-            loss = nn.functional.cross_entropy(head.logits(hidden, lengths), torch.from_numpy(labels[order[batch]]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses = train_batches(head, crops, labels[order], length_batches([len(c) for c in crops],
+                                                                          config.batch_size, rng), optimizer)
         dev_accuracy = float((predict(head, dev).argmax(-1) == dev_labels).mean())
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "dev_accuracy": dev_accuracy})
         if dev_accuracy > best:
