@@ -17,6 +17,7 @@ Usage (after stage 4 of the default run, which caches the tap frames):
 """
 import argparse
 from pathlib import Path
+
 import numpy as np
 import torch
 
