@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""What batching costs a LID head's training epoch: crops in drawn order against crops batched by length.
+"""What batching and pooling cost a LID head's training epoch: crops in drawn order, crops batched by
+length, and (asp) its attention pooling by elementwise sums against matrix products.
 
 One epoch of stage 4's training draws each utterance's random 1-5 s crop (espnet_ext.lid.train); a
-batch pads its crops to its longest. Both rows below take the same epoch: the same utterances, the same
+batch pads its crops to its longest. The rows below take the same epoch: the same utterances, the same
 crops, the same head kind and initialisation, batch size, optimizer and threads; each is the median of
 `--repeats` epochs (forward, backward, optimizer step) after one untimed warm-up epoch:
 
   drawn order:    batches cut from the epoch's draw as it comes (the training before 7 Dec 2026);
+  length batches, pooled by sums (asp only): length batches, the asp head pooling by summing
+                  attention x frames over [batch, frames, width] products (the training until 7 Dec);
   length batches: `espnet_ext.lid.train.length_batches`, similar lengths together (the training now).
 
-Each row also gives the share of the frames it computes on that are padding. The ratio is drawn order
+Each row also gives the share of the frames it computes on that are padding. The ratios are each row
 over length batches (how many times faster an epoch is now).
 
 Usage (after stage 4 of the default run, which caches the tap frames):
@@ -23,9 +26,10 @@ import torch
 
 from common import median_seconds
 from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices
-from espnet_ext.lid.heads import HEADS, make_head
+from espnet_ext.lid.heads import HEADS, ASPHead
 from espnet_ext.lid.train import HeadTraining, crop, epoch_order, length_batches, set_statistics, train_batches
 from espnet_ext.languages import LANGUAGES
+from espnet_ext.models.whisper_forward import frame_mask
 
 
 def training_frames(feats_dir: Path) -> FrameFeatures:
@@ -36,6 +40,19 @@ def training_frames(feats_dir: Path) -> FrameFeatures:
                          "(./run.sh --stage 4 --stop_stage 4), or give its --feats_dir")
     parts = [cached_tap_frames(None, d, 0, d) for d in caches]  # cached: no model is needed to read them
     return sum(parts[1:], parts[0])
+
+
+class SummedASP(ASPHead):
+    """The asp head as it pooled until 7 Dec 2026: the same numbers (to float32 rounding) by elementwise
+    products and sums."""
+
+    def logits(self, hidden, lengths):
+        x = self.standardise(hidden)
+        mask = frame_mask(lengths.to(x.device), x.size(1))
+        alpha = torch.softmax(self.score(x).squeeze(-1).masked_fill(~mask, float("-inf")), dim=-1)[..., None]
+        mean = (alpha * x).sum(1)
+        std = ((alpha * (x - mean[:, None]) ** 2).sum(1)).clamp_min(1e-6).sqrt()
+        return self.out(torch.cat([mean, std], dim=-1))
 
 
 def main(argv=None) -> None:
@@ -53,24 +70,28 @@ def main(argv=None) -> None:
     crops = [crop(train.frames[i], train.durations[i], config.crop, rng) for i in order]
     labels = label_indices(train.langs, languages)[order]
     lengths = np.array([len(c) for c in crops])
-    rows = {"drawn order": [np.arange(s, min(s + config.batch_size, len(order)))
-                            for s in range(0, len(order), config.batch_size)],
-            "length batches": length_batches(lengths, config.batch_size, rng)}
+    by_length = length_batches(lengths, config.batch_size, rng)
+    rows = {"drawn order": ([np.arange(s, min(s + config.batch_size, len(order)))
+                             for s in range(0, len(order), config.batch_size)], HEADS[args.head])}
+    if args.head == "asp":
+        rows["length batches, pooled by sums"] = (by_length, SummedASP)
+    rows["length batches"] = (by_length, HEADS[args.head])
     print(f"{len(order)} crops of {len(train.frames)} training items, {args.head} head, batch {config.batch_size}, "
           f"{args.threads} threads, median of {args.repeats} epochs after a warm-up")
     seconds = {}
-    for name, batches in rows.items():
+    for name, (batches, kind) in rows.items():
         torch.manual_seed(0)
-        head = make_head(args.head, 0, languages, train.frames[0].shape[1])
+        head = kind(0, languages, train.frames[0].shape[1])
         set_statistics(head, train)
         optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         head.train()
         seconds[name] = median_seconds(lambda: train_batches(head, crops, labels, batches, optimizer),
                                        args.repeats)
         computed = sum(len(b) * lengths[b].max() for b in batches)
-        print(f"{name:>15}: {seconds[name]:6.2f} s per epoch, {100 * (1 - lengths.sum() / computed):4.1f}% of the "
+        print(f"{name:>30}: {seconds[name]:6.2f} s per epoch, {100 * (1 - lengths.sum() / computed):4.1f}% of the "
               f"frames computed are padding")
-    print(f"drawn order / length batches: {seconds['drawn order'] / seconds['length batches']:.2f}x")
+    for name in list(rows)[:-1]:
+        print(f"{name} / length batches: {seconds[name] / seconds['length batches']:.2f}x")
 
 
 if __name__ == "__main__":

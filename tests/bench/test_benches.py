@@ -118,9 +118,11 @@ def test_lid_training_times_the_same_crops_in_drawn_order_and_in_length_batches(
         (cache / "utt2dur").write_text("".join(f"{u} {len(m) / 50:.3f}\n" for u, m in frames.items()))
     lid_training.main(["--feats_dir", str(tmp_path), "--repeats", "1", "--threads", "1"])
     out = capsys.readouterr().out
-    padding = {name: float(share) for name, share in re.findall(r"(drawn order|length batches): .* ([0-9.]+)% of the", out)}
-    assert "192 crops of 192 training items" in out and set(padding) == {"drawn order", "length batches"}
-    assert padding["length batches"] < 20 < 40 < padding["drawn order"]
-    assert re.search(r"drawn order / length batches: [0-9.]+x", out)
+    padding = {name: float(share) for name, share in re.findall(r"^ *(.+): .* ([0-9.]+)% of the", out, re.M)}
+    assert "192 crops of 192 training items" in out
+    assert set(padding) == {"drawn order", "length batches, pooled by sums", "length batches"}
+    assert padding["length batches"] == padding["length batches, pooled by sums"] < 20 < 40 < padding["drawn order"]
+    assert re.search(r"^drawn order / length batches: [0-9.]+x", out, re.M)
+    assert re.search(r"^length batches, pooled by sums / length batches: [0-9.]+x", out, re.M)
     with pytest.raises(SystemExit, match="no train\\*/feats.scp under"):
         lid_training.main(["--feats_dir", str(tmp_path / "nothing")])

@@ -8,7 +8,7 @@ from espnet_ext.lid.features import FrameFeatures
 from espnet_ext.lid.heads import HEADS, WEIGHTS_NAME, LIDFileError, load_head, make_head
 from espnet_ext.lid.train import (
     HeadTraining, crop, dev_tau, epoch_order, evaluate, expected_calibration_error, fit_head, length_batches,
-    predict,
+    predict, set_statistics,
 )
 
 LANGS = ("hi", "pa", "te", "it")
@@ -53,6 +53,29 @@ def test_heads_ignore_padding_and_round_trip_their_files(kind, tmp_path):
     torch.testing.assert_close(loaded(x, torch.tensor([30])), head(x, torch.tensor([30])))
     with pytest.raises(LIDFileError, match="trained on whisper_tiny_random .*, not whisper_base"):
         load_head(tmp_path / kind, "whisper_base", "abc")
+
+
+def test_asp_pools_the_attention_weighted_mean_and_deviation_of_its_frames():
+    head = make_head("asp", 2, LANGS, 16).eval()
+    head.mean.normal_()
+    head.std.uniform_(0.5, 2.0)
+    x, lengths = torch.randn(3, 40, 16) * 3 + 1, torch.tensor([40, 25, 7])
+    rows = []
+    for i, n in enumerate(lengths.tolist()):
+        z = head.standardise(x[i, :n])
+        alpha = torch.softmax(head.score(z).squeeze(-1), dim=0)[:, None]
+        mean = (alpha * z).sum(0)
+        rows.append(torch.cat([mean, (alpha * (z - mean) ** 2).sum(0).sqrt()]))
+    torch.testing.assert_close(head.logits(x, lengths), head.out(torch.stack(rows)), atol=1e-5, rtol=1e-4)
+
+
+def test_standardisation_is_every_training_frames_mean_and_deviation():
+    train = toy(50, 0)
+    head = make_head("mlp", 2, LANGS, 16)
+    set_statistics(head, train)
+    frames = np.concatenate(train.frames)
+    np.testing.assert_allclose(head.mean.numpy(), frames.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head.std.numpy(), frames.std(0), rtol=1e-5)
 
 
 def test_balanced_epochs_draw_languages_equally_whatever_their_shares():
