@@ -5,7 +5,10 @@ Unseen voices are the hard part of LID here (a linear probe is perfect on the tr
 equally often (balanced sampling, whatever the corpus's shares), each utterance is seen as a random
 1-5 s crop of its frames (a new one every epoch; short test utterances look like crops), dropout sits
 in every head but the linear one, and the epoch kept is the one with the best dev accuracy (other
-voices than training's), never a test number.
+voices than training's), never a test number. The learning rate falls from `lr` to 0 along a cosine
+over the training's steps: at a constant rate, one of the default ensemble's three seeds was best on
+dev at epoch 6 and 95.6% right on test (Punjabi 85%); with the cosine, the same three seeds are 98.6-99.6%
+right on test (README, "Language ID and routing").
 
 An epoch's crops are batched by length (sorted, cut into batches, the batches shuffled): with mixed
 lengths, 55% of the frames a batch computed on were padding, and the three seeds of the default head
@@ -26,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from espnet_ext.lid.features import FrameFeatures, label_indices
@@ -116,8 +120,9 @@ def predict(head: LIDHead, features: FrameFeatures, batch_size: int = 64) -> np.
 
 
 def train_batches(head: LIDHead, crops: Sequence[np.ndarray], labels: np.ndarray, batches: Sequence[np.ndarray],
-                  optimizer: torch.optim.Optimizer) -> List[float]:
-    """One optimizer step per batch (positions into `crops` and `labels`); each batch's loss."""
+                  optimizer: torch.optim.Optimizer, schedule: Optional[LRScheduler] = None) -> List[float]:
+    """One optimizer step per batch (positions into `crops` and `labels`), and one `schedule` step after
+    it; each batch's loss."""
     losses = []
     for batch in batches:
         hidden, lengths = pad_frames([crops[j] for j in batch])
@@ -125,6 +130,8 @@ def train_batches(head: LIDHead, crops: Sequence[np.ndarray], labels: np.ndarray
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(loss.item())
     return losses
 
@@ -151,14 +158,16 @@ def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
     dev_labels = label_indices(dev.langs, head.languages)
     optimizer = torch.optim.Adam([p for p in head.parameters() if p.requires_grad], lr=config.lr,
                                  weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train.frames) // config.batch_size)  # an epoch draws as many crops as utterances
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     history, best, best_state = [], -1.0, None
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"LID head {head.kind}", unit="epoch"):
         head.train()
         order = epoch_order(train.langs, config.balanced, rng)
         crops = [train.frames[i] if config.crop is None else
                  crop(train.frames[i], train.durations[i], config.crop, rng) for i in order]
-        losses = train_batches(head, crops, labels[order], length_batches([len(c) for c in crops],
-                                                                          config.batch_size, rng), optimizer)
+        losses = train_batches(head, crops, labels[order], length_batches([len(c) for c in crops], config.batch_size,
+                                                                          rng), optimizer, schedule)
         dev_accuracy = float((predict(head, dev).argmax(-1) == dev_labels).mean())
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "dev_accuracy": dev_accuracy})
         if dev_accuracy > best:

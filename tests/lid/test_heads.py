@@ -8,7 +8,7 @@ from espnet_ext.lid.features import FrameFeatures
 from espnet_ext.lid.heads import HEADS, WEIGHTS_NAME, LIDFileError, load_head, make_head
 from espnet_ext.lid.train import (
     HeadTraining, crop, dev_tau, epoch_order, evaluate, expected_calibration_error, fit_head, length_batches,
-    predict, set_statistics,
+    predict, set_statistics, train_batches,
 )
 
 LANGS = ("hi", "pa", "te", "it")
@@ -67,6 +67,16 @@ def test_asp_pools_the_attention_weighted_mean_and_deviation_of_its_frames():
         mean = (alpha * z).sum(0)
         rows.append(torch.cat([mean, (alpha * (z - mean) ** 2).sum(0).sqrt()]))
     torch.testing.assert_close(head.logits(x, lengths), head.out(torch.stack(rows)), atol=1e-5, rtol=1e-4)
+
+
+def test_training_steps_its_learning_rate_schedule_once_per_batch():
+    train = toy(40, 0)
+    head = make_head("linear", 2, LANGS, 16)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=8)
+    batches = length_batches([len(f) for f in train.frames], 10, np.random.default_rng(0))
+    losses = train_batches(head, train.frames, np.arange(40) % 4, batches, optimizer, schedule)
+    assert len(losses) == 4 and optimizer.param_groups[0]["lr"] == pytest.approx(5e-3)  # half way down the cosine
 
 
 def test_standardisation_is_every_training_frames_mean_and_deviation():
