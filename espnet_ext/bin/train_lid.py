@@ -16,8 +16,8 @@ confidently (top posterior >= the threshold router's tau) to an in-set adapter. 
 on dev (espnet_ext.lid.train.dev_tau) and saved with it, as are the LID-only classes' thresholds.
 
 The tap's frames are extracted once per data dir into `<feats_dir>/<dir name>/` (default `<out_dir>/feats`; heads
-trained into other out dirs on the same bank may share one, as the robustness study's do) (Kaldi compressed matrices,
-kaldiio) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
+trained into other out dirs on the same bank may share one, as the robustness study's do) (float16
+matrices in a kaldiio ark/scp) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
 adapters off). Each head is trained on train (balanced languages, random 1-5 s crops of each whole
 utterance's frames, and --alone_crops copies of the training audio cut to 0.5-2 s stretches encoded alone), its epoch chosen
 by dev accuracy, and evaluated on train, dev and test; it is saved in `<out_dir>/<head>/` (lid_config.json

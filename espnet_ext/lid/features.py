@@ -149,17 +149,19 @@ def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_3
 
 def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8,
                       transform: Optional[AudioTransform] = None) -> FrameFeatures:
-    """`tap_frames`, extracted once into `cache_dir/` as Kaldi compressed matrices (kaldiio `feats.ark`,
-    `feats.scp`, written last, so a killed extraction is redone) + `utt2lang` + `utt2dur`; a rerun, and
-    this call itself, read the cache (training sees what every rerun sees)."""
+    """`tap_frames`, extracted once into `cache_dir/` as float16 matrices (kaldiio `feats.ark` of NumPy
+    entries, `feats.scp`, written last, so a killed extraction is redone) + `utt2lang` + `utt2dur`; a
+    rerun, and this call itself, read the cache (training sees what every rerun sees). float16 keeps each
+    value to 1 part in 2,000, twice the size of Kaldi's 8-bit compression but finer, and is written in a
+    second where that compression took ~25 s of stage 4 (caches in it still read)."""
     import kaldiio
 
     scp = cache_dir / "feats.scp"
     if not scp.is_file():
         features = tap_frames(loaded, data_dir, layer, batch_size, transform=transform)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        kaldiio.save_ark(str(cache_dir / "feats.ark"), dict(zip(features.utt_ids, features.frames)),
-                         scp=str(cache_dir / "feats.scp.tmp"), compression_method=2)
+        kaldiio.save_ark(str(cache_dir / "feats.ark"), {u: f.astype(np.float16) for u, f in zip(features.utt_ids, features.frames)},
+                         scp=str(cache_dir / "feats.scp.tmp"), write_function="numpy")
         atomic_write_text(cache_dir / "utt2lang", "".join(f"{u} {x}\n" for u, x in zip(features.utt_ids, features.langs)))
         atomic_write_text(cache_dir / "utt2dur", "".join(f"{u} {d:.3f}\n" for u, d in zip(features.utt_ids, features.durations)))
         (cache_dir / "feats.scp.tmp").rename(scp)
