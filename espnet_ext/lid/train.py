@@ -23,6 +23,8 @@ alone, so the training set also holds stretches of the training audio encoded al
 evaluation are real short utterances, encoded alone.
 """
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -139,12 +141,39 @@ def train_batches(head: LIDHead, crops: Sequence[np.ndarray], labels: np.ndarray
 def fit_head(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
     """Train `head` from a fresh initialisation drawn from `config.seed` (module docstring); it ends
     holding its best-dev-accuracy epoch. Per-epoch history. A `SeedEnsemble`'s member i is trained
-    alone from seed + i (its history rows carry `member`)."""
+    alone from seed + i (its history rows carry `member`), all members at once (`_fit_members`)."""
     set_statistics(head, train)
     if isinstance(head, SeedEnsemble):
-        return [{**row, "member": i} for i, member in enumerate(head.members)
-                for row in _fit_one(member, train, dev, replace(config, seed=config.seed + i))]
+        return _fit_members(head, train, dev, config)
     return _fit_one(head, train, dev, config)
+
+
+_FORKED: Dict[str, object] = {}  # what member processes inherit when forked (the frames, ~1 GB, are never pickled)
+
+
+def _fit_member(i: int) -> Tuple[Dict[str, torch.Tensor], List[Dict[str, float]]]:
+    """In a forked process: member i of `_FORKED`'s ensemble trained; its weights and history."""
+    torch.set_num_threads(1)  # forked after the parent's OpenMP threads ran: a child starting more hangs (libgomp)
+    member, config = _FORKED["head"].members[i], replace(_FORKED["config"], seed=_FORKED["config"].seed + i)
+    history = _fit_one(member, _FORKED["train"], _FORKED["dev"], config)
+    return member.state_dict(), history
+
+
+def _fit_members(head: SeedEnsemble, train: FrameFeatures, dev: FrameFeatures,
+                 config: HeadTraining) -> List[Dict[str, float]]:
+    """Each member trained in its own forked process on one thread, all at once: a head's small
+    matrices gain little from a second thread (1.35x on 2 cores), so on 2 cores three one-thread
+    members finish sooner than three two-thread ones in turn (stage 4: 166 s -> README, "Language ID and
+    routing"). The same seed gives the same member whatever ran beside it."""
+    _FORKED.update(head=head, train=train, dev=dev, config=config)
+    try:
+        with ProcessPoolExecutor(len(head.members), mp_context=multiprocessing.get_context("fork")) as pool:
+            trained = list(pool.map(_fit_member, range(len(head.members))))
+    finally:
+        _FORKED.clear()
+    for member, (state, _) in zip(head.members, trained):
+        member.load_state_dict(state)
+    return [{**row, "member": i} for i, (_, history) in enumerate(trained) for row in history]
 
 
 def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
@@ -161,7 +190,7 @@ def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
     steps_per_epoch = -(-len(train.frames) // config.batch_size)  # an epoch draws as many crops as utterances
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
     history, best, best_state = [], -1.0, None
-    for epoch in tqdm(range(1, config.epochs + 1), desc=f"LID head {head.kind}", unit="epoch"):
+    for epoch in tqdm(range(1, config.epochs + 1), desc=f"LID head {head.kind}, seed {config.seed}", unit="epoch"):
         head.train()
         order = epoch_order(train.langs, config.balanced, rng)
         crops = [train.frames[i] if config.crop is None else
@@ -173,7 +202,7 @@ def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
         if dev_accuracy > best:
             best, best_state = dev_accuracy, {k: v.clone() for k, v in head.state_dict().items()}
     head.load_state_dict(best_state)
-    log.info("LID head %s: best dev accuracy %.1f%% (epoch %d)", head.kind, 100 * best,
+    log.info("LID head %s, seed %d: best dev accuracy %.1f%% (epoch %d)", head.kind, config.seed, 100 * best,
              max(history, key=lambda h: (h["dev_accuracy"], -h["epoch"]))["epoch"])
     return history
 
