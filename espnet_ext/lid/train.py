@@ -162,9 +162,9 @@ def _fit_member(i: int) -> Tuple[Dict[str, torch.Tensor], List[Dict[str, float]]
 def _fit_members(head: SeedEnsemble, train: FrameFeatures, dev: FrameFeatures,
                  config: HeadTraining) -> List[Dict[str, float]]:
     """Each member trained in its own forked process on one thread, all at once: a head's small
-    matrices gain little from a second thread (1.35x on 2 cores), so on 2 cores three one-thread
-    members finish sooner than three two-thread ones in turn (stage 4: 166 s -> README, "Language ID and
-    routing"). The same seed gives the same member whatever ran beside it."""
+    matrices gain little from a second thread, so on 2 cores three one-thread members finish sooner
+    than three two-thread ones in turn (stage 4's three members: 166 -> 124 s; README, "Language ID and
+    routing"). A member's numbers depend on its seed alone, not on what runs beside it."""
     _FORKED.update(head=head, train=train, dev=dev, config=config)
     try:
         with ProcessPoolExecutor(len(head.members), mp_context=multiprocessing.get_context("fork")) as pool:
