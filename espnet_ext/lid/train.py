@@ -70,8 +70,8 @@ def set_statistics(head: LIDHead, train: FrameFeatures) -> None:
         frames = frames.astype(np.float64)
         total, squares, count = total + frames.sum(0), squares + (frames * frames).sum(0), count + len(frames)
     mean = total / count
-    std = torch.from_numpy(np.sqrt(np.maximum(squares / count - mean * mean, 0.0)).astype(np.float32)).clamp_min(1e-5)
-    mean = torch.from_numpy(mean.astype(np.float32))
+    deviation = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+    mean, std = torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(deviation.astype(np.float32)).clamp_min(1e-5)
     for module in getattr(head, "members", [head]):  # (an ensemble standardises in its members)
         module.mean.copy_(mean)
         module.std.copy_(std)
