@@ -36,7 +36,7 @@ from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import JOB_DONE, DecodeOptions, decode_data_dir, merge_jobs
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lora.inject import parameter_counts
-from espnet_ext.routing.routers import DEFAULT_TAU, ROUTINGS, make_router
+from espnet_ext.routing.routers import DEFAULT_TAU, ROUTINGS, SOFT_TEMPERATURE, make_router
 
 log = logging.getLogger("decode")
 
@@ -64,7 +64,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lid_dir", type=Path, default=None,
                    help="a LID head (lid_config.json + lid_model.safetensors, stage 4) for the routings that "
                         "read the tap: " + ", ".join(k.name for k in ROUTINGS.values() if k.source == "lid_head"))
-    p.add_argument("--temperature", type=float, default=1.0, help="soft routing: w = softmax(log p / T)")
+    p.add_argument("--temperature", type=float, default=SOFT_TEMPERATURE,
+                   help="soft routing: w = softmax(log p / T) (default: chosen on dev)")
     p.add_argument("--tau", type=float, default=None,
                    help=f"threshold routing: hard when the top posterior >= tau (default: the LID head's, set on dev "
                         f"by stage 4; {DEFAULT_TAU:g} for a head without one)")

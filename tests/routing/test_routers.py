@@ -6,6 +6,7 @@ import torch
 from espnet_ext.bin import recipe_info
 from espnet_ext.routing.routers import (
     ROUTINGS,
+    SOFT_TEMPERATURE,
     HardRouter,
     HierarchicalRouter,
     SoftRouter,
@@ -80,7 +81,8 @@ def test_bank_weights_follow_the_bank_order_by_name():
 
 def test_registry_feeds_the_cli_choices_and_the_recipe():
     assert {"none", "oracle", "builtin", "hard", "soft", "threshold", "hierarchical"} == set(ROUTINGS)
-    assert make_router("none") is None and make_router("soft", temperature=0.5).temperature == 0.5
+    assert make_router("none") is None and make_router("soft", temperature=0.25).temperature == 0.25
+    assert make_router("soft").temperature == SoftRouter().temperature == SOFT_TEMPERATURE
     assert recipe_info.routings("all").split() == list(ROUTINGS)
     assert recipe_info.routing_source("threshold") == "lid_head"
     with pytest.raises(ValueError, match="unknown routing"):
