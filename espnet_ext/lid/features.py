@@ -147,6 +147,19 @@ def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_3
                          np.array([len(a) / SAMPLE_RATE for a in audios]), frames)
 
 
+def save_frame_cache(features: FrameFeatures, cache_dir: Path) -> None:
+    """`features` as `cached_tap_frames` caches them (its docstring): float16 `feats.ark`, `utt2lang`,
+    `utt2dur`, and `feats.scp` last."""
+    import kaldiio
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    halves = {utt: frames.astype(np.float16) for utt, frames in zip(features.utt_ids, features.frames)}
+    kaldiio.save_ark(str(cache_dir / "feats.ark"), halves, scp=str(cache_dir / "feats.scp.tmp"), write_function="numpy")
+    atomic_write_text(cache_dir / "utt2lang", "".join(f"{u} {x}\n" for u, x in zip(features.utt_ids, features.langs)))
+    atomic_write_text(cache_dir / "utt2dur", "".join(f"{u} {d:.3f}\n" for u, d in zip(features.utt_ids, features.durations)))
+    (cache_dir / "feats.scp.tmp").rename(cache_dir / "feats.scp")
+
+
 def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8,
                       transform: Optional[AudioTransform] = None) -> FrameFeatures:
     """`tap_frames`, extracted once into `cache_dir/` as float16 matrices (kaldiio `feats.ark` of NumPy
@@ -158,14 +171,7 @@ def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch
 
     scp = cache_dir / "feats.scp"
     if not scp.is_file():
-        features = tap_frames(loaded, data_dir, layer, batch_size, transform=transform)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        halves = {utt: frames.astype(np.float16) for utt, frames in zip(features.utt_ids, features.frames)}
-        kaldiio.save_ark(str(cache_dir / "feats.ark"), halves, scp=str(cache_dir / "feats.scp.tmp"),
-                         write_function="numpy")
-        atomic_write_text(cache_dir / "utt2lang", "".join(f"{u} {x}\n" for u, x in zip(features.utt_ids, features.langs)))
-        atomic_write_text(cache_dir / "utt2dur", "".join(f"{u} {d:.3f}\n" for u, d in zip(features.utt_ids, features.durations)))
-        (cache_dir / "feats.scp.tmp").rename(scp)
+        save_frame_cache(tap_frames(loaded, data_dir, layer, batch_size, transform=transform), cache_dir)
     table = {name: dict(line.split() for line in (cache_dir / name).read_text(encoding="utf-8").splitlines())
              for name in ("utt2lang", "utt2dur")}
     with kaldiio.ReadHelper(f"scp:{scp}") as reader:

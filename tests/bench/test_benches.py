@@ -103,20 +103,16 @@ def test_the_gpu_training_script_dry_run_runs_the_grid_and_reads_the_trainers_th
 def test_lid_training_times_the_same_crops_in_drawn_order_and_in_length_batches(tmp_path, capsys):
     """On a tap-frame cache as stage 4 writes it (float16 matrices in a kaldiio ark, utt2lang, utt2dur): both rows,
     and batches by length compute on far fewer padded frames than the same crops in drawn order."""
-    import kaldiio
     import numpy as np
 
     import lid_training
+    from espnet_ext.lid.features import FrameFeatures, save_frame_cache
 
     rng = np.random.default_rng(0)
     for name in ("train_all", "train_all_crops_0.5-2s_1"):
-        cache = tmp_path / name
-        cache.mkdir()
-        frames = {f"{name}-{i}": rng.normal(size=(int(rng.integers(25, 250)), 8)).astype(np.float32) for i in range(96)}
-        kaldiio.save_ark(str(cache / "feats.ark"), {u: f.astype(np.float16) for u, f in frames.items()},
-                         scp=str(cache / "feats.scp"), write_function="numpy")
-        (cache / "utt2lang").write_text("".join(f"{u} {('hi', 'pa', 'te', 'it')[i % 4]}\n" for i, u in enumerate(frames)))
-        (cache / "utt2dur").write_text("".join(f"{u} {len(m) / 50:.3f}\n" for u, m in frames.items()))
+        frames = [rng.normal(size=(int(rng.integers(25, 250)), 8)).astype(np.float32) for _ in range(96)]
+        save_frame_cache(FrameFeatures([f"{name}-{i}" for i in range(96)], [("hi", "pa", "te", "it")[i % 4] for i in range(96)],
+                                       np.array([len(m) / 50 for m in frames]), frames), tmp_path / name)
     lid_training.main(["--feats_dir", str(tmp_path), "--repeats", "1", "--threads", "1"])
     out = capsys.readouterr().out
     padding = {name: float(share) for name, share in re.findall(r"^ *(.+): .* ([0-9.]+)% of the", out, re.M)}
