@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from common import median_seconds
-from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, label_indices
+from espnet_ext.lid.features import FrameFeatures, label_indices, read_frame_cache
 from espnet_ext.lid.heads import HEADS, ASPHead
 from espnet_ext.lid.train import HeadTraining, crop, epoch_order, length_batches, set_statistics, train_batches
 from espnet_ext.languages import LANGUAGES
@@ -38,7 +38,7 @@ def training_frames(feats_dir: Path) -> FrameFeatures:
     if not caches:
         raise SystemExit(f"lid_training.py: no train*/feats.scp under {feats_dir}; run stage 4 first "
                          "(./run.sh --stage 4 --stop_stage 4), or give its --feats_dir")
-    parts = [cached_tap_frames(None, d, 0, d) for d in caches]  # cached: no model is needed to read them
+    parts = [read_frame_cache(d) for d in caches]
     return sum(parts[1:], parts[0])
 
 

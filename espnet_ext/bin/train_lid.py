@@ -18,7 +18,7 @@ on dev (espnet_ext.lid.train.dev_tau) and saved with it, as are the LID-only cla
 The tap's frames are extracted once per data dir into `<feats_dir>/<dir name>/` (default `<out_dir>/feats`; heads
 trained into other out dirs on the same bank may share one, as the robustness study's do) (float16
 matrices in a kaldiio ark/scp) in the state the tap sees while decoding (a shared_below bank's shared adapter on, language
-adapters off). Each head is trained on train (balanced languages, random 1-5 s crops of each whole
+adapters off), by one forked one-thread process per --threads thread, side by side. Each head is trained on train (balanced languages, random 1-5 s crops of each whole
 utterance's frames, and --alone_crops copies of the training audio cut to 0.5-2 s stretches encoded alone), its epoch chosen
 by dev accuracy, and evaluated on train, dev and test; it is saved in `<out_dir>/<head>/` (lid_config.json
 + lid_model.safetensors, which decode.py --lid_dir reads) with `eval.json`, `confusion_test.png` and
@@ -29,6 +29,7 @@ import json
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -37,7 +38,10 @@ import torch
 from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import ADAPTER_LANGUAGES, LANGUAGES, LID_ONLY_LANGUAGES
-from espnet_ext.lid.features import FrameFeatures, cached_tap_frames, channels, label_indices, random_crops, speed
+from espnet_ext.data.kaldi import read_data_dir
+from espnet_ext.lid.features import (
+    FrameFeatures, TapCache, channels, extract_tap_caches, label_indices, random_crops, read_frame_cache, speed,
+)
 from espnet_ext.lid.heads import DEFAULT_HEAD, DEFAULT_MEMBERS, HEADS, make_head
 from espnet_ext.lid.report import confusion_png, reliability_png
 from espnet_ext.lid.train import (
@@ -194,44 +198,53 @@ def main(argv=None) -> None:
         if by_name.setdefault(data_dir.name, data_dir).resolve() != data_dir.resolve():
             raise SystemExit(f"train_lid.py: {by_name[data_dir.name]} and {data_dir} would share the feature cache "
                              f"{feats_dir}/{data_dir.name}: rename one")
+    langs = {split: [u.lang for d in group for u in read_data_dir(d)] for split, group in dirs.items()}
+    languages = [code for code in LANGUAGES if code in set(langs["train"])]  # the table's order
+    adapters = [lang for lang in languages if lang in ADAPTER_LANGUAGES]
+    for split in ("dev", "test"):  # named here, where the dirs are known, not deep inside the heads' training
+        label_indices(langs[split], languages, f"--{split}_dir {' '.join(map(str, dirs[split]))}")
+    seen = sorted(set(langs.get("out_of_set", [])) & set(languages))
+    if seen:
+        raise SystemExit(f"train_lid.py: {args.oos_dir} holds languages the heads are trained on ({seen}); "
+                         "--oos_dir must hold other languages only")
+    if args.channels:
+        channels(args.channels)  # unknown condition names fail here, before any extraction
+
+    def caches(group: List[Path], suffix: str = "", transform=None) -> List[TapCache]:
+        return [TapCache(d, feats_dir / f"{d.name}{suffix}", transform) for d in group]
+
+    sets = {split: caches(group) for split, group in dirs.items()}  # each read as one FrameFeatures
+    evaluated = list(SPLITS)
+    for data_dir in args.eval_dir:
+        sets[data_dir.name] = caches([data_dir])
+        evaluated.append(data_dir.name)
+    if args.crop_eval:
+        suffix = f"_crops_{args.crop_eval[0]:g}-{args.crop_eval[1]:g}s"
+        sets["test" + suffix] = caches(args.test_dir, suffix, partial(random_crops, tuple(args.crop_eval)))
+        evaluated.append("test" + suffix)
+    # copies of the training set, each its own cache (the alone crops' each its own seed: new stretches)
+    training_copies = [caches(args.train_dir, f"_sp{factor:g}", partial(speed, factor)) for factor in args.speed_perturb]
+    if args.channels:
+        training_copies.append(caches(args.train_dir, f"_channels_{'-'.join(args.channels)}",
+                                      partial(channels, args.channels, seed=args.seed)))
+    low, high = args.alone_crop_seconds
+    training_copies += [caches(args.train_dir, f"_crops_{low:g}-{high:g}s_{copy}",
+                               partial(random_crops, (low, high), seed=args.seed + copy))
+                        for copy in range(1, args.alone_crops + 1)]
     from espnet_ext.models.registry import load_model
 
     loaded = load_model(args.model, model_path=args.model_path)
     layer = tap_layer(loaded, args.adapter_dir, args.layer)
     loaded.asr_model.eval()
+    extract_tap_caches(loaded, layer, [c for group in [*sets.values(), *training_copies] for c in group],
+                       processes=torch.get_num_threads())
 
-    def frames(group: List[Path], suffix: str = "", transform=None) -> FrameFeatures:
-        parts = [cached_tap_frames(loaded, d, layer, feats_dir / f"{d.name}{suffix}", transform=transform)
-                 for d in group]
+    def read(group: List[TapCache]) -> FrameFeatures:
+        parts = [read_frame_cache(c.cache_dir) for c in group]
         return sum(parts[1:], parts[0])
 
-    features = {split: frames(group) for split, group in dirs.items()}
-    evaluated = list(SPLITS)
-    for data_dir in args.eval_dir:
-        features[data_dir.name] = frames([data_dir])
-        evaluated.append(data_dir.name)
-    if args.crop_eval:
-        suffix = f"_crops_{args.crop_eval[0]:g}-{args.crop_eval[1]:g}s"
-        features["test" + suffix] = frames(args.test_dir, suffix, random_crops(tuple(args.crop_eval)))
-        evaluated.append("test" + suffix)
-    languages = [code for code in LANGUAGES if code in set(features["train"].langs)]  # the table's order
-    adapters = [lang for lang in languages if lang in ADAPTER_LANGUAGES]
-    for split in ("dev", "test"):  # named here, where the dirs are known, not deep inside the heads' training
-        label_indices(features[split].langs, languages, f"--{split}_dir {' '.join(map(str, dirs[split]))}")
-    seen = sorted(set(features["out_of_set"].langs) & set(languages)) if "out_of_set" in features else []
-    if seen:
-        raise SystemExit(f"train_lid.py: {args.oos_dir} holds languages the heads are trained on ({seen}); "
-                         "--oos_dir must hold other languages only")
-    train = features["train"]
-    for factor in args.speed_perturb:
-        train = train + frames(args.train_dir, f"_sp{factor:g}", speed(factor))
-    if args.channels:
-        train = train + frames(args.train_dir, f"_channels_{'-'.join(args.channels)}",
-                               channels(args.channels, seed=args.seed))
-    low, high = args.alone_crop_seconds
-    for copy in range(1, args.alone_crops + 1):  # each copy its own seed and cache: new stretches, read again on rerun
-        train = train + frames(args.train_dir, f"_crops_{low:g}-{high:g}s_{copy}",
-                               random_crops((low, high), seed=args.seed + copy))
+    features = {name: read(group) for name, group in sets.items()}
+    train = sum((read(group) for group in training_copies), features["train"])
     if args.train_fraction < 1.0:
         keep = torch.randperm(len(train.utt_ids), generator=torch.Generator().manual_seed(args.seed))
         train = train.subset(sorted(keep[: max(len(languages), int(args.train_fraction * len(keep)))].tolist()))

@@ -18,6 +18,7 @@ from espnet_ext.data.kaldi import read_data_dir
 from espnet_ext.errors import UserError
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.models.whisper_forward import Tap, frame_mask
+from espnet_ext.parallel import forked_map
 
 
 def mean_pool(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -148,7 +149,7 @@ def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_3
 
 
 def save_frame_cache(features: FrameFeatures, cache_dir: Path) -> None:
-    """`features` as `cached_tap_frames` caches them (its docstring): float16 `feats.ark`, `utt2lang`,
+    """`features` as `read_frame_cache` reads them (its docstring): float16 `feats.ark`, `utt2lang`,
     `utt2dur`, and `feats.scp` last."""
     import kaldiio
 
@@ -160,22 +161,55 @@ def save_frame_cache(features: FrameFeatures, cache_dir: Path) -> None:
     (cache_dir / "feats.scp.tmp").rename(cache_dir / "feats.scp")
 
 
-def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8,
-                      transform: Optional[AudioTransform] = None) -> FrameFeatures:
-    """`tap_frames`, extracted once into `cache_dir/` as float16 matrices (kaldiio `feats.ark` of NumPy
-    entries, `feats.scp`, written last, so a killed extraction is redone) + `utt2lang` + `utt2dur`; a
-    rerun, and this call itself, read the cache (training sees what every rerun sees). float16 keeps each
-    value to 1 part in 2,000, twice the size of Kaldi's 8-bit compression but finer, and is written in a
-    second where that compression took ~18 s of stage 4 (caches in it still read)."""
+@dataclass
+class TapCache:
+    """A data dir's tap frames cached in `cache_dir`, each clip first changed by the transform that
+    `transform()` makes (a fresh one per cache, so a seeded transform draws the same stretches however
+    many other caches are extracted, before, after or beside it)."""
+
+    data_dir: Path
+    cache_dir: Path
+    transform: Optional[Callable[[], AudioTransform]] = None
+
+
+def extract_tap_caches(loaded, layer: int, caches: Sequence[TapCache], batch_size: int = 8, processes: int = 1) -> None:
+    """Extract the tap frames (`tap_frames`) of each cache not yet written (`read_frame_cache` reads them).
+    On a CPU model, `processes` forked one-thread processes extract caches side by side, the data dirs
+    with the most audio first (espnet_ext.parallel): stage 4's eleven caches took 134 s one after another
+    on 2 threads and NNN s on two processes (README, "Language ID and routing")."""
+    def seconds(cache: TapCache) -> float:
+        return sum(u.duration for u in read_data_dir(cache.data_dir))
+
+    todo = sorted((c for c in caches if not (c.cache_dir / "feats.scp").is_file()), key=seconds, reverse=True)
+
+    def extract(i: int) -> None:
+        cache = todo[i]
+        transform = cache.transform() if cache.transform else None
+        save_frame_cache(tap_frames(loaded, cache.data_dir, layer, batch_size, transform=transform), cache.cache_dir)
+
+    on_cpu = next(loaded.asr_model.parameters()).device.type == "cpu" if todo else True
+    forked_map(extract, len(todo), processes if on_cpu else 1)
+
+
+def read_frame_cache(cache_dir: Path) -> FrameFeatures:
+    """The frames `extract_tap_caches` cached in `cache_dir/`: float16 matrices (kaldiio `feats.ark` of
+    NumPy entries, `feats.scp`, written last, so a killed extraction is redone) + `utt2lang` +
+    `utt2dur`; a rerun reads them (training sees what every rerun sees). float16 keeps each value to 1
+    part in 2,000, twice the size of Kaldi's 8-bit compression but finer, and is written in a second
+    where that compression took ~18 s of stage 4 (caches in it still read)."""
     import kaldiio
 
-    scp = cache_dir / "feats.scp"
-    if not scp.is_file():
-        save_frame_cache(tap_frames(loaded, data_dir, layer, batch_size, transform=transform), cache_dir)
     table = {name: dict(line.split() for line in (cache_dir / name).read_text(encoding="utf-8").splitlines())
              for name in ("utt2lang", "utt2dur")}
-    with kaldiio.ReadHelper(f"scp:{scp}") as reader:
+    with kaldiio.ReadHelper(f"scp:{cache_dir / 'feats.scp'}") as reader:
         items = [(utt, np.asarray(matrix, dtype=np.float32)) for utt, matrix in reader]
     utts = [u for u, _ in items]
     return FrameFeatures(utts, [table["utt2lang"][u] for u in utts],
                          np.array([float(table["utt2dur"][u]) for u in utts]), [m for _, m in items])
+
+
+def cached_tap_frames(loaded, data_dir: Path, layer: int, cache_dir: Path, batch_size: int = 8,
+                      transform: Optional[AudioTransform] = None) -> FrameFeatures:
+    """`tap_frames` of one data dir, extracted into `cache_dir/` unless there already, read from it."""
+    extract_tap_caches(loaded, layer, [TapCache(data_dir, cache_dir, transform and (lambda: transform))], batch_size)
+    return read_frame_cache(cache_dir)

@@ -161,9 +161,13 @@ class BiLSTMHead(LIDHead):
 
 
 class ASPHead(LIDHead):
+    """Attentive statistics pooling: a frame scorer's softmax weights pool each utterance's mean and
+    deviation. The scorer's width is 64: at 128 it was two-thirds of an epoch's arithmetic, and halving it
+    made stage 4's epochs 1.4x faster at the same dev accuracy (README, "Language ID and routing")."""
+
     kind = "asp"
 
-    def __init__(self, layer, languages, width, attention=128, hidden=256, dropout=0.3):
+    def __init__(self, layer, languages, width, attention=64, hidden=256, dropout=0.3):
         super().__init__(layer, languages, width)
         self.attention, self.hidden, self.dropout = attention, hidden, dropout
         self.score = nn.Sequential(nn.Linear(width, attention), nn.Tanh(), nn.Linear(attention, 1))

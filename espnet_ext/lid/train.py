@@ -23,8 +23,6 @@ alone, so the training set also holds stretches of the training audio encoded al
 evaluation are real short utterances, encoded alone.
 """
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -36,6 +34,7 @@ from tqdm import tqdm
 
 from espnet_ext.lid.features import FrameFeatures, label_indices
 from espnet_ext.lid.heads import LIDHead, SeedEnsemble
+from espnet_ext.parallel import forked_map
 
 log = logging.getLogger(__name__)
 SHORT_SECONDS = 2.0  # the evaluation's "short utterance" bound (the project plan's hard case)
@@ -148,31 +147,20 @@ def fit_head(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
     return _fit_one(head, train, dev, config)
 
 
-_FORKED: Dict[str, object] = {}  # what member processes inherit when forked (the frames, ~1 GB, are never pickled)
-
-
-def _fit_member(i: int) -> Tuple[Dict[str, torch.Tensor], List[Dict[str, float]]]:
-    """In a forked process: member i of `_FORKED`'s ensemble trained; its weights and history."""
-    torch.set_num_threads(1)  # forked after the parent's OpenMP threads ran: a child starting more hangs (libgomp)
-    member, config = _FORKED["head"].members[i], replace(_FORKED["config"], seed=_FORKED["config"].seed + i)
-    history = _fit_one(member, _FORKED["train"], _FORKED["dev"], config)
-    return member.state_dict(), history
-
-
 def _fit_members(head: SeedEnsemble, train: FrameFeatures, dev: FrameFeatures,
                  config: HeadTraining) -> List[Dict[str, float]]:
-    """Each member trained in its own forked process on one thread, all at once: a head's small
-    matrices gain little from a second thread, so on 2 cores three one-thread members finish sooner
-    than three two-thread ones in turn (stage 4's three members: 166 -> 124 s; README, "Language ID and
-    routing"). A member's numbers depend on its seed alone, not on what runs beside it."""
-    _FORKED.update(head=head, train=train, dev=dev, config=config)
-    try:
-        with ProcessPoolExecutor(len(head.members), mp_context=multiprocessing.get_context("fork")) as pool:
-            trained = list(pool.map(_fit_member, range(len(head.members))))
-    finally:
-        _FORKED.clear()
-    for member, (state, _) in zip(head.members, trained):
-        member.load_state_dict(state)
+    """Each member trained from seed + i in its own forked one-thread process, all at once
+    (espnet_ext.parallel): a head's small matrices gain little from a second thread, so on 2 cores three
+    one-thread members finish sooner than three two-thread ones in turn (stage 4's three members: 166 ->
+    124 s; README, "Language ID and routing"). The frames reach the processes by fork, never pickled. A
+    member's numbers depend on its seed alone, not on what runs beside it."""
+    def member(i: int) -> Tuple[Dict[str, torch.Tensor], List[Dict[str, float]]]:
+        history = _fit_one(head.members[i], train, dev, replace(config, seed=config.seed + i))
+        return head.members[i].state_dict(), history
+
+    trained = forked_map(member, len(head.members), processes=len(head.members))
+    for module, (state, _) in zip(head.members, trained):
+        module.load_state_dict(state)
     return [{**row, "member": i} for i, (_, history) in enumerate(trained) for row in history]
 
 

@@ -1,5 +1,6 @@
 """The stage-4 CLI: tap frames cached once, heads trained, evaluated, saved where decode.py reads them."""
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import soundfile as sf
 
 from espnet_ext.bin import train_lid
 from espnet_ext.data.kaldi import Utterance, write_data_dir
-from espnet_ext.lid.features import cached_tap_frames, tap_frames
+from espnet_ext.lid.features import TapCache, cached_tap_frames, extract_tap_caches, random_crops, read_frame_cache, tap_frames
 from espnet_ext.lid.heads import load_head
 from espnet_ext.models.registry import load_model
 from train_helpers import chirp, make_corpus
@@ -47,6 +48,29 @@ def test_cached_frames_are_the_taps_valid_frames_and_a_rerun_reads_them(tmp_path
     (tmp_path / "feats/feats.ark").write_bytes(b"")  # the scp is the record: a rerun never re-extracts
     with pytest.raises(Exception):
         cached_tap_frames(loaded, data, 1, tmp_path / "feats")
+
+
+def test_caches_extracted_side_by_side_hold_what_one_process_extracts_in_turn(tmp_path):
+    data, english = make_corpus(tmp_path), make_lang_dir(tmp_path, "train_en", "en", 3, seed=40)
+    loaded = load_model("whisper_tiny_random")
+    loaded.asr_model.eval()
+
+    def caches(root):
+        return [TapCache(d, root / f"{d.name}{suffix}", transform) for d in (data, english)
+                for suffix, transform in (("", None), ("_crops", partial(random_crops, (0.2, 0.4), seed=1)))]
+
+    extract_tap_caches(loaded, 1, caches(tmp_path / "turn"), batch_size=3, processes=1)
+    extract_tap_caches(loaded, 1, caches(tmp_path / "forked"), batch_size=3, processes=2)
+    extract_tap_caches(loaded, 1, caches(tmp_path / "alone")[3:], batch_size=3)  # English crops, nothing before
+    for name in ("train", "train_crops", "train_en", "train_en_crops"):
+        turn, forked = read_frame_cache(tmp_path / "turn" / name), read_frame_cache(tmp_path / "forked" / name)
+        assert forked.utt_ids == turn.utt_ids and forked.durations.tolist() == turn.durations.tolist()
+        for a, b in zip(forked.frames, turn.frames):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+    crops = read_frame_cache(tmp_path / "turn/train_en_crops")
+    assert all(0.19 <= d <= 0.4 for d in crops.durations)
+    # a seeded transform is made fresh per cache: the same stretches whatever was extracted before it
+    assert read_frame_cache(tmp_path / "alone/train_en_crops").durations.tolist() == crops.durations.tolist()
 
 
 def test_train_lid_writes_each_head_its_report_and_the_comparison(tmp_path):
