@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""What batching and pooling cost a LID head's training epoch: crops in drawn order, crops batched by
-length, and (asp) its attention pooling by elementwise sums against matrix products.
+"""What batching, pooling and the scorer's width cost a LID head's training epoch: crops in drawn order,
+crops batched by length, and (asp) its attention pooling by elementwise sums against matrix products,
+and its frame scorer 128 wide against 64.
 
 One epoch of stage 4's training draws each utterance's random 1-5 s crop (espnet_ext.lid.train); a
 batch pads its crops to its longest. The rows below take the same epoch: the same utterances, the same
@@ -10,6 +11,8 @@ crops, the same head kind and initialisation, batch size, optimizer and threads;
   drawn order:    batches cut from the epoch's draw as it comes (the training before 7 Dec 2026);
   length batches, pooled by sums (asp only): length batches, the asp head pooling by summing
                   attention x frames over [batch, frames, width] products (the training until 7 Dec);
+  length batches, scorer 128 wide (asp only): length batches, the asp head scoring frames through a
+                  128-wide layer (until 7 Dec; 64 now);
   length batches: `espnet_ext.lid.train.length_batches`, similar lengths together (the training now).
 
 Each row also gives the share of the frames it computes on that are padding. The ratios are each row
@@ -19,6 +22,7 @@ Usage (after stage 4 of the default run, which caches the tap frames):
     .venv/bin/python bench/lid_training.py --feats_dir egs2/multilingual_lora/asr1/exp/whisper_base_all_r16/lid/feats
 """
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +47,8 @@ def training_frames(feats_dir: Path) -> FrameFeatures:
 
 
 class SummedASP(ASPHead):
-    """The asp head as it pooled until 7 Dec 2026: the same numbers (to float32 rounding) by elementwise
-    products and sums."""
+    """The asp head as it pooled until 7 Dec 2026 (with its 128-wide scorer): the same numbers (to float32
+    rounding) by elementwise products and sums."""
 
     def logits(self, hidden, lengths):
         x = self.standardise(hidden)
@@ -74,7 +78,8 @@ def main(argv=None) -> None:
     rows = {"drawn order": ([np.arange(s, min(s + config.batch_size, len(order)))
                              for s in range(0, len(order), config.batch_size)], HEADS[args.head])}
     if args.head == "asp":
-        rows["length batches, pooled by sums"] = (by_length, SummedASP)
+        rows["length batches, pooled by sums"] = (by_length, partial(SummedASP, attention=128))
+        rows["length batches, scorer 128 wide"] = (by_length, partial(ASPHead, attention=128))
     rows["length batches"] = (by_length, HEADS[args.head])
     print(f"{len(order)} crops of {len(train.frames)} training items, {args.head} head, batch {config.batch_size}, "
           f"{args.threads} threads, median of {args.repeats} epochs after a warm-up")

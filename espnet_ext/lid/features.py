@@ -126,11 +126,12 @@ def channels(names: Sequence[str], seed: int = 0) -> AudioTransform:
 
 @torch.no_grad()
 def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_30s: bool = False,
-               transform: Optional[AudioTransform] = None) -> FrameFeatures:
+               transform: Optional[AudioTransform] = None, name: Optional[str] = None) -> FrameFeatures:
     """The states after encoder block `layer` of `loaded` (in its current routing state: a shared adapter
     below the tap counts when the caller has turned it on) for every utterance of `data_dir`, valid
     frames only; each pass stops at the tap. `transform` changes each clip first (`random_crops`: short
-    clips encoded alone; `speed`: LID training augmentation)."""
+    clips encoded alone; `speed`: LID training augmentation). `name` (default: the dir's) labels the
+    progress bar."""
     utterances = sorted(read_data_dir(data_dir), key=lambda u: -u.duration)
     audios = [utterance_audio(u) for u in utterances]
     if transform is not None:  # (in duration order: the transform's random draws do not depend on batching)
@@ -139,7 +140,7 @@ def tap_frames(loaded, data_dir: Path, layer: int, batch_size: int = 8, pad_to_3
         utterances, audios = [utterances[i] for i in order], [audios[i] for i in order]
     device = next(loaded.asr_model.parameters()).device
     frames: List[np.ndarray] = []
-    for start in tqdm(range(0, len(audios), batch_size), desc=f"LID frames {Path(data_dir).name}", unit="batch"):
+    for start in tqdm(range(0, len(audios), batch_size), desc=f"LID frames {name or Path(data_dir).name}", unit="batch"):
         speech, lengths = pad_batch(audios[start : start + batch_size])
         out = loaded.family.encode(loaded.asr_model, speech.to(device), lengths.to(device), pad_to_30s,
                                    tap=Tap(layer, stop=True))
@@ -185,7 +186,8 @@ def extract_tap_caches(loaded, layer: int, caches: Sequence[TapCache], batch_siz
     def extract(i: int) -> None:
         cache = todo[i]
         transform = cache.transform() if cache.transform else None
-        save_frame_cache(tap_frames(loaded, cache.data_dir, layer, batch_size, transform=transform), cache.cache_dir)
+        save_frame_cache(tap_frames(loaded, cache.data_dir, layer, batch_size, transform=transform,
+                                    name=cache.cache_dir.name), cache.cache_dir)
 
     on_cpu = next(loaded.asr_model.parameters()).device.type == "cpu" if todo else True
     forked_map(extract, len(todo), processes if on_cpu else 1)

@@ -53,11 +53,8 @@ class HeadTraining:
 
 def pad_frames(frames: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Utterances' [frames, width] matrices -> zero-padded [batch, max frames, width] and lengths."""
-    lengths = torch.tensor([len(f) for f in frames])
-    out = torch.zeros(len(frames), int(lengths.max()), frames[0].shape[1])
-    for i, f in enumerate(frames):
-        out[i, : len(f)] = torch.from_numpy(f)
-    return out, lengths
+    padded = nn.utils.rnn.pad_sequence([torch.from_numpy(f) for f in frames], batch_first=True)
+    return padded, torch.tensor([len(f) for f in frames])
 
 
 def set_statistics(head: LIDHead, train: FrameFeatures) -> None:

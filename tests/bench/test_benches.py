@@ -117,9 +117,26 @@ def test_lid_training_times_the_same_crops_in_drawn_order_and_in_length_batches(
     out = capsys.readouterr().out
     padding = {name: float(share) for name, share in re.findall(r"^ *(.+): .* ([0-9.]+)% of the", out, re.M)}
     assert "192 crops of 192 training items" in out
-    assert set(padding) == {"drawn order", "length batches, pooled by sums", "length batches"}
+    assert set(padding) == {"drawn order", "length batches, pooled by sums", "length batches, scorer 128 wide",
+                            "length batches"}
     assert padding["length batches"] == padding["length batches, pooled by sums"] < 20 < 40 < padding["drawn order"]
+    assert padding["length batches, scorer 128 wide"] == padding["length batches"]
     assert re.search(r"^drawn order / length batches: [0-9.]+x", out, re.M)
     assert re.search(r"^length batches, pooled by sums / length batches: [0-9.]+x", out, re.M)
+    assert re.search(r"^length batches, scorer 128 wide / length batches: [0-9.]+x", out, re.M)
     with pytest.raises(SystemExit, match="no train\\*/feats.scp under"):
         lid_training.main(["--feats_dir", str(tmp_path / "nothing")])
+
+
+@pytest.mark.slow
+def test_lid_extraction_times_the_same_caches_in_turn_and_side_by_side(tmp_path, capsys):
+    import lid_extraction
+
+    data = make_corpus(tmp_path)
+    lid_extraction.main(["--model", "whisper_tiny_random", "--layer", "1", "--data_dir", str(data), "--repeats", "1",
+                         "--threads", "2"])
+    out = capsys.readouterr().out
+    rows = dict(re.findall(r"^ *(.+): +([0-9.]+) s$", out, re.M))
+    assert set(rows) == {"one process, 2 threads, one cache after another", "2 one-thread processes side by side"}
+    assert all(float(s) >= 0 for s in rows.values()) and "whole and in 0.5-2 s stretches" in out
+    assert re.search(r"^one after another / side by side: [0-9.]+x$", out, re.M)
