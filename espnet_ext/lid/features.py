@@ -176,8 +176,9 @@ class TapCache:
 def extract_tap_caches(loaded, layer: int, caches: Sequence[TapCache], batch_size: int = 8, processes: int = 1) -> None:
     """Extract the tap frames (`tap_frames`) of each cache not yet written (`read_frame_cache` reads them).
     On a CPU model, `processes` forked one-thread processes extract caches side by side, the data dirs
-    with the most audio first (espnet_ext.parallel): stage 4's eleven caches took 134 s one after another
-    on 2 threads and NNN s on two processes (README, "Language ID and routing")."""
+    with the most audio first (espnet_ext.parallel). The encoder's matrices are large enough that a
+    second thread already does most of what a second process does: stage 4's eleven caches took 142 s
+    one after another on 2 threads, 134 s side by side (README, "Language ID and routing")."""
     def seconds(cache: TapCache) -> float:
         return sum(u.duration for u in read_data_dir(cache.data_dir))
 

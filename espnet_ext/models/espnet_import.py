@@ -33,14 +33,23 @@ def import_espnet_module(name: str):
         return importlib.import_module(name)
 
 
+def _with_whisper_choices(task):
+    """`task` with this project's Whisper encoder/decoder among its choices (espnet_ext.models.whisper,
+    imported here, not at the top: it imports this module)."""
+    from espnet_ext.models.whisper import register_whisper_choices
+
+    register_whisper_choices(task)
+    return task
+
+
 def asr_task():
-    """ESPnet's ASRTask class."""
-    return import_espnet_module("espnet2.tasks.asr").ASRTask
+    """ESPnet's ASRTask class, this project's Whisper classes registered."""
+    return _with_whisper_choices(import_espnet_module("espnet2.tasks.asr").ASRTask)
 
 
 def s2t_task():
-    """ESPnet's S2TTask class (OWSM)."""
-    return import_espnet_module("espnet2.tasks.s2t").S2TTask
+    """ESPnet's S2TTask class (OWSM), this project's Whisper classes registered."""
+    return _with_whisper_choices(import_espnet_module("espnet2.tasks.s2t").S2TTask)
 
 
 def task_args(task, config: dict) -> argparse.Namespace:

@@ -10,9 +10,11 @@ differ: both run the masked forward of whisper_forward.py (padded frames exclude
 and the decoder's computes the vocabulary projection at target positions only (padding rows get zero
 logits, which ESPnet's loss and accuracy ignore), the same logits there for less work.
 
-`register_whisper_choices()` (run when this module is imported) adds both classes to the encoder and
-decoder ClassChoices of ESPnet's ASRTask and S2TTask under the name `espnet_ext_whisper`, so a config
-with `encoder: espnet_ext_whisper` builds through `ASRTask.build_model(args)` like any ESPnet model.
+`register_whisper_choices(task)` (run by `espnet_import.asr_task()` / `s2t_task()`) adds both classes to
+the encoder and decoder ClassChoices of ESPnet's ASRTask and S2TTask under the name `espnet_ext_whisper`,
+so a config with `encoder: espnet_ext_whisper` builds through `ASRTask.build_model(args)` like any ESPnet
+model. `build_whisper_asr_model` builds the same model without importing ASRTask (a test checks they
+agree): that import pulls in every ESPnet encoder, frontend and G2P, about 15 s of each job's start.
 """
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -22,7 +24,7 @@ from typeguard import typechecked
 
 from espnet_ext.errors import UserError
 from espnet_ext.models import whisper_forward
-from espnet_ext.models.espnet_import import asr_task, import_espnet_module, s2t_task, task_args
+from espnet_ext.models.espnet_import import import_espnet_module
 
 CHOICE_NAME = "espnet_ext_whisper"
 # openai-whisper 20230918 ships only the 80-bin mel filterbank and the 99-language tokenizer; large-v3
@@ -289,13 +291,12 @@ class LocalWhisperDecoder(_espnet_decoder.OpenAIWhisperDecoder):
 # Registration and the ESPnet model config
 
 
-def register_whisper_choices() -> None:
-    """Add the local classes to ASRTask's and S2TTask's encoder/decoder choices (idempotent)."""
+def register_whisper_choices(task) -> None:
+    """Add the local classes to `task`'s (ASRTask's, S2TTask's) encoder/decoder choices (idempotent)."""
     classes = {"encoder": LocalWhisperEncoder, "decoder": LocalWhisperDecoder}
-    for task in (asr_task(), s2t_task()):
-        for choices in task.class_choices_list:
-            if choices.name in classes:
-                choices.classes[CHOICE_NAME] = classes[choices.name]
+    for choices in task.class_choices_list:
+        if choices.name in classes:
+            choices.classes[CHOICE_NAME] = classes[choices.name]
 
 
 def _bytes_to_printable() -> Dict[int, str]:
@@ -371,9 +372,17 @@ def whisper_asr_config(whisper_checkpoint: Union[str, Path], token_list: Optiona
 
 
 def build_whisper_asr_model(whisper_checkpoint: Union[str, Path], token_list: Optional[List[str]] = None):
-    """ESPnetASRModel with LocalWhisperEncoder/Decoder, built by ASRTask.build_model."""
-    task = asr_task()
-    return task.build_model(task_args(task, whisper_asr_config(whisper_checkpoint, token_list)))
-
-
-register_whisper_choices()
+    """ESPnetASRModel with LocalWhisperEncoder/Decoder: what `ASRTask.build_model` builds from
+    `whisper_asr_config` (no frontend, SpecAugment, normalisation or pre/post-encoder; a CTC module that
+    ctc_weight 0 leaves unused), built here without importing ASRTask (module docstring)."""
+    config = whisper_asr_config(whisper_checkpoint, token_list)
+    vocab_size = len(config["token_list"])
+    encoder = LocalWhisperEncoder(input_size=config["input_size"], **config["encoder_conf"])
+    decoder = LocalWhisperDecoder(vocab_size=vocab_size, encoder_output_size=encoder.output_size(),
+                                  **config["decoder_conf"])
+    ctc = import_espnet_module("espnet2.asr.ctc").CTC(odim=vocab_size, encoder_output_size=encoder.output_size())
+    model = import_espnet_module("espnet2.asr.espnet_model").ESPnetASRModel(
+        vocab_size=vocab_size, token_list=config["token_list"], frontend=None, specaug=None, normalize=None,
+        preencoder=None, encoder=encoder, postencoder=None, decoder=decoder, ctc=ctc, joint_network=None,
+        **config["model_conf"])
+    return model

@@ -75,6 +75,27 @@ def test_yaml_config_builds_espnet_asr_model_through_the_parser(tmp_path, tiny_w
     assert model.token_list == token_list
     assert (model.sos, model.eos, model.ctc) == (50258, 50257, None)
     assert model.is_encoder_whisper and model.frontend is None
+    direct = local.build_whisper_asr_model(path, token_list)  # built without ASRTask: the same model
+    assert type(direct) is type(model) and direct.token_list == model.token_list
+    for name in ("sos", "eos", "ignore_id", "ctc_weight", "is_encoder_whisper", "frontend", "specaug", "normalize",
+                 "preencoder", "postencoder", "ctc", "use_transducer_decoder"):
+        assert getattr(direct, name) == getattr(model, name), name
+    assert type(direct.criterion_att) is type(model.criterion_att) and vars(direct.criterion_att).keys() == vars(model.criterion_att).keys()
+    assert direct.criterion_att.smoothing == model.criterion_att.smoothing
+    mine, theirs = direct.state_dict(), model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_loading_a_whisper_model_leaves_espnets_tasks_unimported():
+    """ASRTask's import (every ESPnet encoder, frontend and G2P) is ~15 s of a job's start; loading a model
+    for decoding or stage 4 does without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from espnet_ext.models.registry import load_model; load_model('whisper_tiny_random'); "
+            "print(sorted(m for m in sys.modules if m.startswith('espnet2.tasks')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 @torch.no_grad()
