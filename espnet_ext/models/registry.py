@@ -24,6 +24,7 @@ fingerprint of the base weights so adapter files can refuse a different base.
 """
 import hashlib
 import importlib.util
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ from espnet_ext.models import owsm
 from espnet_ext.models.family import OWSM, WHISPER, ModelFamily
 from espnet_ext.models import whisper as whisper_models
 from espnet_ext.errors import UserError
+
+log = logging.getLogger(__name__)
 
 TINY_WHISPER_SEED = 1234
 TINY_WHISPER_RECIPE = 2  # bump whenever the generation below changes, so stale cached files are not reused
@@ -388,6 +391,7 @@ def load_model(name: str, device: str = "cpu", model_path: Optional[str] = None)
     else:
         loaded = _load_owsm(name, path)
     loaded.asr_model.to(device)
+    log.info("base model %s loaded: %.1fM parameters", name, sum(p.numel() for p in loaded.asr_model.parameters()) / 1e6)
     return loaded
 
 
