@@ -3,11 +3,15 @@
 `segments_lang` (local/make_codeswitch.py), for one or more Viterbi switch penalties and minimum
 segment lengths (every pair of the two lists).
 
-Usage (the default run's bank and head; tune the penalty on dev, report it on test):
+The track comes from the frame tagger on one encoder pass when --lid_dir holds one (stage 4 with
+--codeswitch true trains it: espnet_ext.bin.train_tagger), else from an utterance head on sliding
+windows (espnet_ext.lid.segments).
+
+Usage (the default run's bank and tagger; tune the penalty on dev, report it on test):
     python -m espnet_ext.bin.codeswitch_lid --model whisper_base --adapter_dir exp/whisper_base_all_r16/adapters \\
-        --lid_dir exp/whisper_base_all_r16/lid/asp --data_dir data/dev_cs_inter data/dev_cs_intra data/dev_cs_rapid \\
-        --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 32 64 96 128 192 --min_segments 0 0.5 1
-    ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test --penalties 96 --min_segments 0
+        --lid_dir exp/whisper_base_all_r16/lid/tagger --data_dir data/dev_cs_inter data/dev_cs_intra data/dev_cs_rapid \\
+        --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 2 4 8 16 32 64 --min_segments 0 0.5 1
+    ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test      # the penalty chosen on dev
 
 Per set, penalty and minimum: switches detected within TOLERANCE_S of a true one (each true switch matched to at
 most one predicted, nearest first), the boundary error of the detected ones (median, 90th percentile,
@@ -36,8 +40,8 @@ from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_data_dir, read_segments_lang, write_segments_json
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, HOP_SECONDS, PAUSE_REACH_SECONDS, WINDOW_SECONDS,
-    frames_in, snap_to_pauses, tap_encoder, viterbi_segments, window_posteriors,
+    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, HOP_SECONDS, PAUSE_REACH_SECONDS, WINDOW_SECONDS, default_penalty,
+    frames_in, language_at, language_track, snap_to_pauses, tap_encoder, viterbi_segments,
 )
 
 log = logging.getLogger("codeswitch_lid")
@@ -57,15 +61,6 @@ def match_switches(true: Sequence[float], predicted: Sequence[float], tolerance:
         if distance <= tolerance and i not in used_true and j not in used_pred:
             used_true.add(i), used_pred.add(j), errors.append(distance)
     return errors
-
-
-def language_at(segments: Sequence[LanguageSegment], frames: int) -> np.ndarray:
-    """The language of each tap frame (frame t covers [t, t+1) / FRAMES_PER_SECOND s, taken at its centre)."""
-    centres = (np.arange(frames) + 0.5) / FRAMES_PER_SECOND
-    labels = np.full(frames, segments[-1].lang, dtype=object)
-    for seg in reversed(segments):
-        labels[centres < seg.end] = seg.lang
-    return labels
 
 
 def evaluate_set(truth: Dict[str, List[LanguageSegment]], predicted: Dict[str, List[LanguageSegment]],
@@ -126,6 +121,12 @@ def plot_grid(examples: List[Dict], languages: Sequence[str], path: Path, title:
     tmp.replace(path)
 
 
+def track_name(head, window: float, hop: float) -> str:
+    if hasattr(head, "frame_posteriors"):
+        return "frame tagger on one encoder pass"
+    return f"{head.kind} head, {window:g} s windows every {hop:g} s"
+
+
 def table(results: Dict[str, Dict[str, Dict]]) -> str:
     rows = ["| set | penalty | min segment s | switches | detected within 0.5 s | missed | false / min | "
             "boundary ms median / p90 | segment LID acc | frame acc |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -147,8 +148,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lid_dir", type=Path, required=True, help="<exp>/lid/<head>")
     p.add_argument("--data_dir", type=Path, nargs="+", required=True, help="code-switched dirs with segments_lang")
     p.add_argument("--out_dir", type=Path, required=True)
-    p.add_argument("--penalties", type=float, nargs="+", default=[DEFAULT_SWITCH_PENALTY],
-                   help="Viterbi switch penalties (nats) to evaluate; tune on dev")
+    p.add_argument("--penalties", type=float, nargs="+", default=None,
+                   help="Viterbi switch penalties (nats) to evaluate; tune on dev (default: the one chosen for the "
+                        "head's track, espnet_ext.lid.segments)")
     p.add_argument("--min_segments", type=float, nargs="+", default=[DEFAULT_MIN_SEGMENT_S],
                    help="shortest segments (s) the Viterbi path may hold, each with every penalty; tune on dev")
     p.add_argument("--pause_reach", type=float, default=PAUSE_REACH_SECONDS,
@@ -163,9 +165,9 @@ def get_parser() -> argparse.ArgumentParser:
 @exits_on_user_error
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
-    if min(args.penalties) < 0:
+    if args.penalties and min(args.penalties) < 0:
         get_parser().error(f"--penalties {' '.join(f'{p:g}' for p in args.penalties)}: a switch penalty is a cost in "
-                           f"nats, 0 or more ({DEFAULT_SWITCH_PENALTY:g} is the default)")
+                           f"nats, 0 or more")
     if min(args.min_segments) < 0:
         get_parser().error(f"--min_segments {' '.join(f'{m:g}' for m in args.min_segments)}: a segment's minimum "
                            f"length is in seconds, 0 or more ({DEFAULT_MIN_SEGMENT_S:g} is the default)")
@@ -182,17 +184,18 @@ def main(argv=None) -> None:
     tap_layer(loaded, args.adapter_dir, head.layer)
     loaded.asr_model.eval()
     encode = tap_encoder(loaded, head.layer)
+    penalties = args.penalties or [default_penalty(head)]
     languages, results = list(head.languages), {}
     for data_dir in args.data_dir:
         truth = truth_by_set[data_dir.name]
         utterances = read_data_dir(data_dir)
         audio = {u.utt_id: torch.from_numpy(utterance_audio(u)) for u in utterances}
-        posteriors = {u: window_posteriors(encode, head, wave, args.window, args.hop)
+        posteriors = {u: language_track(encode, head, wave, args.window, args.hop)
                       for u, wave in tqdm(audio.items(), desc=f"LID over time {data_dir.name}", unit="utt")}
         frame_truth = {u: language_at(truth[u], len(p)) for u, p in posteriors.items()}
         seconds = sum(u.duration for u in utterances)
         results[data_dir.name], drawn = {}, None
-        for penalty, min_segment in itertools.product(args.penalties, args.min_segments):
+        for penalty, min_segment in itertools.product(penalties, args.min_segments):
             predicted = {u: to_seconds(snap_to_pauses(viterbi_segments(p, penalty, frames_in(min_segment)),
                                                       audio[u].numpy(), args.pause_reach), languages)
                          for u, p in posteriors.items()}
@@ -203,12 +206,12 @@ def main(argv=None) -> None:
             if drawn is None:  # the first pair's segments: the plots' and the recipe's (<set>/segments.json)
                 drawn = predicted
                 write_segments_json(args.out_dir / data_dir.name / "segments.json", predicted)
-        penalty, min_segment = args.penalties[0], args.min_segments[0]
+        penalty, min_segment = penalties[0], args.min_segments[0]
         examples = [{"utt": u, "posteriors": posteriors[u].numpy(), "truth": truth[u], "predicted": drawn[u]}
                     for u in sorted(posteriors)[: args.plots]]
         plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
-                  f"{data_dir.name}: LID posteriors over time ({head.kind} head, {args.window:g} s windows every "
-                  f"{args.hop:g} s, penalty {penalty:g}" + (f", segments >= {min_segment:g} s" if min_segment else "")
+                  f"{data_dir.name}: LID posteriors over time ({track_name(head, args.window, args.hop)}, "
+                  f"penalty {penalty:g}" + (f", segments >= {min_segment:g} s" if min_segment else "")
                   + (f", switches moved to pauses within {args.pause_reach:g} s" if args.pause_reach else "") + ")")
     report = table(results)
     atomic_write_text(args.out_dir / "cs_lid.md", report)

@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     transcriber = load_system(args)
     try:
-        server = make_server(transcriber, f"{args.exp.name} (LID head {args.lid_head})", args.host, args.port)
+        server = make_server(transcriber, f"{args.exp.name} (LID head {transcriber.head.kind})", args.host, args.port)
     except OSError as err:
         raise SystemExit(f"espnet-lora-demo: cannot listen on {args.host}:{args.port} ({err}); pick another --port")
     log.info("serving the demo at http://%s:%d (Ctrl-C stops)", args.host, server.server_address[1])

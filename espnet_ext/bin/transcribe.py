@@ -19,18 +19,20 @@ from pathlib import Path
 from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.data.audio import AudioError
 from espnet_ext.decode.service import UNKNOWN, FileResult, Transcriber
-from espnet_ext.lid.heads import DEFAULT_HEAD
-from espnet_ext.lid.segments import DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY
+from espnet_ext.lid.segments import DEFAULT_MIN_SEGMENT_S
 from espnet_ext.routing.routers import DEFAULT_TAU
 
 
 def add_system_arguments(p: argparse.ArgumentParser) -> None:
     """The options that say which trained system transcribes (this command's and espnet-lora-demo's)."""
     p.add_argument("--exp", type=Path, required=True, help="a trained exp dir holding adapters/ and lid/<head>/")
-    p.add_argument("--lid_head", default=DEFAULT_HEAD, help="which head under <exp>/lid/ routes")
+    p.add_argument("--lid_head", default=None,
+                   help="which head under <exp>/lid/ finds the segments (default: the frame tagger if stage 4 "
+                        "trained one, else asp)")
     p.add_argument("--model_path", default=None, help="local weights for models that need them")
-    p.add_argument("--switch_penalty", type=float, default=DEFAULT_SWITCH_PENALTY,
-                   help="Viterbi penalty per language switch (nats): higher, fewer segments")
+    p.add_argument("--switch_penalty", type=float, default=None,
+                   help="Viterbi penalty per language switch (nats): higher, fewer segments (default: the one "
+                        "chosen on dev for the head's track)")
     p.add_argument("--min_segment", type=float, default=DEFAULT_MIN_SEGMENT_S,
                    help="shortest language segment (s): longer, fewer segments")
     p.add_argument("--min_confidence", type=float, default=DEFAULT_TAU,

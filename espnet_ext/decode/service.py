@@ -4,9 +4,10 @@ page run. The base, the adapters and the LID head load once (`Transcriber`); eve
 1. the file read (any format soundfile or PyAV reads), mixed to mono, resampled to 16 kHz;
 2. recordings longer than the model's window (Whisper: 30 s) cut into windows at low-energy points
    (espnet_ext.data.audio.cut_points: the quietest 100 ms of the last 5 s before each limit);
-3. per window, the head on 1 s sliding stretches (each encoded alone up to the LID tap) gives the
-   language over time, cut into segments by Viterbi decoding (espnet_ext.lid.segments); neighbouring
-   segments of one language across a window cut are joined;
+3. per window, the language over time (espnet_ext.lid.segments: the frame tagger on one encoder pass
+   where stage 4 trained one, `<exp>/lid/tagger`, else the routing head on 1 s sliding stretches, each
+   encoded alone up to the LID tap), cut into segments by Viterbi decoding; neighbouring segments of
+   one language across a window cut are joined;
 4. each segment decoded alone with its language forced: its adapter, or the base model on its 30 s
    window for a LID-only language (English); the transcripts joined in time order.
 
@@ -27,10 +28,10 @@ from espnet_ext.data.audio import SAMPLE_RATE, cut_points, read_audio, resample,
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
-from espnet_ext.lid.heads import DEFAULT_HEAD
+from espnet_ext.lid.heads import CONFIG_NAME as LID_CONFIG, DEFAULT_HEAD, TaggerHead
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, DEFAULT_SWITCH_PENALTY, FRAMES_PER_SECOND, frames_in, snap_to_pauses, tap_encoder,
-    viterbi_segments, window_posteriors,
+    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, default_penalty, frames_in, language_track, snap_to_pauses, tap_encoder,
+    viterbi_segments,
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
 
@@ -73,11 +74,17 @@ def load_user_audio(path) -> np.ndarray:
     return resample(to_mono(wave).astype(np.float32), rate, SAMPLE_RATE)
 
 
-class Transcriber:
-    """A trained system loaded once: `exp_dir/adapters`, `exp_dir/lid/<head>`, their base model."""
+def segment_head(exp_dir: Path) -> str:
+    """The head under `exp_dir/lid/` that finds segments by default: the frame tagger if trained."""
+    return TaggerHead.kind if (Path(exp_dir) / "lid" / TaggerHead.kind / LID_CONFIG).is_file() else DEFAULT_HEAD
 
-    def __init__(self, exp_dir: Path, head: str = DEFAULT_HEAD, model_path: Optional[str] = None,
-                 switch_penalty: float = DEFAULT_SWITCH_PENALTY, min_segment_s: float = DEFAULT_MIN_SEGMENT_S,
+
+class Transcriber:
+    """A trained system loaded once: `exp_dir/adapters`, `exp_dir/lid/<head>` (default: `segment_head`),
+    their base model. `switch_penalty` defaults to the one chosen on dev for the head's track."""
+
+    def __init__(self, exp_dir: Path, head: Optional[str] = None, model_path: Optional[str] = None,
+                 switch_penalty: Optional[float] = None, min_segment_s: float = DEFAULT_MIN_SEGMENT_S,
                  min_confidence: float = DEFAULT_TAU, search: Optional[SearchConfig] = None):
         from espnet_ext.bin.decode import load_adapters, load_lid_head
         from espnet_ext.lora.adapter_files import CONFIG_NAME, read_adapter_config
@@ -91,7 +98,7 @@ class Transcriber:
                             "(e.g. exp/whisper_base_all_r16)")
         self.loaded = load_model(read_adapter_config(configs[0].parent)["base_model"], model_path=model_path)
         load_adapters(self.loaded, exp_dir / "adapters")
-        self.head = load_lid_head(self.loaded, exp_dir / "lid" / head)
+        self.head = load_lid_head(self.loaded, exp_dir / "lid" / (head or segment_head(exp_dir)))
         self.loaded.asr_model.eval()
         self._tap_state = lambda: route_for_tap(self.loaded.asr_model)
         self.encode_to_tap = tap_encoder(self.loaded, self.head.layer)
@@ -99,14 +106,15 @@ class Transcriber:
         self.base_backend = make_backend(self.loaded, pad_to_30s=True)
         self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
         self.adapters = adapter_names(self.loaded.asr_model)
-        self.switch_penalty, self.min_confidence = switch_penalty, min_confidence
+        self.switch_penalty = default_penalty(self.head) if switch_penalty is None else switch_penalty
+        self.min_confidence = min_confidence
         self.min_frames = frames_in(min_segment_s)
         self.search = search or SearchConfig()
 
     def language_track(self, audio: np.ndarray) -> torch.Tensor:
-        """`[frames, languages]` posteriors of one window of the recording (1 s stretches encoded alone)."""
+        """`[frames, languages]` posteriors of one window of the recording (espnet_ext.lid.segments)."""
         self._tap_state()
-        return window_posteriors(self.encode_to_tap, self.head, torch.from_numpy(audio))
+        return language_track(self.encode_to_tap, self.head, torch.from_numpy(audio))
 
     def segments(self, audio: np.ndarray) -> Tuple[List[SegmentResult], torch.Tensor]:
         """The language segments of a whole recording (cut into windows first) and its frame posteriors."""

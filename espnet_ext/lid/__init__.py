@@ -2,7 +2,7 @@
 
 - `features`: an encoder layer's states, mean-pooled per utterance (the layer scan) or frame by frame at
   the tap (cached as Kaldi matrices), from the same masked forward decoding runs;
-- `heads`: the five heads (linear, mlp, cnn, bilstm, asp) and their files (lid_config.json +
+- `heads`: the five utterance heads (linear, mlp, cnn, bilstm, asp), the frame tagger and their files (lid_config.json +
   lid_model.safetensors);
 - `train`: balanced, cropped training with selection on dev, and the evaluation a report needs;
 - `probe`: a linear probe per encoder layer, which picks the tap layer of a bank layout;

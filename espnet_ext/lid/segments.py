@@ -1,9 +1,13 @@
-"""Language over time: frame-level posteriors from an utterance-level head, smoothed into segments.
+"""Language over time: frame-level posteriors (a track), smoothed into segments.
 
-A head maps a stretch of tap frames to posteriors; run on sliding windows of the audio
-(WINDOW_SECONDS long, every HOP_SECONDS, each encoded alone up to the tap) it gives a posterior
-track, and each tap frame takes the track of the window centred nearest to it. The track is noisy
-at the scale of a window, so it is cut into segments by Viterbi decoding over the languages: the best
+Two tracks (`language_track`). The frame tagger (espnet_ext.lid.heads.TaggerHead, trained on
+code-switched speech) gives each tap frame of one encoder pass over the recording its posteriors:
+the default wherever a tagger was trained (README, "Code-switched speech": on the test sets it
+finds 86-100% of the switches within 0.5 s where the windows found 29-95%). An utterance-level head
+instead maps a stretch of tap frames to posteriors; run on sliding windows of the audio
+(WINDOW_SECONDS long, every HOP_SECONDS, each encoded alone up to the tap) it gives a track in which
+each tap frame takes the window centred nearest to it. Either track is noisy, so it is cut into
+segments by Viterbi decoding over the languages: the best
 path maximises the summed log posteriors minus `switch_penalty` per change of language (an HMM whose
 switch probability is exp(-penalty)), optionally with every segment at least `min_frames` long (a
 chain of states per language). A larger penalty or minimum trades missed switches for fewer false
@@ -18,15 +22,18 @@ import numpy as np
 import torch
 
 from espnet_ext.data.audio import SAMPLE_RATE, quietest_point
+from espnet_ext.data.kaldi import LanguageSegment
 
 FRAMES_PER_SECOND = 50  # Whisper's encoder (and the tap) emit one state per 20 ms
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
 WINDOW_SECONDS = 1.0
 HOP_SECONDS = 0.25
 # README: "Code-switched speech" for how each was chosen
-# nats per switch: the least of 32/64/96/128/192 at which the default head makes at most 2 false switches
-# per minute on every dev code-switched set
+# nats per switch, for the windows of the default head: the least of 32/64/96/128/192 at which it makes at
+# most 2 false switches per minute on every dev code-switched set
 DEFAULT_SWITCH_PENALTY = 96.0
+# the same rule for the frame tagger's track, over 2/4/8/16/32/64
+TAGGER_SWITCH_PENALTY = 32.0
 # the shortest segment (s) the path may hold: none, because 24 nats with 1 s found more test switches at
 # the same false rate but raised inter-sentential WER with predicted segments by 12% [4, 22]
 DEFAULT_MIN_SEGMENT_S = 0.0
@@ -71,8 +78,41 @@ def window_posteriors(encode: Callable[[torch.Tensor], torch.Tensor], head, audi
     return track[nearest]
 
 
+@torch.no_grad()
+def one_pass_posteriors(encode: Callable[[torch.Tensor], torch.Tensor], tagger, audio: torch.Tensor) -> torch.Tensor:
+    """`[frames, languages]` posteriors of the frame tagger over one encoder pass of the whole recording
+    (`frames` as window_posteriors counts them: the tap's last frame repeated or dropped to match)."""
+    frames = max(1, len(audio) // SAMPLES_PER_FRAME)
+    states = encode(audio[None])
+    track = tagger.frame_posteriors(states, torch.tensor([states.size(1)]))[0]
+    return track[torch.arange(frames).clamp_max(len(track) - 1)]
+
+
+def language_track(encode: Callable[[torch.Tensor], torch.Tensor], head, audio: torch.Tensor,
+                   window_s: float = WINDOW_SECONDS, hop_s: float = HOP_SECONDS) -> torch.Tensor:
+    """`[frames, languages]`: the tagger's one pass if `head` is a frame tagger, else its sliding windows."""
+    if hasattr(head, "frame_posteriors"):
+        return one_pass_posteriors(encode, head, audio)
+    return window_posteriors(encode, head, audio, window_s, hop_s)
+
+
+def default_penalty(head) -> float:
+    """The switch penalty chosen on dev for `head`'s track."""
+    return TAGGER_SWITCH_PENALTY if hasattr(head, "frame_posteriors") else DEFAULT_SWITCH_PENALTY
+
+
+def language_at(segments: Sequence[LanguageSegment], frames: int) -> np.ndarray:
+    """The language of each tap frame (frame t covers [t, t+1) / FRAMES_PER_SECOND s, taken at its centre):
+    the frame labels a tagger trains on and the truth a track is scored against."""
+    centres = (np.arange(frames) + 0.5) / FRAMES_PER_SECOND
+    labels = np.full(frames, segments[-1].lang, dtype=object)
+    for seg in reversed(segments):
+        labels[centres < seg.end] = seg.lang
+    return labels
+
+
 def tap_encoder(loaded, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`encode` for window_posteriors: equal-length windows through `loaded` up to the tap, in the model's
+    """`encode` for language_track: equal-length windows (or one recording) through `loaded` up to the tap, in the model's
     current routing state (the caller puts it in the tap's: espnet_ext.lora.inject.route_for_tap)."""
     from espnet_ext.models.whisper_forward import Tap
 

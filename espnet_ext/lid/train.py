@@ -33,7 +33,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from espnet_ext.lid.features import FrameFeatures, label_indices
-from espnet_ext.lid.heads import LIDHead, SeedEnsemble
+from espnet_ext.lid.heads import LIDHead, SeedEnsemble, TaggerHead
 from espnet_ext.parallel import forked_map
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,65 @@ def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: He
     head.load_state_dict(best_state)
     log.info("LID head %s, seed %d: best dev accuracy %.1f%% (epoch %d)", head.kind, config.seed, 100 * best,
              max(history, key=lambda h: (h["dev_accuracy"], -h["epoch"]))["epoch"])
+    return history
+
+
+@dataclass
+class TaggerTraining:
+    epochs: int = 15
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+@torch.no_grad()
+def frame_accuracy(head: TaggerHead, features: FrameFeatures, labels: Sequence[np.ndarray], batch_size: int = 32) -> float:
+    """The share of all frames whose top posterior is their label."""
+    right = 0
+    for start in range(0, len(features.frames), batch_size):
+        hidden, lengths = pad_frames(features.frames[start : start + batch_size])
+        top = head.frame_posteriors(hidden, lengths).argmax(-1)
+        right += sum(int((top[i, :n].numpy() == labels[start + i]).sum()) for i, n in enumerate(lengths.tolist()))
+    return right / sum(len(x) for x in labels)
+
+
+def fit_tagger(head: TaggerHead, train: FrameFeatures, labels: Sequence[np.ndarray], dev: FrameFeatures,
+               dev_labels: Sequence[np.ndarray], config: TaggerTraining) -> List[Dict[str, float]]:
+    """Train the frame tagger on whole code-switched utterances, each frame's label its language index
+    (`labels[i]` for `train.frames[i]`), from a fresh initialisation drawn from `config.seed`; batched by
+    length, the learning rate along a cosine; it ends holding its best-dev-frame-accuracy epoch."""
+    set_statistics(head, train)
+    torch.manual_seed(config.seed)
+    for module in head.modules():
+        if module is not head and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    rng = np.random.default_rng(config.seed)
+    targets = [torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in labels]
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train.frames) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    history, best, best_state = [], -1.0, None
+    for epoch in tqdm(range(1, config.epochs + 1), desc="LID frame tagger", unit="epoch"):
+        head.train()
+        losses = []
+        for batch in length_batches([len(f) for f in train.frames], config.batch_size, rng):
+            hidden, lengths = pad_frames([train.frames[i] for i in batch])
+            target = nn.utils.rnn.pad_sequence([targets[i] for i in batch], batch_first=True, padding_value=-100)
+            loss = nn.functional.cross_entropy(head.frame_logits(hidden, lengths).transpose(1, 2), target,
+                                               ignore_index=-100)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+        dev_accuracy = frame_accuracy(head, dev, dev_labels)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "dev_frame_accuracy": dev_accuracy})
+        if dev_accuracy > best:
+            best, best_state = dev_accuracy, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    log.info("LID frame tagger: best dev frame accuracy %.1f%% (epoch %d)", 100 * best,
+             max(history, key=lambda h: (h["dev_frame_accuracy"], -h["epoch"]))["epoch"])
     return history
 
 

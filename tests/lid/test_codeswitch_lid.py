@@ -6,9 +6,10 @@ import pytest
 import soundfile as sf
 
 from espnet_ext.bin import codeswitch_lid, train_lid
-from espnet_ext.bin.codeswitch_lid import evaluate_set, language_at, match_switches
+from espnet_ext.bin.codeswitch_lid import evaluate_set, match_switches
 from espnet_ext.data.kaldi import LanguageSegment as Seg
 from espnet_ext.data.kaldi import Utterance, write_data_dir, write_segments_lang
+from espnet_ext.lid.segments import language_at
 from train_helpers import chirp, make_corpus
 
 

@@ -31,7 +31,8 @@ def run_recipe(tmp_path, *args):
 @pytest.mark.slow
 def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     done = run_recipe(tmp_path, "--tts_utts_per_split", "2", "--nj", "2", "--train_args",
-                      "--max_epoch 1 --num_iters_per_epoch 4", "--codeswitch", "true", "--cs_per_kind", "2")
+                      "--max_epoch 1 --num_iters_per_epoch 4", "--codeswitch", "true", "--cs_per_kind", "2",
+                      "--cs_train_per_kind", "2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     exp = tmp_path / "exp" / "whisper_base_zeroshot"
     lora_exp = tmp_path / "exp" / "whisper_base_all_r16"
@@ -76,7 +77,13 @@ def test_run_sh_end_to_end_with_whisper_base(tmp_path):
     # (encoder blocks 4-6 and the decoder) is 1.72M per language
     assert "| whisper_base_all_r16 | whisper_all | 16 | 1.72M | 8 | 1/1 |" in results
 
-    # --codeswitch: the three code-switched sets, each decoded five ways and compared with its true segments
+    # --codeswitch: the frame tagger trained on train_cs_* (2 per kind), its epoch chosen on dev_cs_* (20 per kind);
+    # it finds the segments of the three code-switched test sets, each decoded five ways against its true segments
+    tagger = json.loads((lora_exp / "lid" / "tagger" / "lid_config.json").read_text(encoding="utf-8"))
+    assert tagger["kind"] == "tagger" and tagger["layer"] == 3 and tagger["languages"] == list(LANGS) + ["en"]
+    assert json.loads((lora_exp / "lid" / "tagger" / "eval.json").read_text())["train_utterances"] == 6
+    assert len((tmp_path / "data" / "dev_cs_rapid" / "wav.scp").read_text().splitlines()) == 20
+    assert "lid/tagger" in (lora_exp / "codeswitch_lid" / "test" / "log" / "codeswitch_lid.log").read_text()
     for kind in ("inter", "intra", "rapid"):
         segments = json.loads((lora_exp / "codeswitch_lid" / "test" / f"test_cs_{kind}" / "segments.json").read_text())
         assert len(segments) == 2 and all(segs for segs in segments.values())

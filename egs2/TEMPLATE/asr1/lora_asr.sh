@@ -65,10 +65,14 @@ decode_args=           # extra options for espnet_ext.bin.decode, e.g. "--beam_s
 test_sets=             # data dirs to decode (names under data/ or paths); empty: test_<lang> (test_all
                        # for --lang all: languages share batches, result.txt scores each)
 # Code-switched speech (stages 1, 5, 6; --lang all with adapters)
-codeswitch=false       # true: stage 1 builds test_cs_{inter,intra,rapid} (local/make_codeswitch.py); stage 5
-                       # finds their language segments with the LID head and decodes each set five ways
-                       # (cs_variants), stage 6 scores them against oracle segments (~17 min on 2 CPU cores)
-cs_per_kind=           # code-switched utterances per kind (empty: local/make_codeswitch.py's default, 50)
+codeswitch=false       # true: stage 1 builds {train,dev,test}_cs_{inter,intra,rapid} (local/make_codeswitch.py);
+                       # stage 4 trains the frame tagger on train_cs_* (espnet_ext.bin.train_tagger); stage 5
+                       # finds the test sets' language segments with it and decodes each set five ways
+                       # (cs_variants), stage 6 scores them against oracle segments (~23 min on 2 CPU cores)
+cs_per_kind=           # code-switched test utterances per kind (empty: local/make_codeswitch.py's default, 50)
+cs_train_per_kind=300  # code-switched training utterances per kind, for the tagger (dev: 20 per kind)
+cs_lid_head=tagger     # the head under lid/ that finds the segments: tagger (one encoder pass), or a routing head
+                       # (on 1 s windows, each encoded alone)
 switch_penalty=        # Viterbi penalty per language switch (empty: espnet_ext.lid.segments' default)
 min_segment=           # shortest language segment in seconds (empty: espnet_ext.lid.segments' default)
 # Stage 7: what the adapters learned, and the report of every result (exp/report)
@@ -197,8 +201,9 @@ decode_dir_of() {  # data set, routing -> decode dir
 data_dir_of() {  # a name under data/ or a path
     if [ -d "$1" ]; then echo "$1"; else echo "${datadir}/$1"; fi
 }
-lid_head_sum() {  # the LID head's checksum (nothing when it is missing: the decode or segmenter reading it says so)
-    cksum 2>/dev/null < "${train_exp}/lid/${lid_head}/lid_model.safetensors" || true
+lid_head_sum() {  # [head]: a LID head's checksum, lid_head's by default (nothing when it is missing: the decode
+                  # or segmenter reading it says so)
+    cksum 2>/dev/null < "${train_exp}/lid/${1:-${lid_head}}/lid_model.safetensors" || true
 }
 decode_inputs() {  # routing[, decode.py options]: checksums of the files a decode reads beyond its options (the
                    # LID head of a routing that reads one, a segments file), kept in <decode dir>/.inputs: a decode
@@ -312,15 +317,19 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
 fi
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ] && ${codeswitch}; then
-    marker=${datadir}/.done_codeswitch
-    if done_or_force "${marker}"; then
-        log "stage 1: code-switched test sets already built (${marker}); --force true to redo"
-    else
-        log "stage 1: code-switched test sets -> ${datadir}/test_cs_* (log: ${expdir}/log/make_codeswitch.log)"
-        ${train_cmd} "${expdir}/log/make_codeswitch.log" python local/make_codeswitch.py --data_dir "${datadir}" \
-            ${cs_per_kind:+--per_kind "${cs_per_kind}"}
-        touch "${marker}"
-    fi
+    # test: the report's sets; dev: where the switch penalty is chosen and the tagger's epoch; train: the tagger's
+    for split in test dev train; do
+        marker=${datadir}/.done_codeswitch_${split}
+        case ${split} in test) per_kind=${cs_per_kind} ;; dev) per_kind=20 ;; train) per_kind=${cs_train_per_kind} ;; esac
+        if done_or_force "${marker}"; then
+            log "stage 1: code-switched ${split} sets already built (${marker}); --force true to redo"
+        else
+            log "stage 1: code-switched ${split} sets -> ${datadir}/${split}_cs_* (log: ${expdir}/log/make_codeswitch_${split}.log)"
+            ${train_cmd} "${expdir}/log/make_codeswitch_${split}.log" python local/make_codeswitch.py \
+                --data_dir "${datadir}" --split "${split}" ${per_kind:+--per_kind "${per_kind}"}
+            touch "${marker}"
+        fi
+    done
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
@@ -367,6 +376,19 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         log "stage 4: LID heads (${train_exp}/lid/heads.md):"
         cat "${train_exp}/lid/heads.md"
     fi
+    tagger_dir=${train_exp}/lid/tagger
+    if ${codeswitch} && [ "${cs_lid_head}" = tagger ]; then
+        if done_or_force "${tagger_dir}/.done"; then
+            log "stage 4: LID frame tagger already trained (${tagger_dir}/.done); --force true to redo"
+        else
+            log "stage 4: LID frame tagger on ${datadir}/train_cs_* -> ${tagger_dir} (log: ${train_exp}/lid/log/train_tagger.log)"
+            ${train_cmd} --num-threads "${threads_alone}" "${train_exp}/lid/log/train_tagger.log" \
+                python -m espnet_ext.bin.train_tagger --model "${model}" ${model_path:+--model_path "${model_path}"} \
+                    --adapter_dir "${train_exp}/adapters" --out_dir "${tagger_dir}" \
+                    --train_dir "${datadir}"/train_cs_{inter,intra,rapid} --dev_dir "${datadir}"/dev_cs_{inter,intra,rapid}
+            touch "${tagger_dir}/.done"
+        fi
+    fi
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
@@ -382,12 +404,12 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     done
     sets=$(cs_sets)
     # what the segments were found with: another head, penalty or minimum finds them again
-    cs_inputs="$(lid_head_sum) ${switch_penalty} ${min_segment}"
+    cs_inputs="$(lid_head_sum "${cs_lid_head}") ${switch_penalty} ${min_segment}"
     if [ -n "${sets}" ] && ! { done_or_force "${cs_segments}/.done" && [ "$(cat "${cs_segments}/.done")" = "${cs_inputs}" ]; }; then
-        log "stage 5: language segments of ${sets//$'\n'/ } (LID head ${lid_head}) -> ${cs_segments}"
+        log "stage 5: language segments of ${sets//$'\n'/ } (LID head ${cs_lid_head}) -> ${cs_segments}"
         ${train_cmd} --num-threads "${threads_alone}" "${cs_segments}/log/codeswitch_lid.log" \
             python -m espnet_ext.bin.codeswitch_lid --model "${model}" ${model_path:+--model_path "${model_path}"} \
-                --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${lid_head}" \
+                --adapter_dir "${train_exp}/adapters" --lid_dir "${train_exp}/lid/${cs_lid_head}" \
                 --data_dir $(for d in ${sets}; do data_dir_of "${d}"; done) --out_dir "${cs_segments}" \
                 ${switch_penalty:+--penalties "${switch_penalty}"} ${min_segment:+--min_segments "${min_segment}"}
         echo "${cs_inputs}" > "${cs_segments}/.done"
