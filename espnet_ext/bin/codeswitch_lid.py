@@ -17,7 +17,7 @@ Per set, penalty and minimum: switches detected within TOLERANCE_S of a true one
 most one predicted, nearest first), the boundary error of the detected ones (median, 90th percentile,
 ms), missed switches, and false switches per minute of audio; segment LID accuracy (a true segment
 counts as right when the language predicted over most of its frames is its own) and frame accuracy.
-Each predicted switch is first moved to the quietest moment within --pause_reach of it.
+On the window track each predicted switch is first moved to the quietest moment within --pause_reach of it.
 Writes `cs_lid.md` / `cs_lid.json` (keyed `<penalty>_<min>`), each set's predicted segments
 (`<set>/segments_<penalty>_<min>.json`, and the first pair's as `<set>/segments.json`, which the
 recipe's --codeswitch decodes read) and a
@@ -40,8 +40,8 @@ from espnet_ext.data.audio import utterance_audio
 from espnet_ext.data.kaldi import DataDirError, LanguageSegment, read_data_dir, read_segments_lang, write_segments_json
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, HOP_SECONDS, PAUSE_REACH_SECONDS, WINDOW_SECONDS, default_penalty,
-    frames_in, language_at, language_track, snap_to_pauses, tap_encoder, viterbi_segments,
+    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, HOP_SECONDS, WINDOW_SECONDS, frames_in, is_tagger, language_at,
+    language_track, snap_to_pauses, tap_encoder, track_settings, viterbi_segments,
 )
 
 log = logging.getLogger("codeswitch_lid")
@@ -122,7 +122,7 @@ def plot_grid(examples: List[Dict], languages: Sequence[str], path: Path, title:
 
 
 def track_name(head, window: float, hop: float) -> str:
-    if hasattr(head, "frame_posteriors"):
+    if is_tagger(head):
         return "frame tagger on one encoder pass"
     return f"{head.kind} head, {window:g} s windows every {hop:g} s"
 
@@ -153,11 +153,12 @@ def get_parser() -> argparse.ArgumentParser:
                         "head's track, espnet_ext.lid.segments)")
     p.add_argument("--min_segments", type=float, nargs="+", default=[DEFAULT_MIN_SEGMENT_S],
                    help="shortest segments (s) the Viterbi path may hold, each with every penalty; tune on dev")
-    p.add_argument("--pause_reach", type=float, default=PAUSE_REACH_SECONDS,
-                   help="move each switch to the quietest moment within this many seconds of it (0: leave it)")
+    p.add_argument("--pause_reach", type=float, default=None,
+                   help="move each switch to the quietest moment within this many seconds of it (0: leave it; "
+                        "default: the one chosen for the head's track, espnet_ext.lid.segments)")
     p.add_argument("--window", type=float, default=WINDOW_SECONDS, help="seconds of audio per LID window")
     p.add_argument("--hop", type=float, default=HOP_SECONDS, help="seconds between LID windows")
-    p.add_argument("--plots", type=int, default=6, help="utterances drawn per set")
+    p.add_argument("--plots", type=int, default=6, help="utterances drawn per set (0: no plot)")
     p.add_argument("--threads", type=int, default=0)
     return p
 
@@ -184,7 +185,9 @@ def main(argv=None) -> None:
     tap_layer(loaded, args.adapter_dir, head.layer)
     loaded.asr_model.eval()
     encode = tap_encoder(loaded, head.layer)
-    penalties = args.penalties or [default_penalty(head)]
+    settings = track_settings(head)
+    penalties = args.penalties or [settings.switch_penalty]
+    pause_reach = settings.pause_reach_s if args.pause_reach is None else args.pause_reach
     languages, results = list(head.languages), {}
     for data_dir in args.data_dir:
         truth = truth_by_set[data_dir.name]
@@ -197,7 +200,7 @@ def main(argv=None) -> None:
         results[data_dir.name], drawn = {}, None
         for penalty, min_segment in itertools.product(penalties, args.min_segments):
             predicted = {u: to_seconds(snap_to_pauses(viterbi_segments(p, penalty, frames_in(min_segment)),
-                                                      audio[u].numpy(), args.pause_reach), languages)
+                                                      audio[u].numpy(), pause_reach), languages)
                          for u, p in posteriors.items()}
             frame_pred = {u: language_at(predicted[u], len(p)) for u, p in posteriors.items()}
             setting = f"{penalty:g}_{min_segment:g}"
@@ -209,10 +212,11 @@ def main(argv=None) -> None:
         penalty, min_segment = penalties[0], args.min_segments[0]
         examples = [{"utt": u, "posteriors": posteriors[u].numpy(), "truth": truth[u], "predicted": drawn[u]}
                     for u in sorted(posteriors)[: args.plots]]
-        plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
-                  f"{data_dir.name}: LID posteriors over time ({track_name(head, args.window, args.hop)}, "
-                  f"penalty {penalty:g}" + (f", segments >= {min_segment:g} s" if min_segment else "")
-                  + (f", switches moved to pauses within {args.pause_reach:g} s" if args.pause_reach else "") + ")")
+        if examples:
+            plot_grid(examples, languages, args.out_dir / f"{data_dir.name}.png",
+                      f"{data_dir.name}: LID posteriors over time ({track_name(head, args.window, args.hop)}, "
+                      f"penalty {penalty:g}" + (f", segments >= {min_segment:g} s" if min_segment else "")
+                      + (f", switches moved to pauses within {pause_reach:g} s" if pause_reach else "") + ")")
     report = table(results)
     atomic_write_text(args.out_dir / "cs_lid.md", report)
     atomic_write_text(args.out_dir / "cs_lid.json", json.dumps(results, indent=1) + "\n")

@@ -30,7 +30,7 @@ from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
 from espnet_ext.lid.heads import CONFIG_NAME as LID_CONFIG, DEFAULT_HEAD, TaggerHead
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, default_penalty, frames_in, language_track, snap_to_pauses, tap_encoder,
+    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, frames_in, language_track, snap_to_pauses, tap_encoder, track_settings,
     viterbi_segments,
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
@@ -106,7 +106,8 @@ class Transcriber:
         self.base_backend = make_backend(self.loaded, pad_to_30s=True)
         self.window_s = self.loaded.family.window_samples / SAMPLE_RATE
         self.adapters = adapter_names(self.loaded.asr_model)
-        self.switch_penalty = default_penalty(self.head) if switch_penalty is None else switch_penalty
+        self.settings = track_settings(self.head)
+        self.switch_penalty = self.settings.switch_penalty if switch_penalty is None else switch_penalty
         self.min_confidence = min_confidence
         self.min_frames = frames_in(min_segment_s)
         self.search = search or SearchConfig()
@@ -125,7 +126,7 @@ class Transcriber:
             tracks.append(track)
             offset = lo / SAMPLE_RATE
             path = viterbi_segments(track, self.switch_penalty, self.min_frames)
-            for seg in snap_to_pauses(path, audio[lo:hi]):
+            for seg in snap_to_pauses(path, audio[lo:hi], self.settings.pause_reach_s):
                 confidence = float(track[seg.start:seg.end].max(1).values.mean())
                 start = offset + seg.start / FRAMES_PER_SECOND
                 end = min(hi / SAMPLE_RATE, offset + seg.end / FRAMES_PER_SECOND)

@@ -71,13 +71,18 @@ class LIDHead(nn.Module):
     def logits(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    @torch.no_grad()
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Posteriors `[batch, languages]`, in eval mode whatever the module's mode."""
+        return self.softmax_in_eval(self.logits, hidden, lengths)
+
+    @torch.no_grad()
+    def softmax_in_eval(self, logits, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The softmax of `logits(hidden, lengths)` over languages, computed in eval mode (no dropout), the
+        module's mode restored after."""
         training = self.training
         self.eval()
         try:
-            return torch.softmax(self.logits(hidden, lengths), dim=-1)
+            return torch.softmax(logits(hidden, lengths), dim=-1)
         finally:
             self.train(training)
 
@@ -224,15 +229,9 @@ class TaggerHead(LIDHead):
             x = (x + self.drop(nn.functional.gelu(conv(x)))) * mask
         return self.out(x.transpose(1, 2))
 
-    @torch.no_grad()
     def frame_posteriors(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`[batch, frames, languages]` posteriors, in eval mode whatever the module's mode."""
-        training = self.training
-        self.eval()
-        try:
-            return torch.softmax(self.frame_logits(hidden, lengths), dim=-1)
-        finally:
-            self.train(training)
+        return self.softmax_in_eval(self.frame_logits, hidden, lengths)
 
     def logits(self, hidden, lengths):
         """The log of the mean of the valid frames' posteriors (a softmax of it gives that mean back)."""

@@ -3,17 +3,17 @@
 Two tracks (`language_track`). The frame tagger (espnet_ext.lid.heads.TaggerHead, trained on
 code-switched speech) gives each tap frame of one encoder pass over the recording its posteriors:
 the default wherever a tagger was trained (README, "Code-switched speech": on the test sets it
-finds 86-100% of the switches within 0.5 s where the windows found 29-95%). An utterance-level head
+finds 96-100% of the switches within 0.5 s where the windows found 29-95%). An utterance-level head
 instead maps a stretch of tap frames to posteriors; run on sliding windows of the audio
 (WINDOW_SECONDS long, every HOP_SECONDS, each encoded alone up to the tap) it gives a track in which
 each tap frame takes the window centred nearest to it. Either track is noisy, so it is cut into
-segments by Viterbi decoding over the languages: the best
-path maximises the summed log posteriors minus `switch_penalty` per change of language (an HMM whose
-switch probability is exp(-penalty)), optionally with every segment at least `min_frames` long (a
-chain of states per language). A larger penalty or minimum trades missed switches for fewer false
-ones; both are tuned on the dev code-switched sets. A minimum finds more switches at the same false
-rate, but each false segment it keeps is longer, so transcripts lose: measured, it is off by default
-(README: "Code-switched speech"). Then each switch moves to the quietest moment near it (snap_to_pauses).
+segments by Viterbi decoding over the languages: the best path maximises the summed log posteriors
+minus `switch_penalty` per change of language (an HMM whose switch probability is exp(-penalty)),
+optionally with every segment at least `min_frames` long (a chain of states per language). A larger
+penalty or minimum trades missed switches for fewer false ones; both are tuned on the dev code-
+switched sets. A minimum finds more switches at the same false rate, but each false segment it keeps
+is longer, so transcripts lose: measured, it is off by default (README: "Code-switched speech"). Then
+on the window track each switch moves to the quietest moment near it (snap_to_pauses).
 """
 from dataclasses import dataclass
 from typing import Callable, List, Sequence
@@ -29,18 +29,27 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
 WINDOW_SECONDS = 1.0
 HOP_SECONDS = 0.25
 # README: "Code-switched speech" for how each was chosen
-# nats per switch, for the windows of the default head: the least of 32/64/96/128/192 at which it makes at
-# most 2 false switches per minute on every dev code-switched set
-DEFAULT_SWITCH_PENALTY = 96.0
-# the same rule for the frame tagger's track, over 2/4/8/16/32/64
-TAGGER_SWITCH_PENALTY = 32.0
 # the shortest segment (s) the path may hold: none, because 24 nats with 1 s found more test switches at
 # the same false rate but raised inter-sentential WER with predicted segments by 12% [4, 22]
 DEFAULT_MIN_SEGMENT_S = 0.0
-# a switch moves to the quietest PAUSE_SECONDS within PAUSE_REACH_SECONDS (set before measuring, not tuned):
-# predicted-segment WER -10% [-18, -3] inter-sentential, -12% [-22, -2] intra, -12% [-21, +1] rapid on the
-# default run's test sets (README: "Code-switched speech")
-PAUSE_REACH_SECONDS = 0.4
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """What cuts a track into the segments decoding uses, chosen on dev for each kind of track."""
+
+    switch_penalty: float  # nats per switch: the least at which every dev kind has at most 2 false switches/min
+    pause_reach_s: float  # each switch moves to the quietest PAUSE_SECONDS within this many seconds (0: stays)
+
+
+# The windows (penalty over 32/64/96/128/192 with the default head): a switch is placed only to within a
+# hop, often inside a word, so it moves to a pause (0.4 s, set before measuring): predicted-segment WER
+# -10% [-18, -3] inter-sentential, -12% [-22, -2] intra, -12% [-21, +1] rapid on the default run's test sets.
+WINDOW_TRACK = TrackSettings(switch_penalty=96.0, pause_reach_s=0.4)
+# The frame tagger (penalty over 2/4/8/16/32/64): its switches lie 6 ms (median) from the true ones, and
+# moving them to pauses raised dev predicted-segment WER (inter 32.5 -> 36.0, intra 57.4 -> 85.2).
+TAGGER_TRACK = TrackSettings(switch_penalty=32.0, pause_reach_s=0.0)
+DEFAULT_SWITCH_PENALTY = WINDOW_TRACK.switch_penalty  # viterbi_segments' default
 PAUSE_SECONDS = 0.05
 
 
@@ -91,14 +100,19 @@ def one_pass_posteriors(encode: Callable[[torch.Tensor], torch.Tensor], tagger, 
 def language_track(encode: Callable[[torch.Tensor], torch.Tensor], head, audio: torch.Tensor,
                    window_s: float = WINDOW_SECONDS, hop_s: float = HOP_SECONDS) -> torch.Tensor:
     """`[frames, languages]`: the tagger's one pass if `head` is a frame tagger, else its sliding windows."""
-    if hasattr(head, "frame_posteriors"):
+    if is_tagger(head):
         return one_pass_posteriors(encode, head, audio)
     return window_posteriors(encode, head, audio, window_s, hop_s)
 
 
-def default_penalty(head) -> float:
-    """The switch penalty chosen on dev for `head`'s track."""
-    return TAGGER_SWITCH_PENALTY if hasattr(head, "frame_posteriors") else DEFAULT_SWITCH_PENALTY
+def is_tagger(head) -> bool:
+    """Whether `head` gives posteriors frame by frame (a TaggerHead) rather than per stretch."""
+    return hasattr(head, "frame_posteriors")
+
+
+def track_settings(head) -> TrackSettings:
+    """The switch penalty and pause reach chosen on dev for `head`'s track."""
+    return TAGGER_TRACK if is_tagger(head) else WINDOW_TRACK
 
 
 def language_at(segments: Sequence[LanguageSegment], frames: int) -> np.ndarray:
@@ -170,12 +184,12 @@ def viterbi_segments(posteriors: torch.Tensor, switch_penalty: float = DEFAULT_S
     return runs([s // chain for s in path[::-1]])
 
 
-def snap_to_pauses(segments: Sequence[FrameSegment], audio: np.ndarray, reach_s: float = PAUSE_REACH_SECONDS,
+def snap_to_pauses(segments: Sequence[FrameSegment], audio: np.ndarray, reach_s: float,
                    pause_s: float = PAUSE_SECONDS) -> List[FrameSegment]:
     """The segments with each switch moved to the centre of the quietest `pause_s` of `audio` within
-    `reach_s` of it (each segment kept at least one frame long). The track places a switch only to
-    within a window's hop, often inside a word; a cut inside a word costs both sides their edge words,
-    while speakers mostly pause where they change language."""
+    `reach_s` of it (each segment kept at least one frame long; `reach_s` 0 leaves them). The window
+    track places a switch only to within a hop, often inside a word; a cut inside a word costs both sides
+    their edge words, while speakers mostly pause where they change language."""
     width, reach = max(1, round(pause_s * SAMPLE_RATE)), round(reach_s * SAMPLE_RATE)
     snapped = list(segments)
     for i in range(1, len(snapped)):

@@ -11,7 +11,7 @@ import torch
 from espnet_ext.bin import transcribe as transcribe_cli
 from espnet_ext.decode.search import SearchConfig
 from espnet_ext.data.audio import cut_points
-from espnet_ext.decode.service import UNKNOWN, Transcriber, load_user_audio
+from espnet_ext.decode.service import UNKNOWN, Transcriber, load_user_audio, segment_head
 from espnet_ext.decode.transcribe import transcribe_batch
 from decode_helpers import random_audio
 
@@ -79,3 +79,30 @@ def test_cli_prints_each_file_and_names_an_unreadable_one(tiny_exp, tmp_path, ca
     assert err.count("\n") == 1 and "bad.wav" in err and "Traceback" not in err
     record = json.loads(out.strip())
     assert record["file"].endswith("ok.wav") and record["segments"] and set(record["posteriors"]) == set(LANGS)
+
+
+@torch.no_grad()
+def test_the_frame_tagger_finds_the_segments_where_stage_4_trained_one(tiny_exp, tmp_path):
+    import shutil
+
+    from espnet_ext.lid.heads import make_head
+    from espnet_ext.lid.segments import TAGGER_TRACK
+    from espnet_ext.models.registry import load_model
+
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny_exp, exp)
+    assert segment_head(exp) == "asp"  # no tagger: the routing head's windows
+    base = load_model("whisper_tiny_random")
+    width = json.loads((exp / "lid" / "linear" / "lid_config.json").read_text())["width"]
+    tagger = make_head("tagger", 1, LANGS, width)
+    tagger.save(exp / "lid" / "tagger", {"base_model": base.name, "base_fingerprint": base.fingerprint})
+    assert segment_head(exp) == "tagger"
+    system = Transcriber(exp, search=SearchConfig(max_tokens=4))
+    assert system.head.kind == "tagger" and system.switch_penalty == TAGGER_TRACK.switch_penalty and system.settings == TAGGER_TRACK
+    audio = random_audio(2.0, 5)
+    track = system.language_track(audio)  # (in the tap's routing state, which it sets)
+    expected = tagger.frame_posteriors(system.encode_to_tap(torch.from_numpy(audio)[None]), torch.tensor([100]))[0]
+    torch.testing.assert_close(track, expected)  # one pass, every frame its own posteriors
+    result = system.transcribe(audio, "t.wav")
+    assert result.segments[0].start == 0 and result.segments[-1].end == pytest.approx(2.0)
+    assert "tagger head on encoder layer 1" in result.routing

@@ -82,7 +82,7 @@ def test_switches_move_to_the_quietest_moment_within_reach():
     assert (snapped[0].start, snapped[1].end) == (0, 250) and [s.lang for s in snapped] == [0, 1]
     assert snap_to_pauses(segments, audio, reach_s=0.0) == segments  # no reach: left where the track put it
     short = [FrameSegment(0, 100, 0), FrameSegment(100, 101, 1), FrameSegment(101, 250, 0)]
-    assert all(s.end > s.start for s in snap_to_pauses(short, audio))  # every segment keeps a frame
+    assert all(s.end > s.start for s in snap_to_pauses(short, audio, 0.4))  # every segment keeps a frame
 
 
 def test_runs_are_maximal():

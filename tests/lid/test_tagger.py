@@ -13,7 +13,7 @@ from espnet_ext.data.kaldi import Utterance, write_data_dir, write_segments_lang
 from espnet_ext.lid.features import FrameFeatures
 from espnet_ext.lid.heads import TaggerHead, load_head, make_head
 from espnet_ext.lid.segments import (
-    TAGGER_SWITCH_PENALTY, default_penalty, language_track, viterbi_segments,
+    TAGGER_TRACK, WINDOW_TRACK, language_track, track_settings, viterbi_segments,
 )
 from espnet_ext.lid.train import TaggerTraining, fit_tagger, frame_accuracy
 from test_segments import MeanHead, level_encoder
@@ -52,7 +52,7 @@ def test_the_tagger_learns_where_the_language_changes():
     found = []
     for frames, truth in zip(test.frames, switches):
         track = tagger.frame_posteriors(torch.from_numpy(frames)[None], torch.tensor([len(frames)]))[0]
-        predicted = [s.start for s in viterbi_segments(track, TAGGER_SWITCH_PENALTY)[1:]]
+        predicted = [s.start for s in viterbi_segments(track, TAGGER_TRACK.switch_penalty)[1:]]
         found.append(len(predicted) == len(truth) and all(abs(p - t) <= 5 for p, t in zip(predicted, truth)))
     assert np.mean(found) > 0.9  # every switch of the utterance within 5 frames (0.1 s), and no other
 
@@ -85,7 +85,7 @@ def test_a_tagger_reads_one_pass_and_a_head_reads_windows():
     torch.testing.assert_close(track, tagger.frame_posteriors(states, torch.tensor([200]))[0])
     seen.clear()
     assert language_track(encode, MeanHead(), audio).shape == (200, 2) and seen[0][0] > 1 and seen[0][1] == 16000  # 1 s windows
-    assert default_penalty(tagger) == TAGGER_SWITCH_PENALTY != default_penalty(make_head("asp", 1, ("a", "b"), 2))
+    assert track_settings(tagger) == TAGGER_TRACK and track_settings(make_head("asp", 1, ("a", "b"), 2)) == WINDOW_TRACK
 
 
 def cs_dir(root, name, pieces):
@@ -118,7 +118,8 @@ def test_cli_trains_the_tagger_and_codeswitch_lid_reads_it_with_its_own_penalty(
     codeswitch_lid.main(["--model", "whisper_tiny_random", "--lid_dir", str(out), "--data_dir", str(dev),
                          "--out_dir", str(tmp_path / "cs"), "--threads", "1"])
     results = json.loads((tmp_path / "cs" / "cs_lid.json").read_text())["dev_cs_inter"]
-    assert list(results) == [f"{TAGGER_SWITCH_PENALTY:g}_0"] and results[f"{TAGGER_SWITCH_PENALTY:g}_0"]["switches"] == 3
+    setting = f"{TAGGER_TRACK.switch_penalty:g}_0"  # the tagger's own penalty
+    assert list(results) == [setting] and results[setting]["switches"] == 3
 
 
 def test_cli_names_a_dir_without_segments_lang(tmp_path, capsys):
