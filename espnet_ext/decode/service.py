@@ -12,8 +12,8 @@ page run. The base, the adapters and the LID head load once (`Transcriber`); eve
    window for a LID-only language (English); the transcripts joined in time order.
 
 Input the LID cannot judge is said so: silence (RMS below SILENCE_RMS) gives no segment and an empty
-transcript; a segment whose mean top posterior is below `min_confidence` (default: the threshold
-router's tau) or shorter than MIN_LID_SECONDS is marked "unknown / low confidence" and still decoded
+transcript; a segment whose confidence is below `min_confidence` (default: the threshold router's tau)
+or shorter than MIN_LID_SECONDS is marked "unknown / low confidence" and still decoded
 as hard routing decodes it (the top language's adapter; the routers' `min_confidence` fallback to the
 base model is off by default, since the bare base is far worse on hi/pa/te).
 """
@@ -30,8 +30,8 @@ from espnet_ext.decode.transcribe import make_backend, transcribe_batch
 from espnet_ext.errors import UserError
 from espnet_ext.lid.heads import CONFIG_NAME as LID_CONFIG, DEFAULT_HEAD, TaggerHead
 from espnet_ext.lid.segments import (
-    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, frames_in, language_track, snap_to_pauses, tap_encoder, track_settings,
-    viterbi_segments,
+    DEFAULT_MIN_SEGMENT_S, FRAMES_PER_SECOND, SAMPLES_PER_FRAME, FrameSegment, frames_in, is_tagger, language_track,
+    snap_to_pauses, tap_encoder, track_settings, viterbi_segments,
 )
 from espnet_ext.routing.routers import DEFAULT_TAU
 
@@ -99,6 +99,9 @@ class Transcriber:
         self.loaded = load_model(read_adapter_config(configs[0].parent)["base_model"], model_path=model_path)
         load_adapters(self.loaded, exp_dir / "adapters")
         self.head = load_lid_head(self.loaded, exp_dir / "lid" / (head or segment_head(exp_dir)))
+        # who says how sure a segment's language is: the tagger, trained on in-set speech only, is as sure of
+        # out-of-set speech (README, "Code-switched speech"), so the routing head judges its segments
+        self.judge = load_lid_head(self.loaded, exp_dir / "lid" / DEFAULT_HEAD) if is_tagger(self.head) else None
         self.loaded.asr_model.eval()
         self._tap_state = lambda: route_for_tap(self.loaded.asr_model)
         self.encode_to_tap = tap_encoder(self.loaded, self.head.layer)
@@ -117,6 +120,17 @@ class Transcriber:
         self._tap_state()
         return language_track(self.encode_to_tap, self.head, torch.from_numpy(audio))
 
+    def confidence(self, track: torch.Tensor, audio: np.ndarray, seg: FrameSegment) -> float:
+        """How sure the LID is of a segment's language: on the window track, the mean top posterior of its
+        frames; on the tagger's, the routing head's posterior of that language on the segment encoded
+        alone up to the tap."""
+        if self.judge is None:
+            return float(track[seg.start:seg.end].max(1).values.mean())
+        piece = torch.from_numpy(audio[seg.start * SAMPLES_PER_FRAME:seg.end * SAMPLES_PER_FRAME])
+        states = self.encode_to_tap(piece[None])
+        posteriors = self.judge(states, torch.tensor([states.size(1)]))[0]
+        return float(posteriors[list(self.judge.languages).index(self.head.languages[seg.lang])])
+
     def segments(self, audio: np.ndarray) -> Tuple[List[SegmentResult], torch.Tensor]:
         """The language segments of a whole recording (cut into windows first) and its frame posteriors."""
         bounds = [0] + cut_points(audio, self.window_s) + [len(audio)]
@@ -127,7 +141,7 @@ class Transcriber:
             offset = lo / SAMPLE_RATE
             path = viterbi_segments(track, self.switch_penalty, self.min_frames)
             for seg in snap_to_pauses(path, audio[lo:hi], self.settings.pause_reach_s):
-                confidence = float(track[seg.start:seg.end].max(1).values.mean())
+                confidence = self.confidence(track, audio[lo:hi], seg)
                 start = offset + seg.start / FRAMES_PER_SECOND
                 end = min(hi / SAMPLE_RATE, offset + seg.end / FRAMES_PER_SECOND)
                 found.append(SegmentResult(start, end, self.head.languages[seg.lang], confidence, False))

@@ -95,7 +95,9 @@ def test_the_frame_tagger_finds_the_segments_where_stage_4_trained_one(tiny_exp,
     base = load_model("whisper_tiny_random")
     width = json.loads((exp / "lid" / "linear" / "lid_config.json").read_text())["width"]
     tagger = make_head("tagger", 1, LANGS, width)
-    tagger.save(exp / "lid" / "tagger", {"base_model": base.name, "base_fingerprint": base.fingerprint})
+    meta = {"base_model": base.name, "base_fingerprint": base.fingerprint}
+    tagger.save(exp / "lid" / "tagger", meta)
+    make_head("asp", 1, LANGS, width).save(exp / "lid" / "asp", meta)  # stage 4's routing head, beside it
     assert segment_head(exp) == "tagger"
     system = Transcriber(exp, search=SearchConfig(max_tokens=4))
     assert system.head.kind == "tagger" and system.switch_penalty == TAGGER_TRACK.switch_penalty and system.settings == TAGGER_TRACK
@@ -106,3 +108,8 @@ def test_the_frame_tagger_finds_the_segments_where_stage_4_trained_one(tiny_exp,
     result = system.transcribe(audio, "t.wav")
     assert result.segments[0].start == 0 and result.segments[-1].end == pytest.approx(2.0)
     assert "tagger head on encoder layer 1" in result.routing
+    # each segment's confidence: the routing head's posterior of its language on the segment encoded alone
+    seg = result.segments[0]
+    states = system.encode_to_tap(torch.from_numpy(audio[: round(seg.end * 16000)])[None])
+    judged = system.judge(states, torch.tensor([states.size(1)]))[0, LANGS.index(seg.lang)]
+    assert system.judge.kind == "asp" and seg.confidence == pytest.approx(float(judged), abs=1e-5)
