@@ -9,7 +9,8 @@ windows (espnet_ext.lid.segments).
 
 Usage (the default run's bank and tagger; tune the penalty on dev, report it on test):
     python -m espnet_ext.bin.codeswitch_lid --model whisper_base --adapter_dir exp/whisper_base_all_r16/adapters \\
-        --lid_dir exp/whisper_base_all_r16/lid/tagger --data_dir data/dev_cs_inter data/dev_cs_intra data/dev_cs_rapid \\
+        --lid_dir exp/whisper_base_all_r16/lid/tagger \\
+        --data_dir data/dev_cs_inter data/dev_cs_intra data/dev_cs_rapid \\
         --out_dir exp/whisper_base_all_r16/codeswitch_lid/dev --penalties 2 4 8 16 32 64 --min_segments 0 0.5 1
     ... --data_dir data/test_cs_* --out_dir exp/.../codeswitch_lid/test      # the penalty chosen on dev
 

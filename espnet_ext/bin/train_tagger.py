@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ from espnet_ext.bin.cli import exits_on_user_error, start_cli
 from espnet_ext.data.kaldi import DataDirError, read_segments_lang
 from espnet_ext.fileio import atomic_write_text
 from espnet_ext.languages import LANGUAGES
-from espnet_ext.lid.features import FrameFeatures, TapCache, extract_tap_caches, read_frame_cache
+from espnet_ext.data.kaldi import LanguageSegment
+from espnet_ext.lid.features import FrameFeatures, TapCache, extract_tap_caches, label_indices, read_frame_cache
 from espnet_ext.lid.heads import TaggerHead
 from espnet_ext.lid.segments import language_at
 from espnet_ext.lid.train import TaggerTraining, fit_tagger
@@ -57,13 +58,15 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def labelled(caches: List[TapCache], languages: List[str]) -> Tuple[FrameFeatures, List[np.ndarray]]:
-    """The cached frames of code-switched dirs and each frame's language index, from their segments_lang."""
+def labelled(caches: List[TapCache], truth: Dict[Path, Dict[str, List[LanguageSegment]]],
+             languages: List[str]) -> Tuple[FrameFeatures, List[np.ndarray]]:
+    """The cached frames of code-switched dirs and each frame's language index, from their segments_lang
+    (`truth`, by data dir)."""
     parts, labels = [], []
     for cache in caches:
-        features, segments = read_frame_cache(cache.cache_dir), read_segments_lang(cache.data_dir)
+        features, segments = read_frame_cache(cache.cache_dir), truth[cache.data_dir]
         parts.append(features)
-        labels += [np.array([languages.index(lang) for lang in language_at(segments[utt], len(frames))])
+        labels += [label_indices(language_at(segments[utt], len(frames)), languages, str(cache.data_dir))
                    for utt, frames in zip(features.utt_ids, features.frames)]
     return sum(parts[1:], parts[0]), labels
 
@@ -72,13 +75,14 @@ def labelled(caches: List[TapCache], languages: List[str]) -> Tuple[FrameFeature
 def main(argv=None) -> None:
     args = start_cli(get_parser(), argv)
     try:  # every dir's truth read before the model loads: a missing segments_lang fails in a second
-        spoken = {seg.lang for d in args.train_dir + args.dev_dir for segs in read_segments_lang(d).values()
-                  for seg in segs}
+        truth = {d: read_segments_lang(d) for d in args.train_dir + args.dev_dir}
     except DataDirError as err:
         raise SystemExit(f"train_tagger.py: {err}")
+    spoken = {seg.lang for by_utt in truth.values() for segs in by_utt.values() for seg in segs}
     languages = [code for code in LANGUAGES if code in spoken]  # the language table's order, as the heads'
     feats_dir = args.feats_dir or args.out_dir.parent / "feats"
-    caches = {split: [TapCache(d, feats_dir / d.name) for d in getattr(args, f"{split}_dir")] for split in ("train", "dev")}
+    caches = {split: [TapCache(d, feats_dir / d.name) for d in getattr(args, f"{split}_dir")]
+              for split in ("train", "dev")}
     from espnet_ext.bin.train_lid import tap_layer
     from espnet_ext.models.registry import load_model
 
@@ -86,8 +90,8 @@ def main(argv=None) -> None:
     layer = tap_layer(loaded, args.adapter_dir, args.layer)
     loaded.asr_model.eval()
     extract_tap_caches(loaded, layer, caches["train"] + caches["dev"], processes=torch.get_num_threads())
-    train, train_labels = labelled(caches["train"], languages)
-    dev, dev_labels = labelled(caches["dev"], languages)
+    train, train_labels = labelled(caches["train"], truth, languages)
+    dev, dev_labels = labelled(caches["dev"], truth, languages)
     config = TaggerTraining(epochs=args.epochs, seed=args.seed)
     tagger = TaggerHead(layer, languages, train.frames[0].shape[1])
     start = time.time()
@@ -95,8 +99,8 @@ def main(argv=None) -> None:
     seconds = time.time() - start
     best = max(row["dev_frame_accuracy"] for row in history)
     tagger.save(args.out_dir, {"base_model": loaded.name, "base_fingerprint": loaded.fingerprint,
-                               "adapter_dir": str(args.adapter_dir) if args.adapter_dir else None, "train_dir": [str(d) for d in args.train_dir],
-                               "training": vars(config)})
+                               "adapter_dir": str(args.adapter_dir) if args.adapter_dir else None,
+                               "train_dir": [str(d) for d in args.train_dir], "training": vars(config)})
     report = {"languages": languages, "layer": layer, "parameters": sum(p.numel() for p in tagger.parameters()),
               "train_seconds": seconds, "train_utterances": len(train.utt_ids), "dev_frame_accuracy": best,
               "history": history}

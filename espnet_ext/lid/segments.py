@@ -127,8 +127,8 @@ def language_at(segments: Sequence[LanguageSegment], frames: int) -> np.ndarray:
 
 
 def tap_encoder(loaded, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`encode` for language_track: equal-length windows (or one recording) through `loaded` up to the tap, in the model's
-    current routing state (the caller puts it in the tap's: espnet_ext.lora.inject.route_for_tap)."""
+    """`encode` for language_track: equal-length windows (or one recording) through `loaded` up to the tap,
+    in the model's current routing state (the caller puts it in the tap's: espnet_ext.lora.inject.route_for_tap)."""
     from espnet_ext.models.whisper_forward import Tap
 
     def encode(windows: torch.Tensor) -> torch.Tensor:

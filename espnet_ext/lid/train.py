@@ -125,13 +125,26 @@ def train_batches(head: LIDHead, crops: Sequence[np.ndarray], labels: np.ndarray
     for batch in batches:
         hidden, lengths = pad_frames([crops[j] for j in batch])
         loss = nn.functional.cross_entropy(head.logits(hidden, lengths), torch.from_numpy(labels[batch]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if schedule is not None:
-            schedule.step()
-        losses.append(loss.item())
+        losses.append(optimiser_step(loss, optimizer, schedule))
     return losses
+
+
+def optimiser_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule: Optional[LRScheduler]) -> float:
+    """One step down `loss`'s gradient, then one `schedule` step (if any); the loss's value."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if schedule is not None:
+        schedule.step()
+    return loss.item()
+
+
+def reinitialise(head: LIDHead, seed: int) -> None:
+    """Fresh weights for every layer of `head` drawn from `seed` (its standardisation buffers kept)."""
+    torch.manual_seed(seed)
+    for module in head.modules():
+        if module is not head and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
 
 
 def fit_head(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
@@ -163,10 +176,7 @@ def _fit_members(head: SeedEnsemble, train: FrameFeatures, dev: FrameFeatures,
 
 def _fit_one(head: LIDHead, train: FrameFeatures, dev: FrameFeatures, config: HeadTraining) -> List[Dict[str, float]]:
     """fit_head for one head whose standardisation is set."""
-    torch.manual_seed(config.seed)
-    for module in head.modules():
-        if module is not head and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+    reinitialise(head, config.seed)
     rng = np.random.default_rng(config.seed)
     labels = label_indices(train.langs, head.languages)
     dev_labels = label_indices(dev.langs, head.languages)
@@ -202,7 +212,8 @@ class TaggerTraining:
 
 
 @torch.no_grad()
-def frame_accuracy(head: TaggerHead, features: FrameFeatures, labels: Sequence[np.ndarray], batch_size: int = 32) -> float:
+def frame_accuracy(head: TaggerHead, features: FrameFeatures, labels: Sequence[np.ndarray],
+                   batch_size: int = 32) -> float:
     """The share of all frames whose top posterior is their label."""
     right = 0
     for start in range(0, len(features.frames), batch_size):
@@ -218,10 +229,7 @@ def fit_tagger(head: TaggerHead, train: FrameFeatures, labels: Sequence[np.ndarr
     (`labels[i]` for `train.frames[i]`), from a fresh initialisation drawn from `config.seed`; batched by
     length, the learning rate along a cosine; it ends holding its best-dev-frame-accuracy epoch."""
     set_statistics(head, train)
-    torch.manual_seed(config.seed)
-    for module in head.modules():
-        if module is not head and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+    reinitialise(head, config.seed)
     rng = np.random.default_rng(config.seed)
     targets = [torch.from_numpy(np.asarray(y, dtype=np.int64)) for y in labels]
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -236,11 +244,7 @@ def fit_tagger(head: TaggerHead, train: FrameFeatures, labels: Sequence[np.ndarr
             target = nn.utils.rnn.pad_sequence([targets[i] for i in batch], batch_first=True, padding_value=-100)
             loss = nn.functional.cross_entropy(head.frame_logits(hidden, lengths).transpose(1, 2), target,
                                                ignore_index=-100)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(optimiser_step(loss, optimizer, schedule))
         dev_accuracy = frame_accuracy(head, dev, dev_labels)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "dev_frame_accuracy": dev_accuracy})
         if dev_accuracy > best:
